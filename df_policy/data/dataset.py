@@ -1,0 +1,224 @@
+"""Windowed training dataset over an episode store.
+
+Batch contract (what :meth:`WindowDataset.__getitems__` returns; the model's input)::
+
+    "obs.<image_key>"   uint8   (B, To, C, h, w)  cropped (random in training, centre otherwise)
+    "obs.<lowdim_key>"  float32 (B, To, D)        normalised
+    "obs_is_pad"        bool    (B, To)           True = before the episode start (edge-repeated)
+    "action"            float32 (B, Tp, Da)       normalised
+    "action_is_pad"     bool    (B, Tp)           True = outside the episode (edge-repeated)
+    "index"             int64   (B,)              sample (anchor) index
+
+Batches are gathered with vectorised numpy indexing (``__getitems__``), so use
+``torch.utils.data.DataLoader(ds, batch_size=B, collate_fn=identity_collate)``.
+
+Data residency: ``cache="ram"`` loads the used keys into numpy arrays once; forked DataLoader
+workers share those pages copy-on-write (nothing writes to them), so workers do not each copy
+the store. ``cache="stream"`` reads the Zarr chunks a batch needs (each worker opens the store
+itself after the fork). ``"auto"`` picks RAM when the data fits in half the available memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from df_policy.data.augment import center_crop, random_crop
+from df_policy.data.legacy import open_episodes
+from df_policy.data.normalizer import Normalizer
+from df_policy.data.sampler import WindowIndex, WindowSpec, split_episodes
+
+CACHE_MODES = ("auto", "ram", "stream")
+
+
+@dataclass
+class DatasetConfig:
+    """What to read from a store and how to cut it into training samples.
+
+    Attributes:
+        image_keys: camera keys to use (``None`` = every image key of the store).
+        lowdim_keys: low-dim observation keys (``None`` = every ``lowdim`` key of the store).
+        n_obs_steps: ``To``.
+        horizon: ``Tp`` (action steps per sample, starting at the first observation step).
+        max_action_pad: see :class:`WindowSpec`.
+        crop_shape: ``(h, w)`` crop of every image, or ``None`` for no crop.
+        val_ratio: fraction of episodes held out for validation (by episode).
+        split_seed: seed of the episode split.
+        normalizer_mode: ``"minmax"`` or ``"meanstd"`` for low-dim keys and the action.
+        cache: ``"auto"``, ``"ram"`` or ``"stream"``.
+        fps: recording rate for stores that do not carry one (Diffusion Policy stores).
+    """
+
+    image_keys: list[str] | None = None
+    lowdim_keys: list[str] | None = None
+    n_obs_steps: int = 2
+    horizon: int = 16
+    max_action_pad: int | None = None
+    crop_shape: tuple[int, int] | None = (84, 84)
+    val_ratio: float = 0.1
+    split_seed: int = 0
+    normalizer_mode: str = "minmax"
+    cache: str = "auto"
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)  # validates geometry
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if self.crop_shape is not None:
+            self.crop_shape = (int(self.crop_shape[0]), int(self.crop_shape[1]))
+        if not 0.0 <= self.val_ratio < 1.0:
+            raise ValueError(f"val_ratio must be in [0, 1), got {self.val_ratio}")
+
+    @property
+    def window(self) -> WindowSpec:
+        return WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)
+
+
+def identity_collate(batch: Any) -> Any:
+    """DataLoader collate for datasets whose ``__getitems__`` already returns a batch."""
+    return batch
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 4 << 30
+
+
+class EpisodeArrays:
+    """The arrays a dataset reads, either resident in RAM or streamed from Zarr chunks."""
+
+    def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool) -> None:
+        self.path, self.keys, self.fps = path, list(keys), fps
+        reader = open_episodes(path, fps=fps)
+        self.reader = reader
+        self._pid = os.getpid()
+        nbytes = sum(reader.n_steps * reader.schema.keys[k].dim * np.dtype(reader.schema.keys[k].dtype).itemsize
+                     for k in self.keys)
+        self.nbytes = nbytes
+        self.in_ram = cache == "ram" or (cache == "auto" and nbytes < 0.5 * _available_memory())
+        self.ram: dict[str, np.ndarray] = {}
+        if self.in_ram:
+            block = 4096
+            for k in self.keys:
+                spec = reader.schema.keys[k]
+                out = np.empty((reader.n_steps, *spec.shape), dtype=spec.dtype)
+                for s in tqdm(range(0, reader.n_steps, block), desc=f"load {k}", disable=not progress, leave=False):
+                    out[s : s + block] = reader.read(k, s, s + block)
+                self.ram[k] = out
+
+    def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
+        """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``."""
+        if self.in_ram:
+            return self.ram[key][idx]
+        if os.getpid() != self._pid:  # a forked worker must not share the parent's Zarr handles
+            self.reader = open_episodes(self.path, fps=self.fps)
+            self._pid = os.getpid()
+        flat = idx.reshape(-1)
+        uniq, inv = np.unique(flat, return_inverse=True)
+        arr = self.reader.array(key)
+        raw = np.asarray(arr.get_orthogonal_selection((uniq,)))
+        spec = self.reader.schema.keys[key]
+        if spec.kind == "image" and raw.dtype != np.uint8:
+            raw = np.clip(np.rint(raw), 0, 255).astype(np.uint8)
+        return raw.astype(spec.dtype, copy=False)[inv].reshape(*idx.shape, *raw.shape[1:])
+
+    def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
+        """All steps of ``episodes`` for ``key`` (used to fit the normaliser)."""
+        parts = []
+        for ep in episodes:
+            s, e = self.reader.episode_bounds(ep)
+            parts.append(self.ram[key][s:e] if self.in_ram else self.reader.read(key, s, e))
+        return np.concatenate(parts)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Samples of ``To`` observations and ``Tp`` actions from the episodes of one split.
+
+    Build the two splits with :func:`make_datasets`; they share one :class:`EpisodeArrays`
+    and one :class:`Normalizer` (fitted on the training episodes).
+    """
+
+    def __init__(self, arrays: EpisodeArrays, episodes: Sequence[int], cfg: DatasetConfig,
+                 normalizer: Normalizer, train: bool, seed: int = 0) -> None:
+        self.arrays, self.cfg, self.normalizer, self.train = arrays, cfg, normalizer, train
+        self.episodes = list(episodes)
+        schema = arrays.reader.schema
+        self.schema = schema
+        self.image_keys = list(cfg.image_keys) if cfg.image_keys is not None else schema.image_keys
+        self.lowdim_keys = list(cfg.lowdim_keys) if cfg.lowdim_keys is not None else schema.lowdim_keys
+        self.action_key = schema.action_key
+        self.index = WindowIndex(arrays.reader.episode_ends, self.episodes, cfg.window)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._rng_pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _worker_rng(self) -> np.random.Generator:
+        # Re-seed after fork so DataLoader workers do not replay the same crops.
+        if os.getpid() != self._rng_pid:
+            info = torch.utils.data.get_worker_info()
+            wid = info.id if info is not None else os.getpid()
+            self._rng = np.random.default_rng([self.seed, wid, torch.initial_seed() % (2**31)])
+            self._rng_pid = os.getpid()
+        return self._rng
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        obs_idx, obs_pad = self.index.obs_indices(idx)
+        act_idx, act_pad = self.index.action_indices(idx)
+        batch: dict[str, torch.Tensor] = {}
+        for k in self.image_keys:
+            imgs = self.arrays.gather(k, obs_idx)  # (B, To, H, W, C)
+            if self.cfg.crop_shape is not None:
+                imgs = (random_crop(imgs, self.cfg.crop_shape, self._worker_rng()) if self.train
+                        else center_crop(imgs, self.cfg.crop_shape))
+            batch[f"obs.{k}"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 1, 4, 2, 3)))
+        for k in self.lowdim_keys:
+            x = self.arrays.gather(k, obs_idx).reshape(len(idx), self.cfg.n_obs_steps, -1)
+            batch[f"obs.{k}"] = torch.from_numpy(self.normalizer.normalize(k, x).astype(np.float32))
+        a = self.arrays.gather(self.action_key, act_idx).reshape(len(idx), self.cfg.horizon, -1)
+        batch["action"] = torch.from_numpy(self.normalizer.normalize(self.action_key, a).astype(np.float32))
+        batch["obs_is_pad"] = torch.from_numpy(obs_pad)
+        batch["action_is_pad"] = torch.from_numpy(act_pad)
+        batch["index"] = torch.from_numpy(idx)
+        return batch
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool = True,
+                  normalizer: Normalizer | None = None) -> tuple[WindowDataset, WindowDataset | None]:
+    """Train and validation datasets of the store at ``path`` (validation ``None`` if ``val_ratio == 0``).
+
+    Episodes marked bad are excluded. The normaliser is fitted on the training episodes unless given.
+    """
+    reader = open_episodes(path, fps=cfg.fps)
+    if reader.partial is not None:
+        print(f"warning: {path}: {reader.partial.describe()} (ignored)")
+    schema = reader.schema
+    image_keys = cfg.image_keys if cfg.image_keys is not None else schema.image_keys
+    lowdim_keys = cfg.lowdim_keys if cfg.lowdim_keys is not None else schema.lowdim_keys
+    for k in [*image_keys, *lowdim_keys]:
+        if k not in schema.keys:
+            raise KeyError(f"key {k!r} is not in {path}; keys: {sorted(schema.keys)}")
+    bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
+    train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
+    arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress)
+    if normalizer is None:
+        normalizer = Normalizer.fit(
+            {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode
+        )
+    train = WindowDataset(arrays, train_eps, cfg, normalizer, train=True, seed=seed)
+    val = WindowDataset(arrays, val_eps, cfg, normalizer, train=False, seed=seed) if val_eps else None
+    return train, val

@@ -1,0 +1,433 @@
+"""Episode store: a Zarr v3 directory of demonstrations that survives crashes.
+
+Layout (Diffusion Policy's ReplayBuffer contract, so their tools read it too)::
+
+    STORE/zarr.json               root group; attributes["df_policy"] = schema + episode list
+    STORE/data/<key>              arrays concatenated over time, shape (n_steps, *shape)
+    STORE/meta/episode_ends       int64 (n_episodes,), exclusive cumulative end of each episode
+
+Atomicity
+---------
+Zarr's local store replaces every file atomically (write to a temporary file, then rename),
+so each chunk and each metadata document is always either the old or the new version.
+An episode is written in this order:
+
+1. data arrays grow and the new steps are written (in blocks, while recording); after each
+   block the count of completely written steps is recorded in the root attributes;
+2. ``meta/episode_ends`` grows by one entry;
+3. the root attributes' episode list grows by one entry — **the commit point**.
+
+The committed episodes are the first ``len(attrs["df_policy"]["episodes"])``. Anything beyond
+them (longer arrays, an extra ``episode_ends`` entry) is a *partial episode* left by a
+crash or ``kill -9``: it is reported on open and can be discarded or recovered
+(:meth:`EpisodeStore.discard_partial`, :meth:`EpisodeStore.recover_partial`,
+``dfp data recover``). Earlier episodes are never rewritten by an append, except that
+the chunk they share with the new episode is rewritten whole (atomically) with their
+bytes unchanged. One writer per store at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from df_policy.data.schema import SCHEMA_ATTR, EpisodeMeta, SchemaError, StoreSchema
+
+try:  # zarr v3 needs Python >= 3.11; the runtime side of df_policy does not need it.
+    import zarr
+    from zarr.codecs import BloscCodec
+except ImportError:  # pragma: no cover - exercised on Python 3.10 only
+    zarr = None
+
+LOWDIM_CHUNK_STEPS = 1024
+IMAGE_CHUNK_FRAMES = 4
+
+
+class StoreError(ValueError):
+    """The store is missing, malformed or inconsistent. The message names the problem."""
+
+
+def _require_zarr() -> None:
+    if zarr is None:
+        raise StoreError("episode stores need zarr>=3, which needs Python >= 3.11")
+
+
+def is_zarr_dir(path: Path) -> bool:
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
+@dataclass
+class PartialEpisode:
+    """Steps written after the last committed episode (a recording interrupted by a crash).
+
+    Attributes:
+        start: global index of the first uncommitted step.
+        steps: steps completely written to every array (what :meth:`EpisodeStore.recover_partial`
+            keeps): the writer records this count after each flush.
+        per_key: steps present per array.
+    """
+
+    start: int
+    steps: int
+    per_key: dict[str, int]
+
+    def describe(self) -> str:
+        return (
+            f"partial episode after the last committed one: {self.steps} complete steps from step "
+            f"{self.start} (per array: {self.per_key}); run `dfp data recover STORE` to keep it "
+            f"or `dfp data recover --discard STORE` to drop it"
+        )
+
+
+class EpisodeStore:
+    """Read/write access to a df_policy episode store (see module docstring).
+
+    Open with :meth:`create` or :meth:`open`. Reading API shared with
+    :class:`df_policy.data.legacy.ReplayBufferReader`: ``schema``, ``episode_ends``,
+    ``n_episodes``, ``n_steps``, ``episode_meta``, ``read(key, start, stop)``, ``array(key)``,
+    ``episode(i)``, ``size_on_disk()``.
+    """
+
+    def __init__(self, path: Path, group: Any, read_only: bool) -> None:
+        self.path = path
+        self._group = group
+        self.read_only = read_only
+        self._load_attrs()
+        self._check_structure()
+        self.partial = self._find_partial()
+
+    # ------------------------------------------------------------------ open / create
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        schema: StoreSchema,
+        *,
+        image_chunk_frames: int = IMAGE_CHUNK_FRAMES,
+        lowdim_chunk_steps: int = LOWDIM_CHUNK_STEPS,
+        overwrite: bool = False,
+    ) -> "EpisodeStore":
+        """Create an empty store at ``path`` (a directory). Refuses to overwrite unless asked."""
+        _require_zarr()
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise StoreError(f"{path} already exists (pass overwrite=True to replace it)")
+            shutil.rmtree(path)
+        root = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
+        data = root.create_group("data")
+        for key, spec in schema.keys.items():
+            if spec.kind == "image":
+                chunks = (image_chunk_frames, *spec.shape)
+                codec = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+            else:
+                chunks = (lowdim_chunk_steps, *spec.shape)
+                codec = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+            data.create_array(key, shape=(0, *spec.shape), dtype=spec.dtype, chunks=chunks, compressors=codec)
+        meta = root.create_group("meta")
+        meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,), fill_value=-1)
+        root.attrs[SCHEMA_ATTR] = {**schema.to_dict(), "episodes": []}
+        return cls(path, root, read_only=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> "EpisodeStore":
+        """Open an existing store; ``mode`` is ``"r"`` (read-only) or ``"r+"``."""
+        _require_zarr()
+        if mode not in ("r", "r+"):
+            raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path} does not exist")
+        if not path.is_dir() or not (path / "zarr.json").is_file():
+            raise StoreError(f"{path} is not a Zarr v3 store (no zarr.json); is it a Diffusion Policy store? "
+                             f"then use `dfp data convert`")
+        read_only = mode == "r"
+        try:
+            root = zarr.open_group(zarr.storage.LocalStore(path, read_only=read_only), mode=mode, zarr_format=3)
+        except Exception as e:  # corrupt metadata document
+            raise StoreError(f"{path}: cannot open the Zarr group: {e}") from e
+        return cls(path, root, read_only)
+
+    # ------------------------------------------------------------------ consistency
+    def _load_attrs(self) -> None:
+        attrs = self._group.attrs.asdict()
+        if SCHEMA_ATTR not in attrs:
+            raise StoreError(f"{self.path}: Zarr store without a df_policy schema (attribute {SCHEMA_ATTR!r})")
+        doc = dict(attrs[SCHEMA_ATTR])
+        try:
+            self.schema = StoreSchema.from_dict(doc)
+        except SchemaError as e:
+            raise StoreError(f"{self.path}: invalid schema: {e}") from e
+        self._episodes = [EpisodeMeta.from_dict(m) for m in doc.get("episodes", [])]
+        self._schema_doc = doc
+
+    def _check_structure(self) -> None:
+        for sub in ("data", "meta"):
+            if sub not in self._group:
+                raise StoreError(f"{self.path}: missing group {sub!r}")
+        if "episode_ends" not in self._group["meta"]:
+            raise StoreError(f"{self.path}: missing array meta/episode_ends")
+        ends_arr = self._group["meta/episode_ends"]
+        n = len(self._episodes)
+        if ends_arr.shape[0] < n:
+            raise StoreError(
+                f"{self.path}: meta/episode_ends has {ends_arr.shape[0]} entries but {n} episodes are committed"
+            )
+        ends = np.asarray(ends_arr[:n], dtype=np.int64)
+        if n and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
+            bad = 0 if ends[0] <= 0 else int(np.flatnonzero(np.diff(ends) <= 0)[0]) + 1
+            raise StoreError(f"{self.path}: meta/episode_ends is not strictly increasing (episode {bad})")
+        for i, (m, length) in enumerate(zip(self._episodes, np.diff(ends, prepend=0))):
+            if m.length != length:
+                raise StoreError(
+                    f"{self.path}: episode {i} metadata says {m.length} steps, episode_ends says {length}"
+                )
+        self.episode_ends = ends
+        n_steps = int(ends[-1]) if n else 0
+        data = self._group["data"]
+        for key, spec in self.schema.keys.items():
+            if key not in data:
+                raise StoreError(f"{self.path}: schema key {key!r} has no array data/{key}")
+            arr = data[key]
+            if arr.shape[1:] != spec.shape:
+                raise StoreError(f"{self.path}: data/{key} per-step shape {arr.shape[1:]} != schema {spec.shape}")
+            if np.dtype(arr.dtype) != np.dtype(spec.dtype):
+                raise StoreError(f"{self.path}: data/{key} dtype {arr.dtype} != schema {spec.dtype}")
+            if arr.shape[0] < n_steps:
+                raise StoreError(
+                    f"{self.path}: length mismatch: data/{key} has {arr.shape[0]} steps but episode_ends "
+                    f"says {n_steps}"
+                )
+
+    def _find_partial(self) -> PartialEpisode | None:
+        n_steps = self.n_steps
+        per_key = {k: int(self._group["data"][k].shape[0]) - n_steps for k in self.schema.keys}
+        extra_ends = self._group["meta/episode_ends"].shape[0] - self.n_episodes
+        if not any(per_key.values()) and not extra_ends:
+            return None
+        # Only steps whose flush completed (recorded after the data writes) are trusted:
+        # an array may have been resized just before the kill, with its new chunks unwritten.
+        flushed = int(self._schema_doc.get("uncommitted_steps", 0))
+        return PartialEpisode(start=n_steps, steps=max(0, min(flushed, *per_key.values())), per_key=per_key)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def n_episodes(self) -> int:
+        return len(self._episodes)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.episode_ends[-1]) if len(self.episode_ends) else 0
+
+    @property
+    def episode_meta(self) -> list[EpisodeMeta]:
+        return list(self._episodes)
+
+    def episode_bounds(self, i: int) -> tuple[int, int]:
+        """``(start, stop)`` global step indices of episode ``i``."""
+        if not -self.n_episodes <= i < self.n_episodes:
+            raise IndexError(f"episode {i} out of range ({self.n_episodes} episodes)")
+        i %= self.n_episodes
+        return (int(self.episode_ends[i - 1]) if i else 0), int(self.episode_ends[i])
+
+    def array(self, key: str) -> Any:
+        """The Zarr array ``data/<key>`` (may be longer than ``n_steps`` if a partial episode exists)."""
+        if key not in self.schema.keys:
+            raise KeyError(f"no key {key!r}; keys: {sorted(self.schema.keys)}")
+        return self._group["data"][key]
+
+    def read(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Committed steps ``[start, stop)`` of ``key`` as a numpy array in the schema dtype."""
+        stop = self.n_steps if stop is None else min(stop, self.n_steps)
+        return np.asarray(self.array(key)[start:stop])
+
+    def episode(self, i: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        s, e = self.episode_bounds(i)
+        return {k: self.read(k, s, e) for k in (keys or self.schema.keys)}
+
+    def size_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    # ------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
+
+    def _commit_attrs(self, uncommitted_steps: int = 0) -> None:
+        doc = dict(self._schema_doc)
+        doc["episodes"] = [asdict(m) for m in self._episodes]
+        doc["uncommitted_steps"] = uncommitted_steps
+        self._group.attrs[SCHEMA_ATTR] = doc  # one atomic rewrite of the root zarr.json
+        self._schema_doc = doc
+
+    def begin_episode(self) -> "EpisodeWriter":
+        """Start writing an episode incrementally (what the recorder uses)."""
+        self._require_writable()
+        if self.partial is not None:
+            raise StoreError(f"{self.path}: {self.partial.describe()}")
+        return EpisodeWriter(self)
+
+    def append_episode(self, arrays: dict[str, np.ndarray], meta: EpisodeMeta | None = None) -> int:
+        """Append one complete episode atomically; returns its index.
+
+        ``arrays`` maps every schema key to ``(T, *shape)``. Validated before anything is written.
+        """
+        writer = self.begin_episode()
+        writer.add_steps(arrays)
+        return writer.commit(meta)
+
+    def _commit_episode(self, length: int, meta: EpisodeMeta) -> int:
+        ends = self._group["meta/episode_ends"]
+        n = self.n_episodes
+        new_end = self.n_steps + length
+        ends.resize((n + 1,))
+        ends[n] = new_end
+        meta.length = length
+        self._episodes.append(meta)
+        self._commit_attrs()  # commit point
+        self.episode_ends = np.append(self.episode_ends, np.int64(new_end))
+        self.partial = None
+        return n
+
+    def _truncate_to(self, n_steps: int, n_episodes: int) -> None:
+        for key in self.schema.keys:
+            arr = self.array(key)
+            if arr.shape[0] != n_steps:
+                arr.resize((n_steps, *arr.shape[1:]))
+        ends = self._group["meta/episode_ends"]
+        if ends.shape[0] != n_episodes:
+            ends.resize((n_episodes,))
+        self._commit_attrs(uncommitted_steps=0)
+
+    def discard_partial(self) -> int:
+        """Drop the steps of an interrupted episode; returns how many steps were dropped."""
+        self._require_writable()
+        if self.partial is None:
+            return 0
+        dropped = self.partial.steps
+        self._truncate_to(self.n_steps, self.n_episodes)
+        self._remove_temp_files()
+        self.partial = None
+        return dropped
+
+    def recover_partial(self, notes: str = "recovered after an interrupted recording") -> int | None:
+        """Commit the complete steps of an interrupted episode; returns its index (None if empty)."""
+        self._require_writable()
+        if self.partial is None:
+            return None
+        steps = self.partial.steps
+        self._truncate_to(self.n_steps + steps, self.n_episodes)
+        self._remove_temp_files()
+        if steps == 0:
+            self.partial = None
+            return None
+        return self._commit_episode(steps, EpisodeMeta(notes=notes))
+
+    def _remove_temp_files(self) -> None:
+        for f in self.path.rglob("*.partial"):
+            f.unlink(missing_ok=True)
+
+    def set_episode_meta(self, i: int, **fields: Any) -> None:
+        """Update metadata of episode ``i`` (e.g. ``bad=True``, ``success=False``, ``notes=...``)."""
+        self._require_writable()
+        self.episode_bounds(i)
+        meta = self._episodes[i]
+        for k, v in fields.items():
+            if k == "length" or not hasattr(meta, k):
+                raise StoreError(f"cannot set episode field {k!r}")
+            setattr(meta, k, v)
+        self._commit_attrs()
+
+    def update_schema(self, **fields: Any) -> None:
+        """Update schema-level fields such as ``cameras``, ``action_space`` or ``fps``."""
+        self._require_writable()
+        doc = dict(self._schema_doc)
+        doc.update(fields)
+        StoreSchema.from_dict(doc)  # validate before writing
+        self._schema_doc = doc
+        self.schema = StoreSchema.from_dict(doc)
+        self._commit_attrs()
+
+
+class EpisodeWriter:
+    """Incremental writer for one episode; nothing is visible until :meth:`commit`.
+
+    Steps are buffered and flushed to the arrays every ``flush_every`` steps, so a crash
+    loses at most the unflushed steps of the current episode and never earlier episodes.
+    """
+
+    def __init__(self, store: EpisodeStore, flush_every: int = 64) -> None:
+        self.store = store
+        self.flush_every = flush_every
+        self.start = store.n_steps
+        self.written = 0
+        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffered = 0
+        self._closed = False
+
+    @property
+    def length(self) -> int:
+        return self.written + self._buffered
+
+    def add_step(self, step: dict[str, np.ndarray]) -> None:
+        """Add one time step: key -> per-step array (no time axis)."""
+        self.add_steps({k: np.asarray(v)[None] for k, v in step.items()})
+
+    def add_steps(self, arrays: dict[str, np.ndarray]) -> None:
+        """Add a block of steps: key -> ``(T, *shape)``; validated against the schema."""
+        if self._closed:
+            raise StoreError("episode writer is already closed")
+        n = self.store.schema.check_step_arrays(arrays)
+        self._buffer.append({k: np.asarray(v) for k, v in arrays.items()})
+        self._buffered += n
+        if self._buffered >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffered:
+            return
+        block = {k: np.concatenate([b[k] for b in self._buffer]) for k in self.store.schema.keys}
+        s = self.start + self.written
+        e = s + self._buffered
+        for key, spec in self.store.schema.keys.items():
+            arr = self.store.array(key)
+            arr.resize((e, *spec.shape))
+            arr[s:e] = block[key].astype(spec.dtype, copy=False)
+        self.written += self._buffered
+        self._buffer, self._buffered = [], 0
+        self.store._commit_attrs(uncommitted_steps=self.written)  # durable marker: these steps are complete
+
+    def commit(self, meta: EpisodeMeta | None = None) -> int:
+        """Flush and make the episode visible; returns its index."""
+        if self._closed:
+            raise StoreError("episode writer is already closed")
+        if self.length == 0:
+            raise StoreError("cannot commit an empty episode")
+        self.flush()
+        meta = meta or EpisodeMeta()
+        if not meta.start_time:
+            meta.start_time = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        self._closed = True
+        return self.store._commit_episode(self.written, meta)
+
+    def discard(self) -> None:
+        """Abandon the episode and remove whatever of it was flushed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer, self._buffered = [], 0
+        self.store._truncate_to(self.store.n_steps, self.store.n_episodes)
+
+    def __enter__(self) -> "EpisodeWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+

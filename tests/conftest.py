@@ -1,0 +1,41 @@
+"""Shared fixtures: the real PushT demos from ../shared and small synthetic stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PUSHT_ZIP = Path(
+    os.environ.get("DFP_PUSHT_ZIP", REPO.parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay_train.zarr.zip")
+)
+
+
+@pytest.fixture(scope="session")
+def pusht_zip() -> Path:
+    if not PUSHT_ZIP.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"PushT demos not found at {PUSHT_ZIP} (set DFP_PUSHT_ZIP)")
+        pytest.skip(f"PushT demos not found at {PUSHT_ZIP}")
+    return PUSHT_ZIP
+
+
+@pytest.fixture(scope="session")
+def pusht_store(pusht_zip, tmp_path_factory) -> Path:
+    """The PushT demos converted once per test session into a df_policy v3 store."""
+    from df_policy.data.ops import convert
+
+    out = tmp_path_factory.mktemp("pusht") / "pusht.zarr"
+    convert(pusht_zip, out, fps=10, progress=False)
+    return out
+
+
+@pytest.fixture
+def synth_store(tmp_path) -> Path:
+    from df_policy.data.synthetic import make_synthetic_store
+
+    path = tmp_path / "synth.zarr"
+    make_synthetic_store(path, n_episodes=6, length=20, image_size=16, seed=1)
+    return path

@@ -1,0 +1,128 @@
+"""Windowed dataset, pad masks, normaliser, crops and splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from df_policy.data.augment import center_crop, random_crop
+from df_policy.data.dataset import DatasetConfig, identity_collate, make_datasets
+from df_policy.data.normalizer import Normalizer
+from df_policy.data.sampler import WindowIndex, WindowSpec, split_episodes
+from df_policy.data.store import EpisodeStore
+
+
+def test_window_indices_and_pad_masks_are_exact():
+    # two episodes: steps [0, 5) and [5, 8)
+    idx = WindowIndex(np.array([5, 8]), [0, 1], WindowSpec(n_obs_steps=2, horizon=4))
+    assert len(idx) == 8  # every step of both episodes is an anchor
+    obs, obs_pad = idx.obs_indices(np.array([0, 1, 5]))
+    assert obs.tolist() == [[0, 0], [0, 1], [5, 5]]
+    assert obs_pad.tolist() == [[True, False], [False, False], [True, False]]
+    act, act_pad = idx.action_indices(np.array([0, 4, 7]))
+    # action window = steps t-1 .. t+2
+    assert act.tolist() == [[0, 0, 1, 2], [3, 4, 4, 4], [6, 7, 7, 7]]
+    assert act_pad.tolist() == [[True, False, False, False], [False, False, True, True],
+                                [False, False, True, True]]
+
+
+def test_max_action_pad_limits_anchors():
+    idx = WindowIndex(np.array([10]), [0], WindowSpec(2, 6, max_action_pad=1))
+    _, pad = idx.action_indices(np.arange(len(idx)))
+    assert len(idx) == 7 and pad[:, 2:].sum(axis=1).max() == 1
+    with pytest.raises(ValueError, match="max_action_pad"):
+        WindowSpec(2, 6, max_action_pad=5)
+
+
+def test_split_by_episode_is_disjoint_deterministic_and_skips_bad():
+    tr, va = split_episodes(50, 0.2, seed=3, exclude=[4, 7])
+    assert not set(tr) & set(va) and len(va) == 10 and 4 not in tr + va and 7 not in tr + va
+    assert (tr, va) == split_episodes(50, 0.2, seed=3, exclude=[4, 7])
+    assert split_episodes(50, 0.2, seed=4, exclude=[4, 7]) != (tr, va)
+
+
+def test_normalizer_modes_and_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(3, 2, (500, 3)).astype(np.float32)
+    a[:, 2] = 7.0  # constant dimension
+    n = Normalizer.fit({"a": a}, "minmax")
+    x = n.normalize("a", a)
+    assert np.allclose(x[:, :2].min(0), -1) and np.allclose(x[:, :2].max(0), 1)
+    assert np.allclose(x[:, 2], 0)
+    assert np.allclose(n.unnormalize("a", x), a, atol=1e-5)
+    m = Normalizer.fit({"a": a}, "meanstd")
+    z = m.normalize("a", torch.from_numpy(a))
+    assert torch.allclose(z[:, :2].mean(0), torch.zeros(2), atol=1e-4)
+    n.save(tmp_path / "n.json")
+    n2 = Normalizer.load(tmp_path / "n.json")
+    np.testing.assert_allclose(n2.normalize("a", a), x, atol=1e-6)
+    bad = a.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="'a': data contains NaN"):
+        Normalizer.fit({"a": bad})
+    with pytest.raises(KeyError, match="no stats for 'b'"):
+        n.normalize("b", a)
+
+
+def test_crops():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (8, 2, 10, 12, 3), dtype=np.uint8)
+    c = center_crop(imgs, (6, 8))
+    np.testing.assert_array_equal(c, imgs[:, :, 2:8, 2:10])
+    r = random_crop(imgs, (6, 8), rng)
+    assert r.shape == (8, 2, 6, 8, 3)
+    found = []
+    for b in range(8):  # each sample is a crop of itself at one offset shared by both time steps
+        hits = [(y, x) for y in range(5) for x in range(5) if np.array_equal(r[b], imgs[b, :, y:y + 6, x:x + 8])]
+        assert hits
+        found.append(hits[0])
+    assert len(set(found)) > 1
+    with pytest.raises(ValueError, match="does not fit"):
+        center_crop(imgs, (11, 4))
+
+
+def test_dataset_batch_contract_matches_the_store(synth_store):
+    cfg = DatasetConfig(n_obs_steps=2, horizon=8, crop_shape=(12, 12), val_ratio=0.34)
+    train, val = make_datasets(str(synth_store), cfg, progress=False)
+    assert set(train.episodes).isdisjoint(val.episodes) and len(train.episodes) == 4
+    store = EpisodeStore.open(synth_store)
+    b = val.__getitems__([0, 1, 5])
+    assert b["obs.image"].shape == (3, 2, 3, 12, 12) and b["obs.image"].dtype == torch.uint8
+    assert b["obs.agent_pos"].shape == (3, 2, 2) and b["action"].shape == (3, 8, 2)
+    ep = val.episodes[0]
+    s, e = store.episode_bounds(ep)
+    raw = store.read("action", s, e)
+    # sample 1 is anchored at the episode's second step: actions s+0 .. s+7, none padded
+    got = val.normalizer.unnormalize("action", b["action"][1].numpy())
+    np.testing.assert_allclose(got, raw[0:8], atol=1e-5)
+    assert b["action_is_pad"][0].tolist() == [True] + [False] * 7
+    assert b["obs_is_pad"][:, 0].tolist() == [True, False, False]
+    # centre crop of the stored frame, channels first
+    img = store.read("image", s + 1, s + 2)[0]
+    np.testing.assert_array_equal(b["obs.image"][1, 1].numpy(), img[2:14, 2:14].transpose(2, 0, 1))
+    # normaliser fitted on the training episodes only
+    tr_actions = np.concatenate([store.episode(i)["action"] for i in train.episodes])
+    assert np.allclose(train.normalizer.stats["action"].max, tr_actions.max(0))
+
+
+def test_stream_mode_equals_ram_mode_and_workers_share(synth_store):
+    cfg = dict(n_obs_steps=2, horizon=8, crop_shape=None, val_ratio=0.2)
+    _, val_ram = make_datasets(str(synth_store), DatasetConfig(cache="ram", **cfg), progress=False)
+    _, val_stream = make_datasets(str(synth_store), DatasetConfig(cache="stream", **cfg), progress=False)
+    assert val_ram.arrays.in_ram and not val_stream.arrays.in_ram
+    idx = list(range(len(val_ram)))
+    a, b = val_ram.__getitems__(idx), val_stream.__getitems__(idx)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    loader = torch.utils.data.DataLoader(val_stream, batch_size=4, num_workers=2, collate_fn=identity_collate)
+    got = torch.cat([batch["action"] for batch in loader])
+    assert torch.equal(got, a["action"])
+
+
+def test_random_crops_differ_across_dataloader_workers(synth_store):
+    train, _ = make_datasets(str(synth_store), DatasetConfig(crop_shape=(8, 8), val_ratio=0.2), progress=False)
+    sampler = [[0, 0, 0, 0]] * 4  # the same sample, four times per batch, four batches
+    loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, num_workers=2, collate_fn=identity_collate)
+    crops = torch.cat([b["obs.image"] for b in loader])
+    assert len({c.numpy().tobytes() for c in crops}) > 4

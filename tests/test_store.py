@@ -1,0 +1,186 @@
+"""Episode store: round trips, atomic appends, crash recovery, editing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from df_policy.data.ops import drop_episodes, merge, validate_store
+from df_policy.data.schema import EpisodeMeta, SchemaError
+from df_policy.data.store import EpisodeStore, StoreError
+from df_policy.data.synthetic import make_synthetic_store, synthetic_episode, synthetic_schema
+
+
+def test_append_and_read_round_trip(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", synthetic_schema(16))
+    rng = np.random.default_rng(0)
+    eps = [synthetic_episode(rng, n, 16) for n in (5, 9, 3)]
+    for i, ep in enumerate(eps):
+        assert store.append_episode(ep, EpisodeMeta(task="t", success=i % 2 == 0)) == i
+    reopened = EpisodeStore.open(tmp_path / "s.zarr")
+    assert reopened.n_episodes == 3 and reopened.n_steps == 17
+    assert reopened.episode_ends.tolist() == [5, 14, 17]
+    for i, ep in enumerate(eps):
+        got = reopened.episode(i)
+        for k in ep:
+            assert got[k].dtype == reopened.schema.keys[k].dtype
+            np.testing.assert_array_equal(got[k], ep[k].astype(got[k].dtype))
+    assert [m.success for m in reopened.episode_meta] == [True, False, True]
+    assert reopened.episode_meta[1].start_time  # filled in on commit
+    assert validate_store(tmp_path / "s.zarr") == []
+
+
+def test_bad_episode_is_rejected_before_anything_is_written(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", synthetic_schema(16))
+    ep = synthetic_episode(np.random.default_rng(0), 4, 16)
+    store.append_episode(ep)
+    bad = dict(ep, agent_pos=ep["agent_pos"].copy())
+    bad["agent_pos"][2, 1] = np.nan
+    with pytest.raises(SchemaError, match=r"'agent_pos'.*NaN or Inf at step 2"):
+        store.append_episode(bad)
+    with pytest.raises(SchemaError, match="missing \\['image'\\]"):
+        store.append_episode({k: v for k, v in ep.items() if k != "image"})
+    with pytest.raises(SchemaError, match="'action' has 3 steps"):
+        store.append_episode(dict(ep, action=ep["action"][:3]))
+    with pytest.raises(SchemaError, match="images must be uint8"):
+        store.append_episode(dict(ep, image=ep["image"].astype(np.float32)))
+    reopened = EpisodeStore.open(tmp_path / "s.zarr")
+    assert reopened.n_episodes == 1 and reopened.partial is None
+
+
+def test_incremental_writer_is_invisible_until_commit_and_discard_cleans_up(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s.zarr", synthetic_schema(16))
+    ep = synthetic_episode(np.random.default_rng(0), 10, 16)
+    w = store.begin_episode()
+    w.flush_every = 4
+    for t in range(10):
+        w.add_step({k: v[t] for k, v in ep.items()})
+    # 8 steps flushed to disk, nothing committed: another reader sees a partial episode only.
+    other = EpisodeStore.open(tmp_path / "s.zarr")
+    assert other.n_episodes == 0 and other.partial is not None and other.partial.steps == 8
+    w.discard()
+    assert EpisodeStore.open(tmp_path / "s.zarr").partial is None
+    with store.begin_episode() as w2:
+        w2.add_steps(ep)
+        w2.commit(EpisodeMeta(task="again"))
+    assert EpisodeStore.open(tmp_path / "s.zarr").n_episodes == 1
+
+
+def test_read_only_store_refuses_writes(synth_store):
+    store = EpisodeStore.open(synth_store, mode="r")
+    with pytest.raises(StoreError, match="read-only"):
+        store.append_episode(store.episode(0))
+    with pytest.raises(StoreError, match="read-only"):
+        store.set_episode_meta(0, bad=True)
+
+
+def test_create_refuses_to_overwrite(synth_store):
+    with pytest.raises(StoreError, match="already exists"):
+        EpisodeStore.create(synth_store, synthetic_schema(16))
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from df_policy.data.store import EpisodeStore
+    from df_policy.data.synthetic import synthetic_episode
+    store = EpisodeStore.open(sys.argv[1], mode="r+")
+    i = store.n_episodes
+    while True:  # append episodes forever, step by step, flushing often
+        ep = synthetic_episode(np.random.default_rng(i), 30, 16)
+        w = store.begin_episode()
+        w.flush_every = 3
+        for t in range(30):
+            w.add_step({k: v[t] for k, v in ep.items()})
+            if i >= 2 and t == 10:
+                print("WRITING", i, flush=True)
+        w.commit()
+        i += 1
+    """
+)
+
+
+def _expected_episode(i):
+    return synthetic_episode(np.random.default_rng(i), 30, 16)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.07, 0.23, 0.41])
+def test_kill_9_mid_recording_keeps_earlier_episodes(tmp_path, delay):
+    path = tmp_path / "s.zarr"
+    EpisodeStore.create(path, synthetic_schema(16))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # the writer is inside episode >= 2
+        assert line.startswith("WRITING"), line
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    store = EpisodeStore.open(path, mode="r+")  # openable after the kill
+    assert store.n_episodes >= 2
+    for i in range(store.n_episodes):  # every committed episode is intact, bit for bit
+        got, want = store.episode(i), _expected_episode(i)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    problems = validate_store(path)
+    if store.partial is not None:
+        assert problems and "partial episode" in problems[0]
+        n_before = store.n_episodes
+        steps = store.partial.steps
+        idx = store.recover_partial()
+        if steps:
+            assert idx == n_before
+            want = _expected_episode(idx)
+            got = store.episode(idx)
+            for k in want:  # recovered steps are the ones that were written
+                np.testing.assert_array_equal(got[k], want[k][:steps])
+    assert validate_store(path) == []
+    assert not list(path.rglob("*.partial"))
+
+
+def test_discard_partial(tmp_path):
+    path = tmp_path / "s.zarr"
+    store = make_synthetic_store(path, n_episodes=2, length=10, image_size=16)
+    w = store.begin_episode()
+    w.flush_every = 1
+    w.add_steps(synthetic_episode(np.random.default_rng(5), 7, 16))
+    del w  # simulated crash: never committed
+    store = EpisodeStore.open(path, mode="r+")
+    assert store.partial.steps == 7
+    with pytest.raises(StoreError, match="partial episode"):
+        store.begin_episode()
+    assert store.discard_partial() == 7
+    store = EpisodeStore.open(path)
+    assert store.partial is None and store.n_episodes == 2 and store.array("image").shape[0] == 20
+
+
+def test_mark_bad_drop_and_merge(tmp_path, synth_store):
+    store = EpisodeStore.open(synth_store, mode="r+")
+    ep3 = store.episode(3)
+    store.set_episode_meta(1, bad=True, notes="gripper slipped")
+    assert EpisodeStore.open(synth_store).episode_meta[1].bad
+    with pytest.raises(StoreError, match="cannot set episode field 'length'"):
+        store.set_episode_meta(0, length=3)
+
+    dropped = drop_episodes(synth_store, [0, 2], progress=False)
+    assert dropped.n_episodes == 4
+    assert dropped.episode_meta[0].notes == "gripper slipped"  # old episode 1 is now 0
+    np.testing.assert_array_equal(dropped.episode(1)["image"], ep3["image"])
+    assert not synth_store.with_name(synth_store.name + ".old").exists()
+
+    other = make_synthetic_store(tmp_path / "o.zarr", n_episodes=3, length=12, image_size=16, seed=9)
+    merged = merge([synth_store, other.path], tmp_path / "m.zarr", progress=False)
+    assert merged.n_episodes == 7 and merged.n_steps == 4 * 20 + 3 * 12
+    np.testing.assert_array_equal(merged.episode(6)["action"], other.episode(2)["action"])
+    wrong = make_synthetic_store(tmp_path / "w.zarr", n_episodes=1, length=5, image_size=8)
+    with pytest.raises(StoreError, match=r"'image': shape \(8, 8, 3\) != expected \(16, 16, 3\)"):
+        merge([synth_store, wrong.path], tmp_path / "m2.zarr", progress=False)

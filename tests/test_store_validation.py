@@ -1,0 +1,108 @@
+"""Every malformed store is reported with a message that names the problem."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import zarr
+
+from df_policy.cli import main as dfp
+from df_policy.data.legacy import ReplayBufferReader, open_episodes
+from df_policy.data.ops import validate_store
+from df_policy.data.store import EpisodeStore, StoreError
+
+
+def _group(path):
+    return zarr.open_group(zarr.storage.LocalStore(path), mode="r+", zarr_format=3)
+
+
+def _assert_invalid(path, pattern):
+    problems = validate_store(path)
+    assert problems, "store should be invalid"
+    assert any(re.search(pattern, p) for p in problems), problems
+    assert dfp(["data", "validate", str(path)]) == 1
+
+
+def test_valid_store_passes(synth_store):
+    assert validate_store(synth_store) == []
+    assert dfp(["data", "validate", str(synth_store)]) == 0
+
+
+def test_path_that_is_not_a_store(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(StoreError, match="does not exist"):
+        open_episodes(tmp_path / "missing.zarr")
+    with pytest.raises(StoreError, match="not an episode store"):
+        open_episodes(tmp_path / "notes.txt")
+    with pytest.raises(StoreError, match="not a Zarr v3 store"):
+        EpisodeStore.open(tmp_path)
+    assert dfp(["data", "info", str(tmp_path / "notes.txt")]) == 2
+
+
+def test_missing_key(synth_store):
+    del _group(synth_store)["data"]["agent_pos"]
+    _assert_invalid(synth_store, r"schema key 'agent_pos' has no array data/agent_pos")
+
+
+def test_length_mismatch(synth_store):
+    arr = _group(synth_store)["data/action"]
+    arr.resize((arr.shape[0] - 3, 2))
+    _assert_invalid(synth_store, r"length mismatch: data/action has 117 steps but episode_ends says 120")
+
+
+def test_non_monotonic_episode_ends(synth_store):
+    _group(synth_store)["meta/episode_ends"][2] = 10
+    _assert_invalid(synth_store, r"episode_ends is not strictly increasing \(episode 2\)")
+
+
+def test_wrong_dtype(synth_store):
+    g = _group(synth_store)
+    data = g["data/agent_pos"][:]
+    del g["data"]["agent_pos"]
+    g["data"].create_array("agent_pos", data=data.astype(np.float64))
+    _assert_invalid(synth_store, r"data/agent_pos dtype float64 != schema float32")
+
+
+def test_wrong_shape(synth_store):
+    g = _group(synth_store)
+    del g["data"]["agent_pos"]
+    g["data"].create_array("agent_pos", data=np.zeros((120, 3), np.float32))
+    _assert_invalid(synth_store, r"data/agent_pos per-step shape \(3,\) != schema \(2,\)")
+
+
+def test_nan_in_lowdim(synth_store):
+    _group(synth_store)["data/action"][37, 1] = np.inf
+    _assert_invalid(synth_store, r"data/action: NaN or Inf at step 37")
+
+
+def test_truncated_chunk(synth_store):
+    chunk = synth_store / "data" / "image" / "c" / "3" / "0" / "0" / "0"  # steps 12..15
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    _assert_invalid(synth_store, r"data/image: chunk for steps \[12, 16\) is corrupt or truncated")
+
+
+def test_corrupt_schema(synth_store):
+    g = _group(synth_store)
+    doc = dict(g.attrs["df_policy"])
+    doc["keys"]["image"]["dtype"] = "float32"
+    g.attrs["df_policy"] = doc
+    _assert_invalid(synth_store, r"invalid schema: image keys must be uint8")
+
+
+def test_episode_metadata_disagrees_with_ends(synth_store):
+    g = _group(synth_store)
+    doc = dict(g.attrs["df_policy"])
+    doc["episodes"][1]["length"] = 19
+    g.attrs["df_policy"] = doc
+    _assert_invalid(synth_store, r"episode 1 metadata says 19 steps, episode_ends says 20")
+
+
+def test_replay_buffer_length_mismatch(tmp_path):
+    root = zarr.open_group(zarr.storage.LocalStore(tmp_path / "dp.zarr"), mode="w", zarr_format=2)
+    root.create_group("data").create_array("action", data=np.zeros((10, 2), np.float32))
+    root["data"].create_array("state", data=np.zeros((9, 2), np.float32))
+    root.create_group("meta").create_array("episode_ends", data=np.array([4, 10]))
+    with pytest.raises(StoreError, match=r"length mismatch: data/state has 9 steps but episode_ends says 10"):
+        ReplayBufferReader(tmp_path / "dp.zarr")
