@@ -169,7 +169,14 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_synth)
 
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands]
+def add_calib_commands(sub: argparse._SubParsersAction) -> None:
+    from calibration.cli import add_calibration_commands
+
+    calib = sub.add_parser("calib", help="camera intrinsics (ChArUco) and hand-eye calibration")
+    add_calibration_commands(calib.add_subparsers(dest="calib_cmd", required=True))
+
+
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_calib_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
