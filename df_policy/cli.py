@@ -176,7 +176,15 @@ def add_calib_commands(sub: argparse._SubParsersAction) -> None:
     add_calibration_commands(calib.add_subparsers(dest="calib_cmd", required=True))
 
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_calib_commands]
+def add_demo_commands(sub: argparse._SubParsersAction) -> None:
+    from df_policy.demo import add_demo_command
+
+    add_demo_command(sub)
+
+
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_data_commands, add_calib_commands, add_demo_commands,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (StoreError, ValueError, KeyError, FileNotFoundError) as e:
+    except (StoreError, ValueError, KeyError, IndexError, FileNotFoundError) as e:
         print(f"dfp: error: {e}", file=sys.stderr)
         return 2
 
