@@ -176,6 +176,14 @@ def add_calib_commands(sub: argparse._SubParsersAction) -> None:
     add_calibration_commands(calib.add_subparsers(dest="calib_cmd", required=True))
 
 
+def add_train_commands(sub: argparse._SubParsersAction) -> None:
+    from df_policy.training.trainer import add_train_arguments, run_from_args
+
+    p = sub.add_parser("train", help="train a Diffusion Forcing policy on an episode store")
+    add_train_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
 def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     from df_policy.demo import add_demo_command
 
@@ -183,7 +191,7 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_data_commands, add_calib_commands, add_demo_commands,
+    add_data_commands, add_calib_commands, add_train_commands, add_demo_commands,
 ]
 
 
