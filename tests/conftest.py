@@ -37,5 +37,5 @@ def synth_store(tmp_path) -> Path:
     from df_policy.data.synthetic import make_synthetic_store
 
     path = tmp_path / "synth.zarr"
-    make_synthetic_store(path, n_episodes=6, length=20, image_size=16, seed=1)
+    make_synthetic_store(path, n_episodes=6, length=20, image_size=32, seed=1)
     return path

@@ -38,7 +38,7 @@ def test_mark_recover_and_errors(tmp_path, synth_store, capsys):
     store = EpisodeStore.open(synth_store, mode="r+")
     w = store.begin_episode()
     w.flush_every = 2
-    w.add_steps(synthetic_episode(np.random.default_rng(0), 5, 16))  # flushed, never committed
+    w.add_steps(synthetic_episode(np.random.default_rng(0), 5, 32))  # flushed, never committed
     assert dfp(["data", "validate", str(synth_store)]) == 1
     assert "partial episode" in capsys.readouterr().out
     assert dfp(["data", "recover", str(synth_store)]) == 0

@@ -83,12 +83,12 @@ def test_crops():
 
 
 def test_dataset_batch_contract_matches_the_store(synth_store):
-    cfg = DatasetConfig(n_obs_steps=2, horizon=8, crop_shape=(12, 12), val_ratio=0.34)
+    cfg = DatasetConfig(n_obs_steps=2, horizon=8, crop_shape=(28, 28), val_ratio=0.34)
     train, val = make_datasets(str(synth_store), cfg, progress=False)
     assert set(train.episodes).isdisjoint(val.episodes) and len(train.episodes) == 4
     store = EpisodeStore.open(synth_store)
     b = val.__getitems__([0, 1, 5])
-    assert b["obs.image"].shape == (3, 2, 3, 12, 12) and b["obs.image"].dtype == torch.uint8
+    assert b["obs.image"].shape == (3, 2, 3, 28, 28) and b["obs.image"].dtype == torch.uint8
     assert b["obs.agent_pos"].shape == (3, 2, 2) and b["action"].shape == (3, 8, 2)
     ep = val.episodes[0]
     s, e = store.episode_bounds(ep)
@@ -100,7 +100,7 @@ def test_dataset_batch_contract_matches_the_store(synth_store):
     assert b["obs_is_pad"][:, 0].tolist() == [True, False, False]
     # centre crop of the stored frame, channels first
     img = store.read("image", s + 1, s + 2)[0]
-    np.testing.assert_array_equal(b["obs.image"][1, 1].numpy(), img[2:14, 2:14].transpose(2, 0, 1))
+    np.testing.assert_array_equal(b["obs.image"][1, 1].numpy(), img[2:30, 2:30].transpose(2, 0, 1))
     # normaliser fitted on the training episodes only
     tr_actions = np.concatenate([store.episode(i)["action"] for i in train.episodes])
     assert np.allclose(train.normalizer.stats["action"].max, tr_actions.max(0))

@@ -177,10 +177,10 @@ def test_mark_bad_drop_and_merge(tmp_path, synth_store):
     np.testing.assert_array_equal(dropped.episode(1)["image"], ep3["image"])
     assert not synth_store.with_name(synth_store.name + ".old").exists()
 
-    other = make_synthetic_store(tmp_path / "o.zarr", n_episodes=3, length=12, image_size=16, seed=9)
+    other = make_synthetic_store(tmp_path / "o.zarr", n_episodes=3, length=12, image_size=32, seed=9)
     merged = merge([synth_store, other.path], tmp_path / "m.zarr", progress=False)
     assert merged.n_episodes == 7 and merged.n_steps == 4 * 20 + 3 * 12
     np.testing.assert_array_equal(merged.episode(6)["action"], other.episode(2)["action"])
     wrong = make_synthetic_store(tmp_path / "w.zarr", n_episodes=1, length=5, image_size=8)
-    with pytest.raises(StoreError, match=r"'image': shape \(8, 8, 3\) != expected \(16, 16, 3\)"):
+    with pytest.raises(StoreError, match=r"'image': shape \(8, 8, 3\) != expected \(32, 32, 3\)"):
         merge([synth_store, wrong.path], tmp_path / "m2.zarr", progress=False)

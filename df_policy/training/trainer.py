@@ -303,6 +303,11 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     summary = {"steps": step, "seconds": round(elapsed, 1), "samples_per_s": round(samples / max(elapsed, 1e-9), 1),
                "world_size": world, "device": str(device), "n_parameters": sum(p.numel() for p in policy.parameters()),
                "train_samples": len(train_ds), **(last_val or {})}
+    if world > 1:  # DDP must keep the replicas bit-identical; report how far apart they are
+        flat = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        summary["replica_max_abs_diff"] = max(float((g - gathered[0]).abs().max()) for g in gathered)
     if is_main:
         metrics_f.close()
         writer.close()
