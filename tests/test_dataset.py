@@ -121,8 +121,23 @@ def test_stream_mode_equals_ram_mode_and_workers_share(synth_store):
 
 
 def test_random_crops_differ_across_dataloader_workers(synth_store):
-    train, _ = make_datasets(str(synth_store), DatasetConfig(crop_shape=(8, 8), val_ratio=0.2), progress=False)
+    train, _ = make_datasets(str(synth_store), DatasetConfig(crop_shape=(20, 20), val_ratio=0.2), progress=False)
     sampler = [[0, 0, 0, 0]] * 4  # the same sample, four times per batch, four batches
     loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, num_workers=2, collate_fn=identity_collate)
     crops = torch.cat([b["obs.image"] for b in loader])
     assert len({c.numpy().tobytes() for c in crops}) > 4
+
+
+def test_derived_key_is_a_slice_of_a_stored_key(synth_store):
+    cfg = DatasetConfig(lowdim_keys=["x"], derived_keys={"x": "agent_pos[0:1]"}, crop_shape=None, val_ratio=0.2)
+    train, _ = make_datasets(str(synth_store), cfg, progress=False)
+    assert train.schema.keys["x"].shape == (1,) and "agent_pos[0:1]" in train.schema.keys["x"].description
+    b = train.__getitems__([3])
+    store = EpisodeStore.open(synth_store)
+    s, _ = store.episode_bounds(train.episodes[0])
+    raw = store.read("agent_pos", s + 2, s + 4)[:, :1]
+    np.testing.assert_allclose(train.normalizer.unnormalize("x", b["obs.x"][0].numpy()), raw, atol=1e-6)
+    with pytest.raises(ValueError, match="must look like 'key\\[start:stop\\]'"):
+        DatasetConfig(derived_keys={"x": "agent_pos[2:1]"})
+    with pytest.raises(ValueError, match="does not fit the store's keys"):
+        make_datasets(str(synth_store), DatasetConfig(derived_keys={"x": "agent_pos[0:3]"}), progress=False)

@@ -20,7 +20,9 @@ itself after the fork). ``"auto"`` picks RAM when the data fits in half the avai
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -32,6 +34,7 @@ from df_policy.data.augment import center_crop, random_crop
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, split_episodes
+from df_policy.data.schema import KeySpec, StoreSchema
 
 CACHE_MODES = ("auto", "ram", "stream")
 
@@ -52,6 +55,9 @@ class DatasetConfig:
         normalizer_mode: ``"minmax"`` or ``"meanstd"`` for low-dim keys and the action.
         cache: ``"auto"``, ``"ram"`` or ``"stream"``.
         fps: recording rate for stores that do not carry one (Diffusion Policy stores).
+        derived_keys: new low-dim keys defined as a slice of a stored key's last axis,
+            ``{"agent_pos": "state[0:2]"}`` (PushT's state also holds the block pose, which an
+            image policy must not see). Usable in ``lowdim_keys``; saved in the schema.
     """
 
     image_keys: list[str] | None = None
@@ -65,8 +71,12 @@ class DatasetConfig:
     normalizer_mode: str = "minmax"
     cache: str = "auto"
     fps: float | None = None
+    derived_keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.derived_keys = dict(self.derived_keys or {})
+        for name, expr in self.derived_keys.items():
+            parse_slice(expr)  # validates
         WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)  # validates geometry
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
@@ -78,6 +88,33 @@ class DatasetConfig:
     @property
     def window(self) -> WindowSpec:
         return WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)
+
+
+_SLICE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
+
+
+def parse_slice(expr: str) -> tuple[str, int, int]:
+    """``"state[0:2]"`` -> ``("state", 0, 2)``; raises ValueError naming the expression."""
+    m = _SLICE.match(expr)
+    if not m or int(m.group(3)) <= int(m.group(2)):
+        raise ValueError(f"derived key {expr!r} must look like 'key[start:stop]' with stop > start")
+    return m.group(1), int(m.group(2)), int(m.group(3))
+
+
+def derive_schema(schema: StoreSchema, derived: dict[str, str]) -> StoreSchema:
+    """``schema`` plus the derived low-dim keys (checked against the stored keys)."""
+    keys = dict(schema.keys)
+    for name, expr in derived.items():
+        src, a, b = parse_slice(expr)
+        spec = schema.keys.get(src)
+        if spec is None or spec.kind == "image" or len(spec.shape) != 1 or b > spec.shape[0]:
+            raise ValueError(f"derived key {name!r} = {expr!r} does not fit the store's keys")
+        if name in keys:
+            raise ValueError(f"derived key {name!r} already exists in the store")
+        names = spec.names[a:b] if spec.names else None
+        keys[name] = KeySpec("lowdim", (b - a,), "float32", unit=spec.unit, names=names,
+                             description=f"{expr} (derived)")
+    return dataclasses.replace(schema, keys=keys)
 
 
 def identity_collate(batch: Any) -> Any:
@@ -95,8 +132,11 @@ def _available_memory() -> int:
 class EpisodeArrays:
     """The arrays a dataset reads, either resident in RAM or streamed from Zarr chunks."""
 
-    def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool) -> None:
-        self.path, self.keys, self.fps = path, list(keys), fps
+    def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
+                 derived: dict[str, str] | None = None) -> None:
+        self.path, self.fps = path, fps
+        self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
+        self.keys = sorted({self.derived[k][0] if k in self.derived else k for k in keys})
         reader = open_episodes(path, fps=fps)
         self.reader = reader
         self._pid = os.getpid()
@@ -116,6 +156,9 @@ class EpisodeArrays:
 
     def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
         """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``."""
+        if key in self.derived:
+            src, a, b = self.derived[key]
+            return self.gather(src, idx)[..., a:b]
         if self.in_ram:
             return self.ram[key][idx]
         if os.getpid() != self._pid:  # a forked worker must not share the parent's Zarr handles
@@ -132,6 +175,9 @@ class EpisodeArrays:
 
     def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
         """All steps of ``episodes`` for ``key`` (used to fit the normaliser)."""
+        if key in self.derived:
+            src, a, b = self.derived[key]
+            return self.full(src, episodes)[..., a:b]
         parts = []
         for ep in episodes:
             s, e = self.reader.episode_bounds(ep)
@@ -150,7 +196,7 @@ class WindowDataset(torch.utils.data.Dataset):
                  normalizer: Normalizer, train: bool, seed: int = 0) -> None:
         self.arrays, self.cfg, self.normalizer, self.train = arrays, cfg, normalizer, train
         self.episodes = list(episodes)
-        schema = arrays.reader.schema
+        schema = derive_schema(arrays.reader.schema, cfg.derived_keys)
         self.schema = schema
         self.image_keys = list(cfg.image_keys) if cfg.image_keys is not None else schema.image_keys
         self.lowdim_keys = list(cfg.lowdim_keys) if cfg.lowdim_keys is not None else schema.lowdim_keys
@@ -206,7 +252,7 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
     reader = open_episodes(path, fps=cfg.fps)
     if reader.partial is not None:
         print(f"warning: {path}: {reader.partial.describe()} (ignored)")
-    schema = reader.schema
+    schema = derive_schema(reader.schema, cfg.derived_keys)
     image_keys = cfg.image_keys if cfg.image_keys is not None else schema.image_keys
     lowdim_keys = cfg.lowdim_keys if cfg.lowdim_keys is not None else schema.lowdim_keys
     for k in [*image_keys, *lowdim_keys]:
@@ -214,7 +260,8 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
             raise KeyError(f"key {k!r} is not in {path}; keys: {sorted(schema.keys)}")
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
-    arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress)
+    arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
+                           derived=cfg.derived_keys)
     if normalizer is None:
         normalizer = Normalizer.fit(
             {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode

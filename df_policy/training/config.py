@@ -49,6 +49,8 @@ class TrainConfig:
         val_batches: validation batches per validation (action error is sampled, so keep it small).
         ckpt_every: steps between checkpoints (the last one is always written).
         keep_checkpoints: how many step checkpoints to keep (``last`` is always kept).
+        max_minutes: wall-clock budget; training stops (validating and checkpointing) once it
+            is spent, even before ``steps`` (``None`` = no budget).
     """
 
     steps: int = 1000
@@ -70,6 +72,7 @@ class TrainConfig:
     val_batches: int = 4
     ckpt_every: int = 1000
     keep_checkpoints: int = 2
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -86,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"train.mixed_precision must be auto, bf16 or off, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("train.max_minutes must be > 0 or null")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError("train.grad_clip must be > 0 or null")
 

@@ -282,7 +282,13 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
             ema_update(ema, policy, tc.ema_decay, step)
         step += 1
         bar.update(1)
-        if step % tc.log_every == 0 or step == tc.steps:
+        out_of_time = tc.max_minutes is not None and time.perf_counter() - t_start > 60 * tc.max_minutes
+        if world > 1:  # every rank must stop at the same step
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        final = step == tc.steps or out_of_time
+        if step % tc.log_every == 0 or final:
             row = {"step": step, "train/loss": float(np.mean([i["loss"] for i in infos])),
                    "train/lr": scheduler.get_last_lr()[0], "train/grad_norm": float(grad_norm),
                    "train/samples_per_s": samples / (time.perf_counter() - t_start)}
@@ -291,13 +297,16 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
                     row[f"train/{k}"] = float(np.mean([i[k] for i in infos if k in i]))
             log(row)
             bar.set_postfix(loss=f"{row['train/loss']:.4f}", lr=f"{row['train/lr']:.1e}")
-        if val_batches and ((tc.val_every and step % tc.val_every == 0) or step == tc.steps):
+        if val_batches and ((tc.val_every and step % tc.val_every == 0) or final):
             last_val = evaluate(ema if ema is not None else policy, val_batches, device, tc.seed)
             policy.train()
             log({"step": step, **last_val})
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-        if step % tc.ckpt_every == 0 or step == tc.steps:
+        if step % tc.ckpt_every == 0 or final:
             checkpoint(step)
+        if out_of_time:
+            bar.write(f"train.max_minutes={tc.max_minutes} spent: stopping at step {step}")
+            break
     bar.close()
     elapsed = time.perf_counter() - t_start
     summary = {"steps": step, "seconds": round(elapsed, 1), "samples_per_s": round(samples / max(elapsed, 1e-9), 1),
