@@ -9,10 +9,10 @@ EXTRAS="${1:-dev,sim}"
 PY="${DFP_PYTHON:-$(command -v python3.11 || command -v python3)}"
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "df_policy stores need Python >= 3.11 (zarr 3)"'
 
-# System libraries: OpenGL/EGL/OSMesa for headless simulator rendering.
+# System libraries: OpenGL/EGL/OSMesa for headless simulator rendering, libusb for pyrealsense2.
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=""
-  for pkg in libgl1 libegl1 libosmesa6; do
+  for pkg in libgl1 libegl1 libosmesa6 libusb-1.0-0; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
   done
   if [ -n "$need" ]; then

@@ -1,0 +1,76 @@
+"""MultiCamera: matching frames of several cameras to requested times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_collection.cameras import CameraConfig, CameraConfigError, Frame, MultiCamera, SimulatedCamera
+from data_collection.cameras.multi import match_nearest
+
+
+def frame(n: int, t: float) -> Frame:
+    return Frame(color=np.zeros((2, 2, 3), np.uint8), timestamp_s=t, frame_number=n)
+
+
+def test_match_nearest_rules():
+    fs = [frame(0, 0.00), frame(1, 0.10), frame(2, 0.20)]
+    assert match_nearest(fs, 0.11, 0.05, None) == (fs[1], "matched")
+    assert match_nearest(fs, 0.15 + 1e-9, 0.06, None)[0] is fs[2]
+    assert match_nearest(fs, 0.35, 0.05, None) == (None, "missing")
+    # frame 1 already used: never handed out again
+    assert match_nearest(fs, 0.10, 0.05, 1) == (None, "stale_refused")
+    # ...but a newer frame within tolerance is fine
+    assert match_nearest(fs, 0.14, 0.07, 1) == (fs[2], "matched")
+
+
+def sim(name: str, fps: float, **kw) -> SimulatedCamera:
+    cfg = CameraConfig(name=name, width=16, height=12, fps=fps)
+    return SimulatedCamera(cfg, realtime=True, max_queue=1000, **kw)
+
+
+def test_multicamera_matches_drops_and_never_duplicates():
+    a = sim("front", 100.0)
+    b = sim("wrist", 50.0, drop_frames={6})
+    with MultiCamera([a, b], tolerance_s=0.004, buffer_size=64) as mc:
+        # requests go forward in time; each camera is checked against its own schedule
+        r = mc.match(b.frame_time(4), timeout_s=2.0)
+        assert r.frames["wrist"].frame_number == 4
+        assert r.frames["wrist"].timestamp_s == b.frame_time(4)
+
+        r = mc.match(a.frame_time(10), timeout_s=2.0)
+        assert r.frames["front"].frame_number == 10
+        assert abs(r.skew_s()["front"]) < 1e-12
+
+        # wrist frame 6 was dropped by the camera: missing, not replaced by 5 or 7
+        r = mc.match(b.frame_time(6), timeout_s=2.0)
+        assert r.frames["wrist"] is None and r.reasons["wrist"] == "missing"
+        assert "wrist" in r.missing
+
+        # asking again for an already matched time: refused, not duplicated
+        r1 = mc.match(b.frame_time(8), timeout_s=2.0)
+        r2 = mc.match(b.frame_time(8), timeout_s=2.0)
+        assert r1.frames["wrist"].frame_number == 8
+        assert r2.frames["wrist"] is None and r2.reasons["wrist"] == "stale_refused"
+        st = mc.stats["wrist"]
+        assert (st.missing, st.stale_refused) == (1, 1) and st.matched >= 2
+        assert st.camera_dropped == 1
+    assert not a.is_running and not b.is_running
+
+
+def test_multicamera_late_camera_times_out_as_missing():
+    slow = sim("slow", 2.0)  # next frame only after 0.5 s
+    fast = sim("fast", 100.0)
+    with MultiCamera([fast, slow], tolerance_s=0.004) as mc:
+        t = fast.frame_time(5)
+        r = mc.match(t, timeout_s=0.1)
+    assert r.frames["fast"] is not None and r.frames["slow"] is None
+    assert r.reasons["slow"] == "missing"
+
+
+def test_multicamera_config_errors():
+    with pytest.raises(CameraConfigError, match="distinct"):
+        MultiCamera([sim("x", 10.0), sim("x", 10.0)])
+    with pytest.raises(CameraConfigError, match="at least one"):
+        MultiCamera([])
+    assert MultiCamera([sim("x", 10.0), sim("y", 40.0)]).tolerance_s == pytest.approx(0.5 / 40)
