@@ -13,8 +13,11 @@ Attention (True = may attend), all decided by time, never by sequence position:
 
 Positions enter only through rotary embeddings (RoPE) on the time index, so attention depends
 on time differences and the horizon is not fixed by the architecture: sequences longer than
-those seen in training, or shifted time indices, are accepted. Each action token's noise level
-is embedded (sinusoidal -> MLP) and added to that token only.
+those seen in training, or shifted time indices, are accepted.
+
+Noise levels are strictly per token: each action token's level is embedded (sinusoidal -> MLP),
+added to that token's input, and also drives that token's adaptive LayerNorm (shift / scale /
+gate, adaLN-Zero) in every block. No level information is pooled across tokens.
 """
 
 from __future__ import annotations
@@ -103,21 +106,32 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(LN(x))`` then ``x + mlp(LN(x))``."""
+    """Pre-norm transformer block with per-token adaptive LayerNorm (adaLN-Zero).
+
+    ``cond (B, L, d)`` holds one conditioning vector per token (its noise-level embedding for
+    action tokens); it yields a per-token shift / scale / gate for both sub-layers, zero-initialised
+    so every block starts as the identity.
+    """
 
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.norm1 = nn.LayerNorm(d)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
         self.attn = SelfAttention(d, config.n_heads, config.dropout)
-        self.norm2 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
         hidden = int(round(d * config.mlp_ratio))
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
         self.drop = nn.Dropout(config.dropout)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, allowed: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), allowed, cos, sin))
-        return x + self.drop(self.mlp(self.norm2(x)))
+    def forward(self, x: Tensor, cond: Tensor, allowed: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.drop(self.attn(h, allowed, cos, sin))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.drop(self.mlp(h))
 
 
 def causal_time_mask(obs_times: Tensor, action_times: Tensor) -> Tensor:
@@ -145,7 +159,12 @@ class CausalDenoiser(nn.Module):
     """
 
     def __init__(
-        self, config: DenoiserConfig, action_dim: int, obs_dim: int, actions_per_token: int = 1, num_levels: int = 1000
+        self,
+        config: DenoiserConfig,
+        action_dim: int,
+        obs_dim: int,
+        actions_per_token: int = 1,
+        num_levels: int = 1000,
     ) -> None:
         super().__init__()
         if action_dim < 1 or obs_dim < 1 or actions_per_token < 1 or num_levels < 1:
@@ -160,6 +179,7 @@ class CausalDenoiser(nn.Module):
         self.null_obs = nn.Parameter(torch.randn(d) * 0.02)
         self.type_embedding = nn.Parameter(torch.randn(2, d) * 0.02)  # 0: observation, 1: action
         self.level_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.obs_cond = nn.Parameter(torch.zeros(d))  # adaLN condition of observation tokens
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm_out = nn.LayerNorm(d)
         self.head = nn.Linear(d, actions_per_token * action_dim)
@@ -199,23 +219,26 @@ class CausalDenoiser(nn.Module):
             raise ValueError(f"obs_features must be (B, To, obs_dim), got {tuple(obs_features.shape)}")
         To = obs_features.shape[1]
         device = noisy_actions.device
-        if obs_times is None:
-            obs_times = torch.arange(To, device=device)
-        if action_times is None:
-            action_times = torch.arange(N, device=device) * A
+        obs_times = torch.arange(To, device=device) if obs_times is None else obs_times.to(device)
+        action_times = torch.arange(N, device=device) * A if action_times is None else action_times.to(device)
+        if obs_times.shape != (To,) or action_times.shape != (N,):
+            raise ValueError(f"obs_times must be ({To},) and action_times ({N},)")
 
-        level_emb = self.level_mlp(sinusoidal_embedding(levels.float() * (1000.0 / self.num_levels), self.config.d_model))
-        act = self.action_in(noisy_actions.reshape(B, N, A * Da)) + level_emb.to(noisy_actions.dtype)
-        act = act + self.type_embedding[1]
+        scaled_levels = levels.float() * (1000.0 / self.num_levels)
+        level_emb = self.level_mlp(sinusoidal_embedding(scaled_levels, self.config.d_model))
+        level_emb = level_emb.to(noisy_actions.dtype)  # (B, N, d), one vector per token
+        act = self.action_in(noisy_actions.reshape(B, N, A * Da)) + level_emb + self.type_embedding[1]
         obs = self.obs_in(obs_features.to(act.dtype))
         if obs_missing is not None:
             obs = torch.where(obs_missing[..., None], self.null_obs.to(obs.dtype), obs)
         obs = obs + self.type_embedding[0]
 
         x = torch.cat([obs, act], dim=1)
+        cond = torch.cat([self.obs_cond.to(act.dtype).expand(B, To, -1), level_emb], dim=1)
         allowed = causal_time_mask(obs_times, action_times)
-        cos, sin = rope_tables(torch.cat([obs_times, action_times]).to(device), self.config.d_model // self.config.n_heads, self.config.rope_base)
+        head_dim = self.config.d_model // self.config.n_heads
+        cos, sin = rope_tables(torch.cat([obs_times, action_times]), head_dim, self.config.rope_base)
         for block in self.blocks:
-            x = block(x, allowed, cos, sin)
+            x = block(x, cond, allowed, cos, sin)
         out = self.head(self.norm_out(x[:, To:]))
         return out.reshape(B, N * A, Da)

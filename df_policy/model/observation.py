@@ -74,7 +74,10 @@ class ObservationEncoder(nn.Module):
         self.image_shapes = {k: tuple(v) for k, v in image_shapes.items()}
         self.lowdim_shapes = dict(lowdim_shapes)
         self.cameras = nn.ModuleDict(
-            {k: ImageEncoder(dataclasses.replace(vision, in_channels=shape[0])) for k, shape in self.image_shapes.items()}
+            {
+                key: ImageEncoder(dataclasses.replace(vision, in_channels=shape[0]))
+                for key, shape in self.image_shapes.items()
+            }
         )
         self.lowdim_dim = sum(self.lowdim_shapes.values())
         self.lowdim_mlp: nn.Module | None = None
@@ -91,7 +94,9 @@ class ObservationEncoder(nn.Module):
             images = _get(obs, key)
             expected = self.image_shapes[key]
             if images.ndim != 5 or tuple(images.shape[2:]) != expected:
-                raise ValueError(f"{OBS_PREFIX}{key}: expected (B, To, {', '.join(map(str, expected))}), got {tuple(images.shape)}")
+                raise ValueError(
+                    f"{OBS_PREFIX}{key}: expected (B, To, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
+                )
             batch_shape = _same_batch(batch_shape, images.shape[:2], key)
             B, To = images.shape[:2]
             parts.append(encoder(images.reshape(B * To, *expected)).reshape(B, To, -1))

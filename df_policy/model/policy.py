@@ -8,6 +8,16 @@ matrices are in *sampling-step units* ``0..S`` (see :mod:`df_policy.model.schedu
 Time convention (shared with :mod:`df_policy.model.denoiser`): observation step ``j`` and action
 ``i`` are on one time axis, action ``i`` at the instant of observation ``i``; the current
 (latest) observation is step ``To - 1``, so the actions to execute start at index ``To - 1``.
+
+Batch contract (produced by the data pipeline, already normalised)::
+
+    obs.<image_key>   uint8    (B, To, C, H, W)
+    obs.<lowdim_key>  float32  (B, To, D)      ~[-1, 1]
+    obs_is_pad        bool     (B, To)         True = before the episode start (treated as missing)
+    action            float32  (B, Tp, Da)     ~[-1, 1]
+    action_is_pad     bool     (B, Tp)         True = past the episode end (excluded from the loss)
+
+``obs_is_pad`` and ``action_is_pad`` are optional (default: nothing padded).
 """
 
 from __future__ import annotations
@@ -117,7 +127,8 @@ class DiffusionForcingConfig:
         if self.horizon % self.actions_per_token:
             fail(f"horizon {self.horizon} must be a multiple of actions_per_token {self.actions_per_token}")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
-            fail(f"n_obs_steps - 1 + n_action_steps = {self.n_obs_steps - 1 + self.n_action_steps} exceeds horizon {self.horizon}")
+            needed = self.n_obs_steps - 1 + self.n_action_steps
+            fail(f"n_obs_steps - 1 + n_action_steps = {needed} exceeds horizon {self.horizon}")
         if self.num_sampling_steps > self.num_train_levels:
             fail("num_sampling_steps must be <= num_train_levels")
         if self.schedule not in SCHEDULE_NAMES:
@@ -195,20 +206,27 @@ class DiffusionForcingPolicy(nn.Module):
     def make_schedule(self, name: str | None = None, n_tokens: int | None = None) -> np.ndarray:
         """Scheduling matrix in step units ``0..S``; defaults from the config."""
         cfg = self.config
-        return make_schedule(name or cfg.schedule, n_tokens or cfg.n_tokens, cfg.num_sampling_steps, cfg.uncertainty_scale)
+        name, n_tokens = name or cfg.schedule, n_tokens or cfg.n_tokens
+        return make_schedule(name, n_tokens, cfg.num_sampling_steps, cfg.uncertainty_scale)
 
     def encode_observations(self, obs: Mapping[str, Tensor] | EncodedObs) -> EncodedObs:
-        """``obs.<key>`` window -> :class:`EncodedObs` (features ``(B, To, F)``, missing ``(B, To)``)."""
+        """``obs.<key>`` window -> :class:`EncodedObs` (features ``(B, To, F)``, missing ``(B, To)``).
+
+        Steps flagged in ``obs_is_pad`` are zeroed before encoding (so NaN or garbage padding
+        cannot reach the weights' gradients) and replaced by the null embedding downstream.
+        """
         if isinstance(obs, EncodedObs):
             return obs
-        features = self.obs_encoder(obs)
         pad = obs.get("obs_is_pad")
-        missing = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
         if pad is not None:
-            if tuple(pad.shape) != tuple(features.shape[:2]):
-                raise ValueError(f"obs_is_pad must be (B, To) = {tuple(features.shape[:2])}, got {tuple(pad.shape)}")
-            missing = pad.to(device=features.device, dtype=torch.bool)
-        return EncodedObs(features, missing)
+            pad = pad.to(self.device, torch.bool)
+            obs = {key: _zero_steps(value, pad) if key.startswith(OBS_PREFIX) else value for key, value in obs.items()}
+        features = self.obs_encoder(obs)
+        if pad is None:
+            pad = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
+        elif tuple(pad.shape) != tuple(features.shape[:2]):
+            raise ValueError(f"obs_is_pad must be (B, To) = {tuple(features.shape[:2])}, got {tuple(pad.shape)}")
+        return EncodedObs(features, pad)
 
     # ------------------------------------------------------------------ training
     def sample_training_levels(self, token_pad: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -256,7 +274,9 @@ class DiffusionForcingPolicy(nn.Module):
         actions = batch["action"].to(self.device)
         B, T, Da = actions.shape
         if Da != cfg.action_dim or T % cfg.actions_per_token:
-            raise ValueError(f"action must be (B, k*{cfg.actions_per_token}, {cfg.action_dim}), got {tuple(actions.shape)}")
+            raise ValueError(
+                f"action must be (B, k*{cfg.actions_per_token}, {cfg.action_dim}), got {tuple(actions.shape)}"
+            )
         action_pad = batch.get("action_is_pad")
         if action_pad is None:
             action_pad = torch.zeros(B, T, dtype=torch.bool)
@@ -288,7 +308,9 @@ class DiffusionForcingPolicy(nn.Module):
         info = self._loss_info(loss, per_token.detach(), levels, valid, missing)
         return loss, info
 
-    def _loss_info(self, loss: Tensor, per_token: Tensor, levels: Tensor, valid: Tensor, missing: Tensor) -> dict[str, float]:
+    def _loss_info(
+        self, loss: Tensor, per_token: Tensor, levels: Tensor, valid: Tensor, missing: Tensor
+    ) -> dict[str, float]:
         """Logging values; ``per_token`` is the unweighted v-MSE per token ``(B, N)``."""
         K, n_bins = self.config.num_train_levels, self.config.loss_bins
         bins = (levels[valid] * n_bins) // (K + 1)
@@ -438,9 +460,12 @@ class DiffusionForcingPolicy(nn.Module):
         current = torch.full((B, N), K, dtype=torch.long, device=device)
 
         ctx_tokens = ctx_actions = None
-        if context_mask is not None:
-            if context_actions is None or tuple(context_mask.shape) != (B, N * A) or tuple(context_actions.shape) != tuple(x.shape):
-                raise ValueError(f"context_actions {tuple(x.shape)} and context_mask {(B, N * A)} must both be given with these shapes")
+        if context_mask is not None or context_actions is not None:
+            shapes_ok = context_actions is not None and tuple(context_actions.shape) == tuple(x.shape)
+            if not shapes_ok or context_mask is None or tuple(context_mask.shape) != (B, N * A):
+                raise ValueError(
+                    f"context_actions {tuple(x.shape)} and context_mask {(B, N * A)} must both be given with these shapes"
+                )
             context_mask = context_mask.to(device, torch.bool)
             context_actions = context_actions.to(device, x.dtype)
             level = cfg.stabilization_level if stabilization_level is None else int(stabilization_level)
@@ -448,7 +473,8 @@ class DiffusionForcingPolicy(nn.Module):
                 raise ValueError(f"stabilization_level must be in [0, {K}], got {level}")
             ctx_tokens = self._token_mask(context_mask, "context_mask", require_uniform=True)
             ctx_actions = context_mask[..., None]
-            shown = self.noise.add_noise(context_actions, torch.randn(x.shape, generator=generator, device=device), level)
+            context_noise = torch.randn(x.shape, generator=generator, device=device)
+            shown = self.noise.add_noise(context_actions, context_noise, level)
             x = torch.where(ctx_actions, shown, x)
             current = torch.where(ctx_tokens, torch.full_like(current, level), current)
 
@@ -495,7 +521,7 @@ class DiffusionForcingPolicy(nn.Module):
         B = encoded.batch_size
         if context_actions is not None:
             context_actions = context_actions.repeat_interleave(n_samples, dim=0)
-        if context_mask is not None:
+        if context_mask is not None or context_actions is not None:
             context_mask = context_mask.repeat_interleave(n_samples, dim=0)
         samples = self.sample(
             encoded.repeat_interleave(n_samples), schedule, context_actions=context_actions,
@@ -513,10 +539,10 @@ class DiffusionForcingPolicy(nn.Module):
         self._obs_history.clear()
 
     def _is_single_frame(self, obs: Mapping[str, Tensor]) -> bool:
-        for key in self.config.image_shapes:
-            return obs[OBS_PREFIX + key].ndim == 4
-        key = next(iter(self.config.lowdim_shapes))
-        return obs[OBS_PREFIX + key].ndim == 2
+        """True for ``(B, C, H, W)`` images / ``(B, D)`` low-dim (no time dim)."""
+        if self.config.image_shapes:
+            return obs[OBS_PREFIX + next(iter(self.config.image_shapes))].ndim == 4
+        return obs[OBS_PREFIX + next(iter(self.config.lowdim_shapes))].ndim == 2
 
     def _window_from_history(self, frame: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Append one frame (``obs.<key>`` without the time dim) and return a ``To`` window;
@@ -555,6 +581,15 @@ class DiffusionForcingPolicy(nn.Module):
             start = _n_obs_steps(obs) - 1
             self._action_queue.extend(chunk[:, start : start + self.config.n_action_steps].unbind(dim=1))
         return self._action_queue.popleft()
+
+
+def _zero_steps(value: Tensor, steps: Tensor) -> Tensor:
+    """Zero ``value (B, To, ...)`` where ``steps (B, To)`` is True (shapes checked by the encoder)."""
+    if value.shape[:2] != steps.shape:
+        return value  # let the observation encoder report the shape error
+    value = value.to(steps.device)
+    mask = steps.reshape(*steps.shape, *([1] * (value.ndim - 2)))
+    return torch.where(mask, torch.zeros((), dtype=value.dtype, device=value.device), value)
 
 
 def _n_obs_steps(obs: Mapping[str, Tensor]) -> int:

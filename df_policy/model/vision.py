@@ -173,7 +173,9 @@ class ImageEncoder(nn.Module):
         if images.ndim != 4 or images.shape[1] != c.in_channels:
             raise ValueError(f"expected images (B, {c.in_channels}, H, W), got {tuple(images.shape)}")
         if min(images.shape[-2:]) < MIN_IMAGE_SIZE:
-            raise ValueError(f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, got {tuple(images.shape[-2:])}")
+            raise ValueError(
+                f"images must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}, got {tuple(images.shape[-2:])}"
+            )
         weight = self.proj.weight
         if images.dtype == torch.uint8:
             x = images.to(weight.device).to(weight.dtype) / 255.0
