@@ -18,9 +18,11 @@ import pytest
 # Optional extra 'realsense'. Like pytest.importorskip, but also skips on a plain ImportError:
 # the pyrealsense2 wheel is found but fails to load when the system lacks libusb-1.0, which
 # pytest 9's importorskip reports as an error (and pytest < 8.2 has no exc_type argument).
+from data_collection.cameras.realsense import _import_rs  # noqa: E402  (imports in a safe order)
+
 try:
-    import pyrealsense2 as rs
-except ImportError as e:
+    rs = _import_rs()
+except Exception as e:
     pytest.skip(f"pyrealsense2 not usable: {e}", allow_module_level=True)
 
 from data_collection.cameras import (  # noqa: E402
@@ -320,3 +322,16 @@ def test_playback_unsupported_mode(tmp_path):
         RealSenseCamera(config(enable_depth=False, fps=15), playback_file=path).start()
     with pytest.raises(CameraError):  # depth requested, recording has none
         RealSenseCamera(config(enable_depth=True), playback_file=path).start()
+
+
+def test_process_using_realsense_and_ros_exits_cleanly():
+    """librealsense loaded before rclpy crashes the process at exit; _import_rs fixes the order."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    code = ("from data_collection.cameras.realsense import _import_rs; rs = _import_rs(); rs.software_device(); "
+            "import rclpy; rclpy.init(); rclpy.shutdown(); print('ok')")
+    env = {**__import__("os").environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": "99"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-500:])

@@ -66,6 +66,14 @@ _PLAYBACK_POLL_S = 0.1
 
 
 def _import_rs() -> Any:
+    """Import pyrealsense2 (after rclpy when ROS 2 is installed, see below)."""
+    # Loading librealsense before rclpy/Fast DDS makes the process crash in its exit handlers
+    # (a double free among static destructors, seen with pyrealsense2 2.59 and the Kilted
+    # wheels); loading rclpy first does not. Recorders use both, so fix the order here.
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        pass
     try:
         import pyrealsense2 as rs
     except ImportError as e:  # also raised when libusb-1.0 is missing
