@@ -332,6 +332,8 @@ def test_process_using_realsense_and_ros_exits_cleanly():
     pytest.importorskip("rclpy")
     code = ("from data_collection.cameras.realsense import _import_rs; rs = _import_rs(); rs.software_device(); "
             "import rclpy; rclpy.init(); rclpy.shutdown(); print('ok')")
-    env = {**__import__("os").environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": "99"}
+    from fixtures.ros_env import loopback_ros_env
+
+    env = {**__import__("os").environ, **loopback_ros_env()}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-500:])
