@@ -184,6 +184,16 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_from_args)
 
 
+def add_eval_commands(sub: argparse._SubParsersAction) -> None:
+    from df_policy.evaluation.replay import add_eval_replay_command
+    from df_policy.evaluation.sim import add_eval_sim_command
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: offline replay or closed loop in simulation")
+    esub = ev.add_subparsers(dest="eval_cmd", required=True)
+    add_eval_replay_command(esub)
+    add_eval_sim_command(esub)
+
+
 def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     from df_policy.demo import add_demo_command
 
@@ -191,7 +201,7 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_data_commands, add_calib_commands, add_train_commands, add_demo_commands,
+    add_data_commands, add_calib_commands, add_train_commands, add_eval_commands, add_demo_commands,
 ]
 
 

@@ -1,0 +1,98 @@
+"""Per-tick latency of the streaming runtime: ``stream`` vs ``chunk`` (and ``autoregressive``).
+
+    python benchmarks/bench_runtime.py [--ticks 80] [--threads 1] [--checkpoint RUN_OR_CKPT]
+
+Without ``--checkpoint`` the model is the policy of ``df_policy/configs/pusht_cpu.yaml`` with
+random weights and PushT shapes (img 96x96 centre-cropped to 84, agent_pos 2, action 2, To=2,
+Tp=16, S=10). Each tick is what the runtime does per control period: push one raw observation
+(robot units), run inference synchronously (preprocessing + planner), run the control tick
+(queue + safety filter). Timing is wall clock (``time.perf_counter``), on a fake control clock
+so no tick is ever late. The first ``--warmup`` ticks (the stream mode's priming tick among
+them) are reported separately. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from df_policy.runtime import FakeClock, PlannerConfig, PolicyRuntime, RuntimeConfig
+from df_policy.runtime.testing import make_policy, make_runtime, pusht_cpu_policy_config
+
+
+def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock) -> tuple[PolicyRuntime, dict]:
+    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay))
+    if checkpoint:
+        rt = PolicyRuntime.from_checkpoint(checkpoint, cfg, clock)
+        pcfg = rt.policy.config
+        crop = rt.preprocessor.crop_shape
+        sizes = {k: (crop or (h, w)) for k, (c, h, w) in pcfg.image_shapes.items()}
+        if crop:  # raw frames at the store size when the checkpoint knows it
+            from df_policy.training.checkpoint import load_checkpoint
+
+            schema = load_checkpoint(checkpoint).schema
+            sizes = {k: tuple(schema.keys[k].shape[:2]) for k in pcfg.image_shapes}
+        return rt, sizes
+    policy = make_policy(pusht_cpu_policy_config(), seed=0)
+    cfg = RuntimeConfig(cfg.planner, cfg.safety, 0.1)
+    return make_runtime(policy, cfg, clock, value_range=(0.0, 512.0), crop_shape=(84, 84)), {"img": (96, 96)}
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> dict:
+    clock = FakeClock()
+    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock)
+    rng = np.random.default_rng(0)
+    pcfg = rt.policy.config
+    lat, calls = [], []
+    for k in range(args.ticks + args.warmup):
+        now = k * rt.period_s
+        clock.set(now)
+        obs = {key: rng.integers(0, 256, (*sizes[key], c), dtype=np.uint8) for key, (c, _, _) in pcfg.image_shapes.items()}
+        obs.update({key: rng.uniform(0, 512, d).astype(np.float32) for key, d in pcfg.lowdim_shapes.items()})
+        rt.push_observation(obs, stamp=now)
+        t0 = time.perf_counter()
+        report = rt.run_inference_once()
+        rt.control_tick(now)
+        lat.append(time.perf_counter() - t0)
+        calls.append(report.network_calls if report else 0)
+    lat_ms, steady = np.array(lat) * 1000, slice(args.warmup, None)
+    s = rt.stats()
+    return {
+        "tick_ms_p50": round(float(np.percentile(lat_ms[steady], 50)), 2),
+        "tick_ms_p99": round(float(np.percentile(lat_ms[steady], 99)), 2),
+        "tick_ms_max": round(float(lat_ms[steady].max()), 2),
+        "tick_ms_mean": round(float(lat_ms[steady].mean()), 2),
+        "first_tick_ms": round(float(lat_ms[0]), 2),
+        "network_calls_per_action": round(float(np.sum(calls[steady]) / args.ticks), 3),
+        "network_calls_per_tick": sorted(set(calls[steady])),
+        "control_tick_ms_p99": s["control_tick_ms_p99"] and round(s["control_tick_ms_p99"], 3),
+        "commands": s["commands"], "overruns": s["overruns"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=None, help="checkpoint or run directory (default: random pusht_cpu model)")
+    p.add_argument("--ticks", type=int, default=80, help="measured ticks per mode")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--delay-steps", type=int, default=1)
+    p.add_argument("--modes", nargs="+", default=["stream", "chunk", "autoregressive"])
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {mode: run_mode(mode, args) for mode in args.modes}
+    meta = {"model": args.checkpoint or "pusht_cpu config, random weights", "torch": torch.__version__,
+            "threads": args.threads, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+            "ticks": args.ticks, "delay_steps": args.delay_steps,
+            "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    print(json.dumps({"meta": meta, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Offline evaluation of trained policies (replay of recorded episodes through the runtime)."""

@@ -1,0 +1,279 @@
+"""Last line of defence between the policy and the robot: every emitted command passes here.
+
+Units: robot units (the store's action units, *not* normalised), seconds on the runtime's
+monotonic clock. The action vector is treated as a position target (absolute action spaces,
+e.g. joint or end-effector positions); velocity and acceleration are finite differences of
+consecutive *sent* commands over the actual time between them.
+
+Per command, in this order:
+
+1. NaN/Inf guard: a non-finite command is never sent; the result is a :class:`Hold`.
+2. Lateness guard: a command whose target time is more than ``max_action_age_s`` in the past
+   is never sent (:class:`Hold`).
+3. Acceleration limit, then velocity limit, relative to the last sent command.
+4. Position limits (they win over the acceleration limit when both cannot hold).
+
+Clipped commands are sent, and every clip is counted per kind and per dimension and listed on
+the :class:`Command` (``violations``); every hold is counted per kind. Holding means re-sending
+the last safe command (``Hold.action``; ``None`` when nothing was ever sent, in which case the
+caller must send nothing). A hold counts as a sent command at zero velocity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VIOLATION_KINDS = ("position", "velocity", "acceleration")
+"""Kinds of limit violation that are clipped (the command is still sent)."""
+
+HOLD_KINDS = (
+    "non_finite_action",   # the policy produced NaN/Inf
+    "late_action",         # the action's target time had passed by more than max_action_age_s
+    "stale_observation",   # the newest observation is older than max_obs_age_s
+    "invalid_observation", # the newest observation contained NaN/Inf
+    "no_action",           # nothing planned yet (start-up)
+    "overrun",             # inference fell behind and the clean actions ran out
+)
+"""Kinds of hold (nothing new is sent)."""
+
+Limit = float | Sequence[float] | None
+
+
+@dataclass
+class SafetyConfig:
+    """Limits applied to every command (robot units, seconds). ``None`` disables a limit.
+
+    Attributes:
+        low, high: per-dimension position limits (a scalar applies to every dimension).
+        max_velocity: per-dimension ``|dx/dt|`` limit in units/s between consecutive commands.
+        max_acceleration: per-dimension ``|d2x/dt2|`` limit in units/s^2.
+        max_obs_age_s: hold when the newest observation is older than this (watchdog).
+        max_action_age_s: a command more than this late (now - target time) is never sent;
+            ``None`` = half the control period (set by the runtime).
+    """
+
+    low: Limit = None
+    high: Limit = None
+    max_velocity: Limit = None
+    max_acceleration: Limit = None
+    max_obs_age_s: float = 0.5
+    max_action_age_s: float | None = None
+
+    def __post_init__(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"SafetyConfig: {msg}")
+
+        for name in ("low", "high", "max_velocity", "max_acceleration"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+            if arr.ndim != 1 or arr.size == 0:
+                fail(f"{name} must be a number or a flat list of numbers, got {value!r}")
+            if np.isnan(arr).any():
+                fail(f"{name} contains NaN")
+            if name.startswith("max_") and (arr <= 0).any():
+                fail(f"{name} must be > 0, got {value!r}")
+            setattr(self, name, float(arr[0]) if np.ndim(value) == 0 else tuple(float(v) for v in arr))
+        if self.low is not None and self.high is not None:
+            lo, hi = np.broadcast_arrays(np.atleast_1d(self.low), np.atleast_1d(self.high))
+            if (lo >= hi).any():
+                fail(f"low must be < high in every dimension, got low={self.low}, high={self.high}")
+        if not (self.max_obs_age_s > 0 and math.isfinite(self.max_obs_age_s)):
+            fail(f"max_obs_age_s must be a positive number, got {self.max_obs_age_s}")
+        if self.max_action_age_s is not None and not self.max_action_age_s >= 0:
+            fail(f"max_action_age_s must be >= 0 or None, got {self.max_action_age_s}")
+
+    def vector(self, name: str, dim: int) -> np.ndarray | None:
+        """Limit ``name`` broadcast to ``(dim,)`` float64, or ``None``; raises on a size mismatch."""
+        value = getattr(self, name)
+        if value is None:
+            return None
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if arr.size == 1:
+            return np.full(dim, float(arr[0]))
+        if arr.size != dim:
+            raise ValueError(f"SafetyConfig.{name} has {arr.size} values but the action has {dim} dimensions")
+        return arr.copy()
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command to send now.
+
+    Attributes:
+        action: ``(Da,)`` float64 target in robot units (after clipping).
+        time: when it was sent (seconds, runtime clock).
+        target_time: when the policy meant it to be executed.
+        step: control step index of ``target_time``.
+        violations: kinds of limit that were clipped (empty = sent as planned).
+        raw: the command before clipping (robot units).
+    """
+
+    action: np.ndarray
+    time: float
+    target_time: float
+    step: int
+    violations: tuple[str, ...] = ()
+    raw: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Nothing new is sent: the robot keeps (or is re-sent) the last safe command.
+
+    Attributes:
+        kind: one of :data:`HOLD_KINDS`.
+        reason: human-readable explanation.
+        action: the last safe command ``(Da,)`` to re-send, or ``None`` if none was ever sent.
+        time: when the hold was decided (seconds, runtime clock).
+    """
+
+    kind: str
+    reason: str
+    action: np.ndarray | None
+    time: float
+
+
+@dataclass
+class SafetyFilter:
+    """Stateful limit checker; one per robot, reset per episode (:meth:`reset`)."""
+
+    config: SafetyConfig
+    action_dim: int
+    period_s: float
+    violations: dict[str, int] = field(init=False)
+    violations_per_dim: dict[str, np.ndarray] = field(init=False)
+    holds: dict[str, int] = field(init=False)
+    commands: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.action_dim < 1 or not self.period_s > 0:
+            raise ValueError(f"SafetyFilter needs action_dim >= 1 and period_s > 0, got {self.action_dim}, {self.period_s}")
+        self._low = self.config.vector("low", self.action_dim)
+        self._high = self.config.vector("high", self.action_dim)
+        self._vmax = self.config.vector("max_velocity", self.action_dim)
+        self._amax = self.config.vector("max_acceleration", self.action_dim)
+        self.max_action_age_s = (0.5 * self.period_s if self.config.max_action_age_s is None
+                                 else float(self.config.max_action_age_s))
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self, last_command: np.ndarray | None = None, time: float | None = None) -> None:
+        """Forget history and counters; ``last_command`` (robot units, e.g. the robot's current
+        position) makes the velocity/acceleration limits apply from the first command."""
+        self.violations = {k: 0 for k in VIOLATION_KINDS}
+        self.violations_per_dim = {k: np.zeros(self.action_dim, dtype=np.int64) for k in VIOLATION_KINDS}
+        self.holds = {k: 0 for k in HOLD_KINDS}
+        self.commands = 0
+        self._last: np.ndarray | None = None
+        self._last_time: float | None = None
+        self._last_velocity = np.zeros(self.action_dim)
+        if last_command is not None:
+            last = np.asarray(last_command, dtype=np.float64).reshape(-1)
+            if last.shape != (self.action_dim,) or not np.isfinite(last).all():
+                raise ValueError(f"last_command must be a finite ({self.action_dim},) vector, got {last_command!r}")
+            self._last = self._clip_position(last.copy(), count=False)
+            self._last_time = time
+
+    @property
+    def last_command(self) -> np.ndarray | None:
+        """The last command sent (or held), robot units."""
+        return None if self._last is None else self._last.copy()
+
+    # ------------------------------------------------------------------ checks
+    def hold(self, kind: str, reason: str, now: float) -> Hold:
+        """Record a hold of ``kind`` (re-sending the last safe command) and return it."""
+        if kind not in self.holds:
+            raise ValueError(f"unknown hold kind {kind!r}; expected one of {HOLD_KINDS}")
+        self.holds[kind] += 1
+        (log.warning if self.holds[kind] == 1 else log.debug)("hold (%s): %s", kind, reason)
+        if self._last is not None:
+            self._last_velocity = np.zeros(self.action_dim)
+            self._last_time = now
+        return Hold(kind, reason, self.last_command, now)
+
+    def check_observation(self, newest_obs_time: float | None, now: float) -> Hold | None:
+        """Watchdog: a :class:`Hold` if there is no observation or the newest is too old."""
+        if newest_obs_time is None:
+            return self.hold("stale_observation", "no observation received", now)
+        age = now - newest_obs_time
+        if age > self.config.max_obs_age_s:
+            return self.hold("stale_observation",
+                             f"newest observation is {age:.3f} s old (max_obs_age_s={self.config.max_obs_age_s})", now)
+        return None
+
+    def _clip_position(self, x: np.ndarray, count: bool) -> np.ndarray:
+        if self._low is None and self._high is None:
+            return x
+        lo = self._low if self._low is not None else np.full(self.action_dim, -np.inf)
+        hi = self._high if self._high is not None else np.full(self.action_dim, np.inf)
+        bad = (x < lo) | (x > hi)
+        if count and bad.any():
+            self._count("position", bad)
+        return np.clip(x, lo, hi)
+
+    def _count(self, kind: str, dims: np.ndarray) -> None:
+        self.violations[kind] += 1
+        self.violations_per_dim[kind] += dims.astype(np.int64)
+        (log.warning if self.violations[kind] == 1 else log.debug)(
+            "%s limit clipped in dimensions %s", kind, np.flatnonzero(dims).tolist())
+
+    def filter(self, action: np.ndarray, now: float, target_time: float | None = None, step: int = -1) -> Command | Hold:
+        """Check and clip one command (robot units) about to be sent at ``now``."""
+        raw = np.asarray(action, dtype=np.float64).reshape(-1)
+        target = now if target_time is None else float(target_time)
+        if raw.shape != (self.action_dim,):
+            raise ValueError(f"command must have shape ({self.action_dim},), got {np.shape(action)}")
+        if not np.isfinite(raw).all():
+            return self.hold("non_finite_action", f"policy produced a non-finite command {raw.tolist()}", now)
+        if now - target > self.max_action_age_s:
+            return self.hold("late_action", f"command for t={target:.3f} is {now - target:.3f} s late "
+                             f"(max_action_age_s={self.max_action_age_s:.3f})", now)
+        x = raw.copy()
+        kinds: list[str] = []
+        if self._last is not None and (self._vmax is not None or self._amax is not None):
+            dt = now - self._last_time if self._last_time is not None else self.period_s
+            if not dt > 0:
+                dt = self.period_s
+            v = (x - self._last) / dt
+            if self._amax is not None:
+                lo, hi = self._last_velocity - self._amax * dt, self._last_velocity + self._amax * dt
+                bad = (v < lo) | (v > hi)
+                if bad.any():
+                    self._count("acceleration", bad)
+                    kinds.append("acceleration")
+                    v = np.clip(v, lo, hi)
+            if self._vmax is not None:
+                bad = np.abs(v) > self._vmax
+                if bad.any():
+                    self._count("velocity", bad)
+                    kinds.append("velocity")
+                    v = np.clip(v, -self._vmax, self._vmax)
+            x = self._last + v * dt
+        before = x
+        x = self._clip_position(x, count=True)
+        if not np.array_equal(before, x):
+            kinds.append("position")
+        if self._last is not None and self._last_time is not None:
+            dt = now - self._last_time
+            self._last_velocity = (x - self._last) / dt if dt > 0 else np.zeros(self.action_dim)
+        self._last, self._last_time = x, now
+        self.commands += 1
+        return Command(x.copy(), now, target, step, tuple(kinds), raw)
+
+    def report(self) -> dict:
+        """Counters as plain JSON-able values."""
+        return {
+            "commands": self.commands,
+            "violations": dict(self.violations),
+            "violations_per_dim": {k: v.tolist() for k, v in self.violations_per_dim.items()},
+            "holds": dict(self.holds),
+        }

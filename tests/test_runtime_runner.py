@@ -1,0 +1,316 @@
+"""PolicyRuntime: masking, watchdogs, adversarial outputs, non-blocking control, overruns."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from df_policy.runtime import (Command, ControlLoop, FakeClock, Hold, MonotonicClock, ObservationError,
+                               PlannerConfig, RuntimeConfig, SafetyConfig)
+from df_policy.runtime.testing import make_policy, make_runtime, random_observation, tiny_policy_config
+
+PERIOD = 0.1
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def policy():
+    return make_policy(tiny_policy_config(), seed=0)
+
+
+def config(mode="stream", delay=0, **safety):
+    return RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), safety=SafetyConfig(**safety),
+                         period_s=PERIOD)
+
+
+def spy_windows(runtime, monkeypatch):
+    windows = []
+    original = runtime.planner.update
+
+    def update(window):
+        windows.append(window)
+        return original(window)
+
+    monkeypatch.setattr(runtime.planner, "update", update)
+    return windows
+
+
+def test_preprocessing_crops_derives_and_normalises(policy):
+    rt = make_runtime(policy, config(), FakeClock(), crop_shape=(32, 32), derived_keys={"agent_pos": "state[0:2]"})
+    img = np.arange(40 * 40 * 3, dtype=np.uint32).reshape(40, 40, 3).astype(np.uint8)
+    out = rt.preprocessor.observation({"image": img, "state": np.array([25.0, 100.0, 7.0])})
+    np.testing.assert_array_equal(out["obs.image"], img[4:36, 4:36].transpose(2, 0, 1))
+    np.testing.assert_allclose(out["obs.agent_pos"], [-0.5, 1.0])  # range 0..100 -> [-1, 1]
+    with pytest.raises(ObservationError, match=r"lacks low-dim key 'agent_pos' \(or its source 'state'\)"):
+        rt.preprocessor.observation({"image": img})
+    with pytest.raises(ObservationError, match="must be"):
+        rt.preprocessor.observation({"image": img[..., :1], "state": np.zeros(3)})
+    np.testing.assert_allclose(rt.preprocessor.unnormalize_action(rt.preprocessor.normalize_action([10.0, 90.0])),
+                               [10.0, 90.0], rtol=1e-5)
+
+
+def test_missing_frame_is_masked_and_stale_observation_holds(policy, monkeypatch):
+    clock = FakeClock()
+    rt = make_runtime(policy, config(max_obs_age_s=0.35), clock)
+    windows = spy_windows(rt, monkeypatch)
+    rng = np.random.default_rng(0)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)
+    rt.run_inference_once()
+    assert windows[-1].obs["obs_is_pad"].tolist() == [[True, False]]  # before the first frame
+    assert isinstance(rt.control_tick(0.0), Command)
+    clock.set(0.2)  # the frame of step 1 never arrived
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.2)
+    rt.run_inference_once()
+    w = windows[-1]
+    assert w.step == 2 and w.obs["obs_is_pad"].tolist() == [[True, False]]
+    assert int(w.obs["obs.image"][0, 0].abs().sum()) == 0  # zero-filled and masked, not a repeated frame
+    assert isinstance(rt.control_tick(0.2), Command)
+    # no new frame: once the newest is older than max_obs_age_s the runtime holds
+    clock.set(0.5)
+    assert rt.run_inference_once() is None
+    held = rt.control_tick(0.6)
+    assert isinstance(held, Hold) and held.kind == "stale_observation" and held.action is not None
+    assert rt.stats()["holds"]["stale_observation"] == 1
+
+
+def test_nan_observation_holds_and_never_reaches_the_model(policy, monkeypatch):
+    clock = FakeClock()
+    rt = make_runtime(policy, config(delay=3), clock)
+    windows = spy_windows(rt, monkeypatch)
+    rng = np.random.default_rng(1)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)
+    rt.run_inference_once()
+    assert isinstance(rt.control_tick(0.0), Command)
+    clock.set(0.1)
+    bad = random_observation(policy.config, rng)
+    bad["agent_pos"][1] = np.nan
+    rt.push_observation(bad, stamp=0.1)
+    assert rt.run_inference_once() is None
+    for now in (0.1, 0.2):  # clean actions are queued for steps 1..3, yet nothing is sent
+        clock.set(now)
+        out = rt.control_tick(now)
+        assert isinstance(out, Hold) and out.kind == "invalid_observation"
+    clock.set(0.3)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.3)
+    rt.run_inference_once()
+    assert isinstance(rt.control_tick(0.3), Command)
+    assert rt.stats()["invalid_observations"] == 1 and rt.stats()["holds"]["invalid_observation"] == 2
+    for w in windows:
+        assert all(torch.isfinite(v.float()).all() for k, v in w.obs.items())
+
+
+@pytest.mark.parametrize("mode", ["stream", "chunk"])
+def test_limits_hold_for_adversarial_model_outputs(policy, monkeypatch, mode):
+    def explode(x, from_levels, to_levels, obs, **kw):  # moving tokens jump to +-1e9 (normalised)
+        moved = (from_levels != to_levels).repeat_interleave(policy.config.actions_per_token, 1)[..., None]
+        signs = torch.where(torch.rand_like(x) > 0.5, 1.0, -1.0)
+        return torch.where(moved, signs * 1e9, x)
+
+    monkeypatch.setattr(policy, "denoise_step", explode)
+    clock = FakeClock()
+    limits = dict(low=[10.0, 20.0], high=[90.0, 80.0], max_velocity=50.0, max_acceleration=400.0)
+    rt = make_runtime(policy, config(mode, **limits), clock)
+    rng = np.random.default_rng(2)
+    sent = []
+    for k in range(12):
+        clock.set(k * PERIOD)
+        rt.push_observation(random_observation(policy.config, rng), stamp=k * PERIOD)
+        rt.run_inference_once()
+        out = rt.control_tick(k * PERIOD)
+        assert isinstance(out, Command)
+        sent.append(out.action)
+    sent = np.array(sent)
+    assert (sent >= [10.0, 20.0]).all() and (sent <= [90.0, 80.0]).all()
+    v = np.diff(sent, axis=0) / PERIOD
+    assert np.abs(v).max() <= 50.0 + 1e-6
+    assert np.abs(np.diff(v, axis=0) / PERIOD).max() <= 400.0 + 1e-6
+    stats = rt.stats()
+    assert stats["violations"]["position"] >= 1 and stats["violations"]["velocity"] >= 1
+    assert stats["violations"]["acceleration"] >= 1
+
+
+def test_nan_model_outputs_are_never_sent(policy, monkeypatch):
+    monkeypatch.setattr(policy, "denoise_step", lambda x, f, t, obs, **kw: torch.full_like(x, float("nan")))
+    clock = FakeClock()
+    rt = make_runtime(policy, config(), clock)
+    rng = np.random.default_rng(3)
+    for k in range(5):
+        clock.set(k * PERIOD)
+        rt.push_observation(random_observation(policy.config, rng), stamp=k * PERIOD)
+        rt.run_inference_once()
+        out = rt.control_tick(k * PERIOD)
+        assert isinstance(out, Hold) and out.kind == "non_finite_action" and out.action is None
+    assert rt.stats()["holds"]["non_finite_action"] == 5 and rt.stats()["commands"] == 0
+
+
+def test_control_tick_never_waits_for_a_stuck_model_and_reports_overrun(policy, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    release.set()
+    original = policy.denoise_step
+
+    def gated(*args, **kwargs):
+        entered.set()
+        assert release.wait(10.0), "test never released the model"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "denoise_step", gated)
+    clock = FakeClock()
+    rt = make_runtime(policy, config(delay=3), clock)
+    rng = np.random.default_rng(4)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)
+    report = rt.run_inference_once()  # primed: clean actions for steps 0..3 queued
+    assert report.queued == 4
+    results = [rt.control_tick(0.0)]
+    release.clear()
+    entered.clear()
+    rt.start()
+    try:
+        clock.set(PERIOD)
+        rt.push_observation(random_observation(policy.config, rng), stamp=PERIOD)
+        assert entered.wait(5.0), "inference thread did not start"
+        durations = []
+        for k in range(1, 7):
+            clock.set(k * PERIOD)
+            rt.push_observation(random_observation(policy.config, rng), stamp=k * PERIOD)
+            t0 = time.perf_counter()
+            results.append(rt.control_tick(k * PERIOD))
+            durations.append(time.perf_counter() - t0)
+        assert max(durations) < 0.5  # the model is stuck; a blocking tick would wait forever
+        kinds = ["cmd" if isinstance(r, Command) else r.kind for r in results]
+        assert kinds == ["cmd"] * 4 + ["overrun"] * 3  # buffered actions keep playing, then overrun
+        assert all(isinstance(r, Hold) and r.action is not None for r in results[4:])
+        np.testing.assert_array_equal(results[-1].action, results[3].action)  # holds the last safe command
+        release.set()
+        deadline = time.time() + 10
+        while rt.stats()["inferences"] < 2 and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        release.set()
+        rt.stop()
+    stats = rt.stats()
+    assert stats["overruns"] == 3
+    assert stats["dropped_late"] >= 1  # the late plan (for step 4, due at 0.4 s) was never executed
+
+
+def test_control_loop_keeps_its_period_while_the_model_is_slow(policy, monkeypatch):
+    original = policy.denoise_step
+
+    def slow(*args, **kwargs):
+        time.sleep(0.06)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "denoise_step", slow)
+    period = 0.02
+    cfg = RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=5),
+                        safety=SafetyConfig(max_obs_age_s=0.2), period_s=period)
+    rt = make_runtime(policy, cfg, MonotonicClock())
+    obs = random_observation(policy.config, np.random.default_rng(5))
+    loop = ControlLoop(rt, sink=lambda result: rt.push_observation(obs))  # a camera frame per tick
+    rt.push_observation(obs)
+    rt.start()
+    loop.start()
+    time.sleep(0.8)
+    loop.stop()
+    rt.stop()
+    rep, stats = loop.report(), rt.stats()
+    assert rep["ticks"] + rep["missed_ticks"] >= 20
+    assert rep["tick_ms_p50"] < 5.0  # a tick never includes a network call (each takes >= 60 ms)
+    assert rep["jitter_ms_p50"] < period * 1000
+    assert stats["inferences"] >= 2 and stats["inference_ms_p50"] >= 60.0
+    assert stats["commands"] > 0 and stats["ticks"] == rep["ticks"]
+
+
+def test_control_loop_with_fake_clock_is_exact(policy):
+    clock = FakeClock()
+    rt = make_runtime(policy, config("chunk"), clock)
+    rng = np.random.default_rng(6)
+    sent = []
+
+    def sink(result):
+        sent.append(result)
+        # the frame of the next tick arrives (and is planned from) before that tick
+        rt.push_observation(random_observation(policy.config, rng), stamp=clock.now() + PERIOD)
+        rt.run_inference_once()
+
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)
+    rt.run_inference_once()
+    loop = ControlLoop(rt, sink)
+    loop.run_ticks(12)
+    assert loop.report()["jitter_ms_max"] == 0.0 and loop.missed_ticks == 0
+    assert all(isinstance(r, Command) for r in sent)
+    assert [r.step for r in sent] == list(range(12))
+    stats = rt.stats()
+    # plans at steps 0, 4, 8 and 12 (the frame for tick 12 arrived), S = 4 calls each
+    assert stats["overruns"] == 0 and stats["network_calls"] == 16 and stats["commands"] == 12
+
+
+def test_each_observation_is_encoded_once(policy, monkeypatch):
+    clock = FakeClock()
+    rt = make_runtime(policy, config(), clock)
+    encoded_frames = []
+    original = policy.obs_encoder.forward
+
+    def counting(obs):
+        encoded_frames.append(obs["obs.image"].shape[1])
+        return original(obs)
+
+    monkeypatch.setattr(policy.obs_encoder, "forward", counting)
+    windows = spy_windows(rt, monkeypatch)
+    rng = np.random.default_rng(7)
+    for k in range(4):
+        clock.set(k * PERIOD)
+        rt.push_observation(random_observation(policy.config, rng), stamp=k * PERIOD)
+        rt.run_inference_once()
+    assert encoded_frames == [1, 1, 1, 1]  # the older frame's features are reused
+    # the cached features equal a fresh encoding of the whole window
+    w = windows[-1]
+    cached = rt.planner._encode(w)
+    full = policy.encode_observations(w.obs)
+    torch.testing.assert_close(cached.features, full.features, atol=1e-5, rtol=1e-4)
+    assert torch.equal(cached.missing, full.missing)
+
+
+def test_inference_thread_idles_on_stale_or_invalid_observations(policy, monkeypatch):
+    clock = FakeClock(10.0)
+    rt = make_runtime(policy, config(), clock)
+    attempts = []
+    original = rt.run_inference_once
+    monkeypatch.setattr(rt, "run_inference_once", lambda: attempts.append(1) or original())
+    rng = np.random.default_rng(8)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)  # 10 s old
+    bad = random_observation(policy.config, rng)
+    bad["agent_pos"][:] = np.inf
+    rt.push_observation(bad, stamp=10.0)
+    rt.start()
+    try:
+        time.sleep(0.3)
+    finally:
+        rt.stop()
+    assert 1 <= len(attempts) <= 3  # one attempt per pushed observation, no busy loop
+    assert rt.stats()["inferences"] == 0
+    assert isinstance(rt.control_tick(10.0), Hold)
+
+
+def test_late_actions_are_dropped_never_executed(policy):
+    clock = FakeClock()
+    rt = make_runtime(policy, config(delay=0), clock)
+    rng = np.random.default_rng(9)
+    rt.push_observation(random_observation(policy.config, rng), stamp=0.0)
+    rt.run_inference_once()  # plans step 0 only (delay 0), due at t=0
+    clock.set(0.1)  # the control tick at t=0 was missed: the action is now one period late
+    out = rt.control_tick(0.1)
+    assert isinstance(out, Hold) and out.kind == "overrun" and "too late" in out.reason
+    stats = rt.stats()
+    assert stats["dropped_late"] == 1 and stats["late_overruns"] == 1 and stats["commands"] == 0
+    assert stats["recommended_delay_steps"] is None  # needs two measured inferences

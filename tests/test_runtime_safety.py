@@ -1,0 +1,89 @@
+"""SafetyFilter: NaN guard, limits clipped and counted per kind, lateness and staleness holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from df_policy.runtime.safety import Command, Hold, SafetyConfig, SafetyFilter
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="low must be < high"):
+        SafetyConfig(low=[0, 0], high=[1, 0])
+    with pytest.raises(ValueError, match="max_velocity must be > 0"):
+        SafetyConfig(max_velocity=0.0)
+    with pytest.raises(ValueError, match="max_obs_age_s"):
+        SafetyConfig(max_obs_age_s=0)
+    with pytest.raises(ValueError, match="3 values but the action has 2"):
+        SafetyFilter(SafetyConfig(low=[0, 0, 0]), action_dim=2, period_s=0.1)
+    assert SafetyConfig(low=-1.0).vector("low", 3).tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_non_finite_is_never_sent_and_counted():
+    f = SafetyFilter(SafetyConfig(), action_dim=2, period_s=0.1)
+    first = f.filter(np.array([1.0, 2.0]), now=0.0)
+    assert isinstance(first, Command)
+    for bad in ([np.nan, 0.0], [0.0, np.inf], [-np.inf, np.nan]):
+        out = f.filter(np.array(bad), now=0.1)
+        assert isinstance(out, Hold) and out.kind == "non_finite_action"
+        np.testing.assert_array_equal(out.action, [1.0, 2.0])  # the last safe command is re-sent
+    assert f.holds["non_finite_action"] == 3 and f.commands == 1
+    g = SafetyFilter(SafetyConfig(), action_dim=2, period_s=0.1)
+    out = g.filter(np.array([np.nan, 0.0]), now=0.0)
+    assert isinstance(out, Hold) and out.action is None  # nothing was ever sent: send nothing
+
+
+def test_position_velocity_acceleration_limits_clip_and_count():
+    cfg = SafetyConfig(low=[0.0, -1.0], high=[10.0, 1.0], max_velocity=[5.0, 100.0], max_acceleration=[50.0, 1e6])
+    f = SafetyFilter(cfg, action_dim=2, period_s=0.1)
+    c = f.filter(np.array([20.0, -3.0]), now=0.0)  # first command: only positions apply
+    np.testing.assert_allclose(c.action, [10.0, -1.0])
+    assert c.violations == ("position",) and f.violations["position"] == 1
+    assert f.violations_per_dim["position"].tolist() == [1, 1]
+    # dim 0 asks for 100 units/s from rest: acceleration caps |Δv| at 50 * 0.1 = 5 units/s
+    c = f.filter(np.array([0.0, -1.0]), now=0.1)
+    np.testing.assert_allclose(c.action, [9.5, -1.0])
+    assert "acceleration" in c.violations and f.violations_per_dim["acceleration"].tolist() == [1, 0]
+    # accelerate further: v would be 10 units/s > vmax 5: velocity clips
+    c = f.filter(np.array([0.0, -1.0]), now=0.2)
+    np.testing.assert_allclose(c.action, [9.0, -1.0])
+    assert c.violations == ("acceleration", "velocity")
+    assert f.violations["velocity"] == 1
+    # every sent command satisfies every limit, whatever is asked for
+    rng = np.random.default_rng(0)
+    prev, prev_v, t = c.action, -5.0 * np.ones(1), 0.2
+    for _ in range(200):
+        t += 0.1
+        out = f.filter(rng.normal(0, 1e4, size=2), now=t)
+        x = out.action
+        assert cfg.low[0] <= x[0] <= cfg.high[0] and cfg.low[1] <= x[1] <= cfg.high[1]
+        v = (x[0] - prev[0]) / 0.1
+        assert abs(v) <= 5.0 + 1e-9
+        prev = x
+    report = f.report()
+    assert report["violations"]["position"] > 1 and report["commands"] == 203
+
+
+def test_initial_command_makes_rate_limits_apply_from_the_start():
+    f = SafetyFilter(SafetyConfig(max_velocity=1.0), action_dim=1, period_s=0.1)
+    f.reset(last_command=np.array([0.0]), time=0.0)
+    c = f.filter(np.array([5.0]), now=0.1)
+    np.testing.assert_allclose(c.action, [0.1])
+    assert c.violations == ("velocity",)
+    np.testing.assert_allclose(c.raw, [5.0])
+
+
+def test_late_actions_and_stale_observations_hold():
+    f = SafetyFilter(SafetyConfig(max_obs_age_s=0.25, max_action_age_s=0.05), action_dim=1, period_s=0.1)
+    assert f.max_action_age_s == 0.05
+    late = f.filter(np.array([1.0]), now=1.0, target_time=0.9)
+    assert isinstance(late, Hold) and late.kind == "late_action"
+    assert isinstance(f.filter(np.array([1.0]), now=1.0, target_time=0.96), Command)
+    assert f.check_observation(None, now=1.0).kind == "stale_observation"
+    assert f.check_observation(0.8, now=1.0) is None
+    stale = f.check_observation(0.7, now=1.0)
+    assert isinstance(stale, Hold) and "0.300 s old" in stale.reason
+    assert f.holds == {**f.holds, "late_action": 1, "stale_observation": 2}
+    default = SafetyFilter(SafetyConfig(), action_dim=1, period_s=0.1)
+    assert default.max_action_age_s == pytest.approx(0.05)  # half a period
