@@ -20,11 +20,19 @@ def test_console_script_runs():
     assert "validate" in out and "convert" in out
 
 
-def test_demo_writes_a_valid_store_and_summary(tmp_path, capsys):
-    assert dfp(["demo", "--out", str(tmp_path / "demo"), "--episodes", "3"]) == 0
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["episodes"] == 3 and summary["steps"] == 120
-    assert dfp(["data", "validate", summary["store"]]) == 0
+def test_demo_runs_every_stage(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert dfp(["demo", "--out", str(out), "--episodes", "6", "--train-steps", "4", "--eval-episodes", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["store"] == {"episodes": 6, "steps": 240}
+    assert dfp(["data", "validate", str(out / "demos.zarr")]) == 0
+    assert summary["train"]["steps"] == 4 and (out / "run" / "checkpoints" / "last" / "ema.safetensors").is_file()
+    assert (out / "replay" / "metrics.json").is_file() and summary["replay"]["action_mse"] > 0
+    loop = summary["closed_loop"]
+    assert loop["episodes"] == 2 and loop["baseline_success_rate"] == 0.0  # holding still never reaches the goal
+    assert 0.0 <= loop["policy_success_rate"] <= 1.0
+    assert (out / "rollout.gif").read_bytes()[:3] == b"GIF"
+    assert "hold-still baseline" in (out / "report.md").read_text()
 
 
 def test_mark_recover_and_errors(tmp_path, synth_store, capsys):
