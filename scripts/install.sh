@@ -12,7 +12,7 @@ PY="${DFP_PYTHON:-$(command -v python3.11 || command -v python3)}"
 # System libraries: OpenGL/EGL/OSMesa for headless simulator rendering, libusb for pyrealsense2.
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=""
-  for pkg in libgl1 libegl1 libosmesa6 libusb-1.0-0; do
+  for pkg in libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 libusb-1.0-0; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
   done
   if [ -n "$need" ]; then
