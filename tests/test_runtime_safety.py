@@ -60,7 +60,8 @@ def test_position_velocity_acceleration_limits_clip_and_count():
         assert cfg.low[0] <= x[0] <= cfg.high[0] and cfg.low[1] <= x[1] <= cfg.high[1]
         v = (x[0] - prev[0]) / 0.1
         assert abs(v) <= 5.0 + 1e-9
-        prev = x
+        assert abs(v - prev_v[0]) / 0.1 <= 50.0 + 1e-6  # acceleration limit
+        prev, prev_v = x, np.array([v])
     report = f.report()
     assert report["violations"]["position"] > 1 and report["commands"] == 203
 
