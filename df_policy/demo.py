@@ -46,7 +46,6 @@ def closed_loop(checkpoint: Path, episodes: int, seed: int, gif: Path | None) ->
     """Policy vs hold-still baseline in :class:`ReachEnv`, same seeds, through the runtime."""
     from df_policy.runtime.clock import FakeClock
     from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
-    from df_policy.runtime.safety import Command
 
     clock = FakeClock()
     runtime = PolicyRuntime.from_checkpoint(checkpoint, RuntimeConfig(), clock=clock)
@@ -65,12 +64,8 @@ def closed_loop(checkpoint: Path, episodes: int, seed: int, gif: Path | None) ->
                 if who == "hold_baseline":
                     action = start
                 else:
-                    now = t_base + k * runtime.period_s
-                    clock.set(now)
-                    runtime.push_observation(obs, stamp=now)
-                    runtime.run_inference_once()
-                    res = runtime.control_tick(now)
-                    action = res.action if isinstance(res, Command) or res.action is not None else start
+                    res, _, _ = runtime.step_synchronously(obs, t_base + k * runtime.period_s)
+                    action = res.action if res.action is not None else start
                     if gif is not None and i == 0:
                         frames.append(np.kron(obs["image"], np.ones((4, 4, 1), np.uint8)))
                 obs, done = env.step(action)

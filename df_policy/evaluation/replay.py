@@ -83,7 +83,7 @@ class EpisodeTrace:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def replay_episode(runtime: PolicyRuntime, clock: FakeClock, steps: dict[str, np.ndarray], actions: np.ndarray,
+def replay_episode(runtime: PolicyRuntime, steps: dict[str, np.ndarray], actions: np.ndarray,
                    episode: int, t_start: float) -> EpisodeTrace:
     """Drive ``runtime`` through one recorded episode (``steps``: raw key -> ``(T, ...)``)."""
     T, Da = actions.shape
@@ -94,15 +94,8 @@ def replay_episode(runtime: PolicyRuntime, clock: FakeClock, steps: dict[str, np
     plan_id = np.full(T, -1, dtype=np.int64)
     holds, lat, ctl = [""] * T, np.zeros(T), np.zeros(T)
     for k in range(T):
-        now = t_start + k * period
-        clock.set(now)
-        runtime.push_observation({key: value[k] for key, value in steps.items()}, stamp=now)
-        t0 = time.perf_counter()
-        runtime.run_inference_once()
-        lat[k] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = runtime.control_tick(now)
-        ctl[k] = time.perf_counter() - t0
+        raw = {key: value[k] for key, value in steps.items()}
+        result, lat[k], ctl[k] = runtime.step_synchronously(raw, t_start + k * period)
         if isinstance(result, Command):
             executed[k] = result.action
             executed_norm[k] = runtime.preprocessor.normalize_action(result.action)
@@ -349,7 +342,7 @@ def run_replay(checkpoint: str | Path, data: str | Path, out: str | Path, *, epi
         if max_steps is not None:
             arrays = {k: v[:max_steps] for k, v in arrays.items()}
             actions = actions[:max_steps]
-        traces.append(replay_episode(runtime, clock, arrays, actions, ep, t_start))
+        traces.append(replay_episode(runtime, arrays, actions, ep, t_start))
         t_start += (len(actions) + 10) * runtime.period_s  # the fake clock only moves forward
         if progress:
             print(f"[{n + 1}/{len(chosen)}] episode {ep}: {len(actions)} steps "

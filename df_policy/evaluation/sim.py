@@ -98,14 +98,9 @@ def _run_episode(index: int) -> dict[str, Any]:
     frames = [env.render()] if index < cfg.videos else None
     max_cov, cov, success, holds, steps, latencies = 0.0, 0.0, False, 0, 0, []
     for k in range(cfg.max_steps):
-        now = t_base + k * period
-        clock.set(now)
-        runtime.push_observation({"img": obs["pixels"], "agent_pos": np.asarray(obs["agent_pos"], np.float32)},
-                                 stamp=now)
-        t0 = time.perf_counter()
-        runtime.run_inference_once()
-        latencies.append(time.perf_counter() - t0)
-        result = runtime.control_tick(now)
+        raw = {"img": obs["pixels"], "agent_pos": np.asarray(obs["agent_pos"], np.float32)}
+        result, inference_s, _ = runtime.step_synchronously(raw, t_base + k * period)
+        latencies.append(inference_s)
         if isinstance(result, Command):
             action = result.action
         else:

@@ -34,7 +34,7 @@ import numpy as np
 
 from df_policy.model.policy import DiffusionForcingPolicy
 from df_policy.runtime.action_queue import ActionQueue, QueuedAction
-from df_policy.runtime.clock import Clock, MonotonicClock
+from df_policy.runtime.clock import Clock, FakeClock, MonotonicClock
 from df_policy.runtime.planning import ObsWindow, PlannerConfig, make_planner
 from df_policy.runtime.preprocess import InvalidObservation, Preprocessor
 from df_policy.runtime.safety import Command, Hold, SafetyConfig, SafetyFilter
@@ -278,6 +278,24 @@ class PolicyRuntime:
             self.counters["planned_actions"] += len(result.actions)
             self.inference_latency_s.append(latency)
         return InferenceReport(t, latency, result.network_calls, len(result.actions) - dropped, dropped, result.plan_id)
+
+    def step_synchronously(self, raw: Mapping[str, Any], now: float) -> tuple[Command | Hold, float, float]:
+        """One control step with inference in the caller's thread (replay and simulators).
+
+        Moves the runtime's :class:`FakeClock` to ``now``, pushes ``raw`` stamped ``now``, runs
+        one inference, then one control tick. Inference takes no simulated time, so results do
+        not depend on this machine's speed. Returns ``(result, inference_s, tick_s)``, the last
+        two in wall-clock seconds.
+        """
+        if not isinstance(self.clock, FakeClock):
+            raise TypeError("step_synchronously needs a runtime built with a FakeClock")
+        self.clock.set(now)
+        self.push_observation(raw, stamp=now)
+        t0 = time.perf_counter()
+        self.run_inference_once()
+        t1 = time.perf_counter()
+        result = self.control_tick(now)
+        return result, t1 - t0, time.perf_counter() - t1
 
     def _inference_loop(self) -> None:
         seen = -1
