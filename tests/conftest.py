@@ -13,6 +13,17 @@ PUSHT_ZIP = Path(
 )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module: on shared 2-core machines 2 threads ran ~5x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def pusht_zip() -> Path:
     if not PUSHT_ZIP.is_file():

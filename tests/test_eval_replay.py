@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from df_policy.evaluation.replay import (EpisodeTrace, add_eval_commands, boundary_jump, run_replay,
                                          select_episodes)
@@ -28,12 +27,7 @@ KEYS = ("action_mse", "action_mae", "per_episode", "per_dim", "boundary_jump", "
         "holds", "overruns", "violations", "dropped_late", "commands", "steps")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,7 @@ import torch
 from df_policy.model.denoiser import CausalDenoiser, DenoiserConfig, causal_time_mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _model(actions_per_token: int = 1) -> CausalDenoiser:

@@ -22,12 +22,7 @@ N_WINDOWS, TO, TP, STEPS = 4, 2, 8, 250
 MEAN_TOL, MAX_TOL = 0.05, 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _windows(g: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -12,12 +12,7 @@ from df_policy.model.schedules import full_sequence, pyramid
 K = 1000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def tiny_config(**overrides) -> DiffusionForcingConfig:

@@ -15,9 +15,7 @@ STEPS, MEAN_TOL, MAX_TOL = 300, 0.06, 0.35
 
 
 @pytest.fixture(scope="module")
-def trained(pusht_store):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def trained(pusht_store, one_torch_thread):
     cfg = DatasetConfig(image_keys=["img"], lowdim_keys=["agent_pos"], derived_keys={"agent_pos": "state[0:2]"},
                         n_obs_steps=2, horizon=8, crop_shape=(84, 84), val_ratio=0.1, cache="stream")
     _, val = make_datasets(str(pusht_store), cfg, progress=False)
@@ -42,7 +40,6 @@ def trained(pusht_store):
         loss.backward()
         opt.step()
         sched.step()
-    torch.set_num_threads(previous)
     obs = {k: v for k, v in batch.items() if k.startswith("obs")}
     return policy.eval(), obs, actions, batch["action_is_pad"]
 

@@ -10,12 +10,7 @@ from torch import nn
 from df_policy.model.vision import ImageEncoder, VisionEncoderConfig, load_torchvision_resnet18
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _torchvision_like_state_dict(encoder: ImageEncoder) -> dict[str, torch.Tensor]:
