@@ -103,6 +103,12 @@ def cmd_data_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_import_bag(args: argparse.Namespace) -> int:
+    from data_collection.bag_import import run_import_bag_command
+
+    return run_import_bag_command(args)
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from df_policy.data.ops import store_info
     from df_policy.data.synthetic import make_synthetic_store
@@ -158,6 +164,12 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dst")
     p.add_argument("sources", nargs="+")
     p.set_defaults(func=cmd_data_merge)
+
+    from data_collection.bag_import import add_import_bag_arguments
+
+    p = dsub.add_parser("import-bag", help="import ROS 2 bags (sqlite3 / MCAP) as episodes (docs/BAG_IMPORT.md)")
+    add_import_bag_arguments(p)
+    p.set_defaults(func=cmd_data_import_bag)
 
     p = dsub.add_parser("synth", help="write a small synthetic reaching-task store (for trying things out)")
     p.add_argument("out")

@@ -3,7 +3,7 @@
 # Usage: bash scripts/test.sh [pytest args]      (e.g. -m slow for the long tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,sim,ros,realsense
+bash scripts/install.sh dev,sim,ros,realsense,bags
 . .venv/bin/activate
 set +e
 python -m pytest "$@"

@@ -14,6 +14,7 @@ from df_policy.ros.messages import (
     JointStateConverter,
     MessageConversionError,
     camera_info_to_intrinsics,
+    compressed_image_to_rgb,
     depth_to_image,
     duration_to_ns,
     image_to_depth,
@@ -269,6 +270,61 @@ def test_image_errors_are_clear():
         rgb_to_image(np.zeros((4, 4), np.uint8))
     with pytest.raises(MessageConversionError, match="uint8"):
         rgb_to_image(np.zeros((4, 4, 3), np.float32))
+
+
+def _compressed(img: np.ndarray, ext: str, fmt: str) -> object:
+    import cv2
+
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    msg = sensor_msgs.CompressedImage()
+    msg.format = fmt
+    msg.data = buf.tobytes()
+    return msg
+
+
+def test_compressed_image_png_exact_jpeg_close_grey_and_alpha():
+    rgb = np.random.default_rng(3).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    for fmt in ("png", "rgb8; png compressed bgr8", ""):
+        out = compressed_image_to_rgb(_compressed(bgr, ".png", fmt))
+        assert out.dtype == np.uint8 and out.flags.c_contiguous and out.flags.owndata
+        np.testing.assert_array_equal(out, rgb)
+    smooth = np.zeros((16, 16, 3), np.uint8)
+    smooth[:] = (200, 40, 90)  # RGB
+    jpeg = _compressed(np.ascontiguousarray(smooth[:, :, ::-1]), ".jpg", "bgr8; jpeg compressed bgr8")
+    out = compressed_image_to_rgb(jpeg)
+    assert out.shape == (16, 16, 3)
+    assert np.abs(out.astype(int) - smooth).max() <= 3  # colour order right (R high, G low)
+    grey = rgb[:, :, 0].copy()
+    out = compressed_image_to_rgb(_compressed(grey, ".png", "mono8; png compressed mono8"))
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], grey)
+    bgra = np.concatenate([bgr, np.full((6, 9, 1), 5, np.uint8)], axis=2)
+    np.testing.assert_array_equal(compressed_image_to_rgb(_compressed(bgra, ".png", "png")), rgb)
+
+
+def test_compressed_image_errors_are_clear():
+    bgr = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(MessageConversionError, match=r"format 'jpeg' says jpeg but the data is png"):
+        compressed_image_to_rgb(_compressed(bgr, ".png", "jpeg"))
+    with pytest.raises(MessageConversionError, match=r"compressedDepth"):
+        compressed_image_to_rgb(_compressed(bgr, ".png", "16UC1; compressedDepth png"))
+    with pytest.raises(MessageConversionError, match=r"mono16 \(16-bit / depth\)"):
+        compressed_image_to_rgb(_compressed(np.zeros((4, 4), np.uint16), ".png", "mono16; png compressed mono16"))
+    with pytest.raises(MessageConversionError, match=r"decodes to uint16; only 8-bit"):
+        compressed_image_to_rgb(_compressed(np.zeros((4, 4), np.uint16), ".png", "png"))
+    msg = sensor_msgs.CompressedImage()
+    msg.format = "jpeg"
+    with pytest.raises(MessageConversionError, match=r"format 'jpeg'\) has no data"):
+        compressed_image_to_rgb(msg)
+    msg.data = b"GIF89a" + bytes(40)
+    with pytest.raises(MessageConversionError, match=r"is neither JPEG nor PNG"):
+        compressed_image_to_rgb(msg)
+    truncated = _compressed(bgr, ".png", "png")
+    truncated.data = bytes(truncated.data)[:30]
+    with pytest.raises(MessageConversionError, match=r"could not be decoded"):
+        compressed_image_to_rgb(truncated)
 
 
 def test_depth_honours_endianness_and_padding():

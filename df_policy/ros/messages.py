@@ -11,6 +11,7 @@ policy node, so that what is recorded and what the policy outputs live in the sa
   (or a chunk ``(T, D)``) in the configured joint order.
 * Images (``sensor_msgs/Image``): :func:`image_to_rgb` / :func:`rgb_to_image` (``uint8
   (H, W, 3)`` RGB, no ``cv_bridge``); depth :func:`image_to_depth` / :func:`depth_to_image`.
+  ``sensor_msgs/CompressedImage`` (JPEG / PNG): :func:`compressed_image_to_rgb`.
 * ``sensor_msgs/CameraInfo``: :func:`camera_info_to_intrinsics` (the dict format of
   ``data_collection.cameras.CameraIntrinsics.to_dict``).
 * Time (``builtin_interfaces/Time``, ``Duration``): float seconds or exact integer nanoseconds.
@@ -42,6 +43,7 @@ __all__ = [
     "MessageConversionError",
     "TrajectoryArrays",
     "camera_info_to_intrinsics",
+    "compressed_image_to_rgb",
     "depth_to_image",
     "duration_to_ns",
     "duration_to_sec",
@@ -586,6 +588,81 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     for i, c in enumerate(order or (0, 0, 0)):
         out[:, :, i] = pixels[:, :, c]
     return out
+
+
+# ``format`` of sensor_msgs/CompressedImage: a bare codec ("jpeg", "png") or image_transport's
+# "<source encoding>; <codec> compressed <stream encoding>" (e.g. "rgb8; jpeg compressed bgr8").
+_COMPRESSED_CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_COMPRESSED_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+
+
+def _compressed_codec(fmt: str, data: np.ndarray) -> str:
+    """The codec of a CompressedImage (``"jpeg"`` or ``"png"``), checked against its magic bytes."""
+    lowered = fmt.lower()
+    if "compresseddepth" in lowered:
+        raise MessageConversionError(
+            f"CompressedImage format {fmt!r} is a compressedDepth image; only colour images are supported"
+        )
+    source = lowered.split(";", 1)[0].strip() if ";" in lowered else ""
+    if source.endswith("16") or source.startswith(("16", "32", "64")):
+        raise MessageConversionError(
+            f"CompressedImage format {fmt!r} holds a {source} (16-bit / depth) image; only 8-bit colour is supported"
+        )
+    if source.startswith("bayer"):
+        raise MessageConversionError(
+            f"CompressedImage format {fmt!r} holds a raw Bayer image; debayer it before compressing"
+        )
+    words = [w for w in lowered.replace(";", " ").split() if w]
+    declared = {_COMPRESSED_CODECS[w] for w in words if w in _COMPRESSED_CODECS}
+    if len(declared) > 1:
+        raise MessageConversionError(f"CompressedImage format {fmt!r} names more than one codec")
+    head = data[:8].tobytes()
+    actual = next((c for c, magic in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+    if actual is None:
+        raise MessageConversionError(
+            f"CompressedImage data (format {fmt!r}, {data.size} bytes, starting {head.hex()}) is neither JPEG nor PNG"
+        )
+    if declared and actual not in declared:
+        raise MessageConversionError(f"CompressedImage format {fmt!r} says {declared.pop()} but the data is {actual}")
+    return actual
+
+
+def compressed_image_to_rgb(msg: Any) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> ``uint8 (H, W, 3)`` RGB, C-contiguous, owned.
+
+    ``format`` may be a bare codec (``"jpeg"``, ``"png"``), image_transport's
+    ``"<encoding>; <codec> compressed <encoding>"`` or empty; the codec is recognised from the
+    data's magic bytes and must agree with the one ``format`` names. The data is decoded as stored
+    (``cv2.imdecode`` with ``IMREAD_UNCHANGED``: no EXIF rotation, no silent 16 -> 8 bit scaling):
+    grey is replicated to 3 channels, alpha is dropped, OpenCV's BGR is reordered to RGB.
+    ``compressedDepth`` and 16-bit images are refused (they are not colour images).
+    """
+    import cv2  # lazy: the ROS boundary imports without OpenCV until an image is decoded
+
+    fmt = str(msg.format)
+    data = np.frombuffer(msg.data, dtype=np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
+    if data.size == 0:
+        raise MessageConversionError(f"CompressedImage (format {fmt!r}) has no data")
+    codec = _compressed_codec(fmt, data)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise MessageConversionError(
+            f"CompressedImage data ({codec}, format {fmt!r}, {data.size} bytes) could not be decoded "
+            "(truncated or corrupt)"
+        )
+    if img.dtype != np.uint8:
+        raise MessageConversionError(
+            f"CompressedImage ({codec}, format {fmt!r}) decodes to {img.dtype}; only 8-bit colour images are supported"
+        )
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    raise MessageConversionError(
+        f"CompressedImage ({codec}, format {fmt!r}) decodes to shape {img.shape}; expected grey, BGR or BGRA"
+    )
 
 
 def rgb_to_image(rgb: Any, *, encoding: str = "rgb8", stamp: Any = None, frame_id: str = "") -> Any:
