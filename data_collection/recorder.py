@@ -4,11 +4,13 @@ Loop (one iteration per period of ``1 / fps`` s)
 ------------------------------------------------
 1. ``state = robot.read_state()`` (host monotonic stamp ``state.timestamp_s``);
 2. ``frame = camera.read(frame_timeout_s)`` for every camera;
-3. **matching**: a step is *recorded* only if every camera delivered a **new** frame
+3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
+   later than the state of the last recorded step) and every camera delivered a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
    ``max_skew_s`` of the state's stamp. Otherwise the step is **dropped**: nothing is written
-   for it (a frame is never duplicated or reused), and it is counted in ``dropped_steps``;
-   gaps in a camera's ``frame_number`` are counted separately in ``dropped_frames``;
+   for it (a frame or a joint state is never duplicated or reused), and it is counted in
+   ``dropped_steps``; gaps in a camera's ``frame_number`` are counted separately in
+   ``dropped_frames``. So ``stamp_s`` strictly increases within an episode;
 4. ``action = teleop.action(state)`` and ``sent = robot.send_command(action)``: the robot is
    commanded on every iteration, dropped or not, so control never stalls;
 5. the recorded step stores the observation taken **before** the action and the action as
@@ -25,6 +27,18 @@ Store schema
   absolute monotonic stamps would lose precision; float32 keeps ~0.1 ms resolution over
   an hour-long episode). The episode's absolute start is ``EpisodeMeta.start_time`` (UTC);
 * ``action``: ``action float32 (D,)``: joint position targets as sent, rad / m.
+
+Command line (``dfp record`` / ``python -m data_collection.recorder``)
+--------------------------------------------------------------------
+``--sim arm`` records the simulated arm with its scripted expert (lockstep, unpaced);
+``--config RIG.yaml`` builds robot, cameras, teleop device and :class:`RecorderConfig` from a
+rig file (:mod:`data_collection.rig`; ``--list-configs`` / ``--print-config NAME`` show the
+shipped examples, ``--check`` only validates). ``--episodes``, ``--task`` and ``--fps``
+override the rig's ``recorder`` section. Progress lines (``episode=N started`` /
+``flushed steps=K`` / ``committed steps=K success=..`` / ``discarded``) and finally the JSON
+summary go to stdout, the status line and errors to stderr. Exit status: 0 done, 1 a device
+failed while recording, 2 invalid arguments, rig file or store (the message names the file,
+the key and the problem), 130 interrupted.
 
 Durability: steps are flushed every ``flush_every`` steps; a ``kill -9`` loses at most those
 unflushed steps of the episode in progress, never earlier episodes (see
@@ -61,6 +75,7 @@ __all__ = [
 ]
 
 RESERVED_KEYS = ("joint_pos", "stamp_s", "action")
+SIM_ARM_TASK = "pick the cube and place it on the green square"
 
 
 class RecorderError(RuntimeError):
@@ -270,6 +285,7 @@ class Recorder:
                 verdict: bool | None = None
                 ep_dropped = 0
                 t0_stamp: float | None = None
+                last_stamp = -math.inf  # state stamp of the last recorded step
                 t_ep = time.monotonic()
                 next_t = t_ep
                 end: str | None = None
@@ -280,12 +296,13 @@ class Recorder:
                     action = self.teleop.action(state)
                     sent = self.robot.send_command(action)
                     iterations += 1
-                    if frames is None:
+                    if frames is None or state.timestamp_s <= last_stamp:  # no new frame, or no new state
                         ep_dropped += 1
                         dropped_steps += 1
                     else:
                         if t0_stamp is None:
                             t0_stamp = state.timestamp_s
+                        last_stamp = state.timestamp_s
                         step = {name: f.color for name, f in frames.items()}
                         step["joint_pos"] = np.asarray(state.positions, np.float32)
                         step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
@@ -372,13 +389,18 @@ def record_sim(
     status: bool = False,
     flush_every: int = 10,
     robot_factory: Callable[[Any], Robot] | None = None,
+    task: str | None = None,
+    env_config: Any = None,
 ) -> dict[str, Any]:
     """Record ``episodes`` sim-arm episodes with the scripted teleop; returns the summary.
 
     Builds ``SimArmEnv`` + ``SimArmRobot`` (lockstep, unpaced) + ``SimArmCamera("scene")`` +
     :class:`~data_collection.teleop.scripted.ScriptedTeleop`; episode ``i`` of this call uses
     seed ``seed + i`` (stored in the notes as ``seed=N``). ``robot_factory(env)`` may replace
-    the robot (tests wrap it to observe commands).
+    the robot (tests wrap it to observe commands). ``task``: stored in the episodes' metadata
+    (default: the pick-and-place description). ``env_config``: the
+    :class:`~data_collection.sim.arm_env.SimArmConfig` (task variant, image size; ``None`` =
+    the default task).
     """
     from data_collection.sim.gl import select_gl_backend
 
@@ -392,7 +414,7 @@ def record_sim(
     )
     from data_collection.teleop.scripted import ScriptedTeleop
 
-    env = SimArmEnv()
+    env = SimArmEnv(env_config)
     try:
         robot = robot_factory(env) if robot_factory else SimArmRobot(env, SimArmRobotConfig(mode="lockstep"))
         w, h = env.config.image_size
@@ -408,7 +430,7 @@ def record_sim(
             fps=env.config.control_hz,
             max_episode_s=env.config.episode_time_s + 1.0,  # the teleop saves at the env limit
             episodes=episodes,
-            task="pick the cube and place it on the green square",
+            task=SIM_ARM_TASK if task is None else task,
             realtime=False,
             flush_every=flush_every,
             robot_model="so101_sim",
@@ -421,32 +443,145 @@ def record_sim(
 
 # ---------------------------------------------------------------------- CLI
 
+_CLI_HELP = """\
+Sources (exactly one):
+  --sim arm            simulated SO-101 + scripted teleoperator, lockstep, as fast as the CPU allows
+  --config RIG.yaml    the robot, cameras, teleop device and recorder settings of a rig file
+                       (reference: data_collection/README.md; examples: --list-configs)
+  --list-configs       list the example rig files shipped with the package
+  --print-config NAME  print one of them (start your own from it)
+
+Keys while recording from a rig (teleop keyboard on): s save, d discard, y success,
+n failure, q quit (the episode in progress is discarded). Exit status: 0 done, 1 a device
+failed, 2 bad arguments / rig file / store, 130 interrupted (Ctrl-C).
+"""
+
 
 def _configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sim", choices=["arm"], required=True,
-                   help="record from a simulated robot with a scripted teleoperator (only 'arm' for now)")
-    p.add_argument("--episodes", type=int, default=1, help="episodes to save")
-    p.add_argument("--out", required=True, help="episode store directory (created or appended to)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (+1 per episode)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _CLI_HELP
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sim", choices=["arm"],
+                     help="record from a simulated robot with a scripted teleoperator (only 'arm' for now)")
+    src.add_argument("--config", metavar="RIG.yaml", help="record from the rig described in this file")
+    src.add_argument("--list-configs", action="store_true", help="list the shipped example rig files and exit")
+    src.add_argument("--print-config", metavar="NAME", help="print a shipped example rig file and exit")
+    p.add_argument("--out", metavar="STORE", help="episode store directory (created or appended to); required to record")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="episodes to save (--sim: default 1; --config: default recorder.episodes, else until q)")
+    p.add_argument("--task", default=None, help="task description stored with every episode (overrides the rig's)")
+    p.add_argument("--fps", type=float, default=None, help="--config only: loop and recording rate (recorder.fps)")
+    p.add_argument("--seed", type=int, default=0, help="--sim only: seed of the first episode (+1 per episode)")
+    p.add_argument("--check", action="store_true",
+                   help="--config only: validate the rig file, print what would be built, and exit")
     p.add_argument("--no-status", action="store_true", help="no live status line on stderr")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _error(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
     import json
 
-    try:
-        summary = record_sim(args.out, args.episodes, args.seed, log=lambda line: print(line, flush=True),
-                             status=not args.no_status)
-    except (RecorderError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(json.dumps(summary), flush=True)
+
+
+def _list_configs() -> int:
+    from data_collection.rig import RigConfigError, example_configs, load_rig
+
+    for name, path in example_configs().items():
+        try:
+            about = load_rig(path).description
+        except RigConfigError as e:  # a broken example must not hide the others
+            about = f"(invalid: {e})"
+        print(f"{name:24s} {about}")
+    print("\nprint one with: dfp record --print-config NAME > my_rig.yaml")
     return 0
+
+
+def _print_config(name: str) -> int:
+    from data_collection.rig import RigConfigError, example_config_path
+
+    try:
+        path = example_config_path(name)
+    except RigConfigError as e:
+        return _error(str(e))
+    sys.stdout.write(path.read_text())
+    sys.stdout.flush()
+    return 0
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    if args.fps is not None or args.check:
+        return _error("--fps and --check apply to --config only (the simulation records at its control rate)")
+    try:
+        summary = record_sim(args.out, args.episodes or 1, args.seed, log=lambda line: print(line, flush=True),
+                             status=not args.no_status, task=args.task)
+    except (RecorderError, StoreError) as e:
+        return _error(str(e))
+    _print_summary(summary)
+    return 0
+
+
+def _run_rig(args: argparse.Namespace) -> int:
+    """``--config``: load, validate, build, record (see the module docstring of :mod:`data_collection.rig`)."""
+    from data_collection.cameras.base import CameraError
+    from data_collection.rig import RigConfigError, build, load_rig
+    from data_collection.robots.base import RobotError
+    from data_collection.teleop.base import TeleopError
+
+    try:
+        rig = load_rig(args.config).with_recorder(
+            fps=args.fps, episodes=args.episodes, task=args.task, status=False if args.no_status else None
+        )
+    except RigConfigError as e:
+        return _error(str(e))
+    if args.check:
+        print(rig.describe(), flush=True)
+        return 0
+    try:
+        built = build(rig, store_path=args.out)
+    except RigConfigError as e:
+        return _error(str(e))
+    except (RobotError, CameraError, TeleopError) as e:
+        return _error(f"{args.config}: {e}", 1)
+    for warning in rig.warnings():
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    with built:
+        recorder = Recorder(built.recorder_config, built.robot, built.cameras, built.teleop,
+                            on_episode_start=built.on_episode_start, log=lambda line: print(line, flush=True))
+        try:
+            summary = recorder.run()
+        except (RecorderError, StoreError) as e:
+            return _error(str(e))
+        except (RobotError, CameraError, TeleopError) as e:
+            return _error(f"recording stopped: {e}", 1)
+        except KeyboardInterrupt:
+            return _error("interrupted: the episode in progress was discarded, earlier ones are kept", 130)
+    _print_summary(summary)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_configs:
+        return _list_configs()
+    if args.print_config is not None:
+        return _print_config(args.print_config)
+    if args.episodes is not None and args.episodes < 1:
+        return _error("--episodes must be >= 1")
+    if args.sim:
+        if not args.out:
+            return _error("--out STORE is required to record")
+        return _run_sim(args)
+    return _run_rig(args)  # --out may come from recorder.store_path
 
 
 def add_record_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``record`` to a CLI's subparsers (``dfp record``); the handler is ``args.func``."""
-    p = subparsers.add_parser("record", help="record demonstrations into an episode store")
+    p = subparsers.add_parser("record", help="record demonstrations into an episode store",
+                              description=__doc__.splitlines()[0])
     _configure_parser(p)
     p.set_defaults(func=_run)
     return p
@@ -455,11 +590,12 @@ def add_record_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_collection.recorder", description=__doc__.splitlines()[0])
     _configure_parser(p)
-    args = p.parse_args(argv)
-    if args.episodes < 1:
-        p.error("--episodes must be >= 1")
-    return _run(args)
+    return _run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy: data_collection.rig imports
+    # data_collection.recorder, and its RecorderConfig must be the class Recorder checks for.
+    from data_collection.recorder import main as _main
+
+    sys.exit(_main())
