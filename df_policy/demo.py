@@ -180,12 +180,12 @@ def _write_report(out: Path, s: dict[str, Any]) -> None:
         "![rollout](rollout.gif)", "",
         "## Offline replay (held-out episodes)", "",
         f"action MSE {r['action_mse']:.4f} (normalised), MAE {r['action_mae']:.4f}, boundary jump "
-        f"{r['boundary_jump']}, tick latency p50/p99 {r['tick_latency_ms_p50']:.1f}/{r['tick_latency_ms_p99']:.1f} ms, "
+        f"{r['boundary_jump']:.2f}, tick latency p50/p99 {r['tick_latency_ms_p50']:.1f}/{r['tick_latency_ms_p99']:.1f} ms, "
         f"{r['network_calls_per_action']:.2f} network calls per action; details in [replay/report.md](replay/report.md).",
         "",
         "## Training", "",
         f"{t['steps']} steps in {t['seconds']} s ({t['samples_per_s']} samples/s), {t['n_parameters']} parameters, "
-        f"validation action MSE {t['val_action_mse']}.", "",
+        "validation action MSE " + ("-" if t["val_action_mse"] is None else f"{t['val_action_mse']:.4f}") + ".", "",
         "![training curves](run/train_curves.png)", "",
         "Time per stage (s): " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()),
     ]
