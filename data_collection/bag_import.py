@@ -54,6 +54,8 @@ gaps (a command stays in effect until the next one).
 **Store.** The schema is the recorder's (:func:`recording_schema`, identical to
 ``data_collection.recorder.Recorder.build_schema``): one ``uint8 (H, W, 3)`` RGB image key per
 camera named after the camera, ``joint_pos``, ``stamp_s``, ``action``; ``fps`` of the grid;
+colour only: depth topics are not imported (the recorder's ``<camera>_depth`` keys never appear
+in an imported store, and a store with depth keys cannot be appended to by an import);
 ``cameras[name]`` holds the ``intrinsics`` from the first CameraInfo message (when configured)
 and the image ``topic``. A new store is created, or an existing one appended to when its schema
 is compatible (keys, shapes, fps, joint order). Every bag is read and checked before anything is
@@ -85,7 +87,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
+from df_policy.data.schema import EpisodeMeta, KeySpec, SchemaError, StoreSchema
 from df_policy.data.store import EpisodeStore, EpisodeWriter
 from df_policy.ros.messages import (
     NS_PER_S,
@@ -99,6 +101,7 @@ from df_policy.ros.messages import (
 )
 
 __all__ = [
+    "DEPTH_KEY_SUFFIX",
     "RECORDING_KEYS",
     "BagImportConfig",
     "BagImportError",
@@ -106,6 +109,7 @@ __all__ = [
     "CameraTopics",
     "add_import_bag_arguments",
     "config_from_args",
+    "depth_key",
     "import_bags",
     "recording_schema",
     "run_import_bag_command",
@@ -113,6 +117,14 @@ __all__ = [
 
 RECORDING_KEYS = ("joint_pos", "stamp_s", "action")
 """Non-image keys of a recording (the recorder's ``RESERVED_KEYS``); camera names must differ."""
+
+DEPTH_KEY_SUFFIX = "_depth"
+"""A camera ``name`` recorded with depth also has the key ``name + DEPTH_KEY_SUFFIX``."""
+
+
+def depth_key(camera: str) -> str:
+    """The store key of ``camera``'s aligned depth (``<camera>_depth``)."""
+    return camera + DEPTH_KEY_SUFFIX
 
 ACTION_SPACE = "absolute joint position targets (rad), robot.joint_names order"
 
@@ -139,6 +151,7 @@ def recording_schema(
     *,
     cameras: Mapping[str, Mapping[str, Any]] | None = None,
     robot: str = "",
+    depth_scales: Mapping[str, float] | None = None,
 ) -> StoreSchema:
     """The store schema of a recording (what ``Recorder.build_schema`` writes).
 
@@ -150,12 +163,30 @@ def recording_schema(
         cameras: camera name -> info stored in ``schema.cameras`` (e.g. ``{"intrinsics": ...}``);
             cameras without an entry get ``{}``.
         robot: robot model name (``schema.robot``).
+        depth_scales: camera name -> metres per depth unit, for the cameras recorded with
+            aligned depth: each gets a ``depth`` key :func:`depth_key` (``uint16 (H, W)``,
+            unit ``m``, ``scale``) right after its image key.
+
+    Raises:
+        SchemaError: a depth camera that is not in ``image_sizes``, or a key name used twice
+            (a depth key named like another camera).
     """
+    depth_scales = dict(depth_scales or {})
+    unknown = sorted(set(depth_scales) - set(image_sizes))
+    if unknown:
+        raise SchemaError(f"depth for cameras {unknown} that have no image key")
     keys: dict[str, KeySpec] = {}
     info: dict[str, dict[str, Any]] = {}
     for name, (h, w) in image_sizes.items():
         keys[name] = KeySpec("image", (h, w, 3), "uint8", unit="rgb", camera=name)
         info[name] = dict((cameras or {}).get(name, {}))
+        if name in depth_scales:
+            dk = depth_key(name)
+            if dk in image_sizes or dk in RECORDING_KEYS:
+                raise SchemaError(f"camera {name!r}: its depth key {dk!r} is also the name of another key")
+            keys[dk] = KeySpec("depth", (h, w), "uint16", unit="m", camera=name, scale=depth_scales[name],
+                               description=f"depth aligned to {name}'s colour image; metres = value * scale, "
+                                           "0 = no depth")
     joints = tuple(joint_names)
     d = len(joints)
     keys["joint_pos"] = KeySpec("lowdim", (d,), "float32", unit="rad", names=joints,

@@ -7,20 +7,45 @@ Loop (one iteration per period of ``1 / fps`` s)
 3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
    later than the state of the last recorded step) and every camera delivered a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
-   ``max_skew_s`` of the state's stamp. Otherwise the step is **dropped**: nothing is written
-   for it (a frame or a joint state is never duplicated or reused), and it is counted in
-   ``dropped_steps``; gaps in a camera's ``frame_number`` are counted separately in
-   ``dropped_frames``. So ``stamp_s`` strictly increases within an episode;
+   ``max_skew_s`` of the state's stamp, with its depth if the camera records depth.
+   Otherwise the step is **dropped**: nothing is written for it (a frame or a joint state is
+   never duplicated or reused, and a missing depth image is never written as zeros), and it
+   is counted in ``dropped_steps`` (frames without their depth also in ``missing_depth``);
+   gaps in a camera's ``frame_number`` are counted separately in ``dropped_frames``. So
+   ``stamp_s`` strictly increases within an episode;
 4. ``action = teleop.action(state)`` and ``sent = robot.send_command(action)``: the robot is
    commanded on every iteration, dropped or not, so control never stalls;
 5. the recorded step stores the observation taken **before** the action and the action as
    the robot accepted it (``sent``, float32);
 6. teleop events are handled (see :mod:`data_collection.teleop.base`).
 
+Episodes: start, idle, stop
+---------------------------
+Without ``wait_for_start`` (the simulation, the Python default) the next episode begins right
+after the previous one is saved or discarded. With ``wait_for_start`` (the default of rig
+files) the recorder is **idle** before every episode: the loop keeps running at ``fps``
+(state read, teleop action commanded, so the operator can drive the arm back and reset the
+scene; camera frames are read and thrown away, so no stale frame is recorded later), nothing
+is written, and the status line reads ``idle | press s to start episode N | q quits``.
+``start`` or ``toggle`` (keyboard ``s`` / space) begins the episode: ``on_episode_start`` is
+called, then ``teleop.reset()`` only if there is such a hook (it resets a simulated scene);
+on hardware the device is not reset, so the commanded target continues without a jump.
+While recording, ``toggle`` / ``save`` stop and save the episode, then the recorder is idle
+again. ``quit`` while idle ends the session (nothing is in progress, nothing is left
+behind); ``save`` / ``discard`` / ``success`` / ``failure`` while idle are ignored (counted in
+``ignored_events``, logged as ``idle ignored=EVENT``) and never reach the next episode; events
+that follow the start in the same poll belong to the new episode. ``start`` while recording is
+ignored too (``episode=N ignored=start``).
+
 Store schema
 ------------
 * one ``image`` key per camera, named after the camera: ``uint8 (H, W, 3)`` RGB; the camera's
   intrinsics (``Camera.intrinsics().to_dict()``) are in ``schema.cameras[name]["intrinsics"]``;
+* ``<camera>_depth`` for a camera whose ``config.enable_depth`` is set (rig ``depth: true``):
+  ``depth uint16 (H, W)`` aligned to the colour image (same intrinsics), unit ``m`` with
+  ``KeySpec.scale`` = metres per unit, taken from the camera's first frame with depth when
+  the session starts (a frame whose ``depth_scale`` later differs stops the recording with a
+  :class:`RecorderError`; appending to a store recorded at another scale is refused);
 * ``joint_pos``: ``lowdim float32 (D,)`` rad / m, names = ``robot.joint_names``;
 * ``stamp_s``: ``lowdim float32 (1,)``: the robot state's capture time **relative to the
   first recorded step of the episode**, seconds (store low-dim keys must be float32, so
@@ -35,7 +60,8 @@ Command line (``dfp record`` / ``python -m data_collection.recorder``)
 rig file (:mod:`data_collection.rig`; ``--list-configs`` / ``--print-config NAME`` show the
 shipped examples, ``--check`` only validates). ``--episodes``, ``--task`` and ``--fps``
 override the rig's ``recorder`` section. Progress lines (``episode=N started`` /
-``flushed steps=K`` / ``committed steps=K success=..`` / ``discarded``) and finally the JSON
+``flushed steps=K`` / ``committed steps=K success=..`` / ``discarded``; with ``wait_for_start``
+also ``episode=N waiting``, ``idle ignored=EVENT``, ``episode=N ignored=start``) and finally the JSON
 summary go to stdout, the status line and errors to stderr. Exit status: 0 done, 1 a device
 failed while recording, 2 invalid arguments, rig file or store (the message names the file,
 the key and the problem), 130 interrupted.
@@ -59,10 +85,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from data_collection.cameras.base import Camera, CameraError, Frame
+from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
 from data_collection.robots.base import Robot, RobotState
 from data_collection.teleop.base import TeleopDevice
-from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
+from df_policy.data.schema import EpisodeMeta, SchemaError, StoreSchema
 from df_policy.data.store import EpisodeStore, EpisodeWriter, StoreError
 
 __all__ = [
@@ -74,8 +100,16 @@ __all__ = [
     "record_sim",
 ]
 
-RESERVED_KEYS = ("joint_pos", "stamp_s", "action")
+RESERVED_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.bag_import.RECORDING_KEYS
+DEPTH_KEY_SUFFIX = "_depth"  # data_collection.bag_import.DEPTH_KEY_SUFFIX
 SIM_ARM_TASK = "pick the cube and place it on the green square"
+DEPTH_PROBE_S = 5.0
+"""Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
+
+
+def records_depth(camera: Camera) -> bool:
+    """Whether the recorder stores ``camera``'s aligned depth: its ``config.enable_depth``."""
+    return bool(getattr(getattr(camera, "config", None), "enable_depth", False))
 
 
 class RecorderError(RuntimeError):
@@ -102,6 +136,10 @@ class RecorderConfig:
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
         status: print a live one-line status (``\\r``) to ``status_stream``.
+        wait_for_start: idle before every episode until the teleop sends ``start`` /
+            ``toggle`` (see "Episodes" in the module docstring). ``False`` (the default here,
+            in :func:`record_sim` and with the scripted teleop) starts the next episode at
+            once; rig files default to ``True``.
     """
 
     store_path: Path
@@ -115,9 +153,12 @@ class RecorderConfig:
     max_skew_s: float = 0.02
     robot_model: str = ""
     status: bool = True
+    wait_for_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_path", Path(self.store_path))
+        if not isinstance(self.wait_for_start, bool):
+            raise RecorderError(f"wait_for_start must be true or false, got {self.wait_for_start!r}")
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise RecorderError(f"fps must be a positive number, got {self.fps!r}")
         if not (math.isfinite(self.max_episode_s) and self.max_episode_s * self.fps >= 1):
@@ -136,13 +177,29 @@ class RecorderConfig:
         return math.ceil(self.max_episode_s * self.fps - 1e-9)
 
 
+@dataclass
+class _Counts:
+    """Session counters (see :meth:`Recorder.run`)."""
+
+    saved: int = 0
+    discarded: int = 0
+    steps: int = 0
+    dropped_steps: int = 0
+    dropped_frames: int = 0
+    missing_depth: int = 0
+    iterations: int = 0
+    idle_iterations: int = 0
+    ignored_events: int = 0
+
+
 class Recorder:
     """Records demonstrations (see the module docstring).
 
     ``on_episode_start(i)`` is called before episode ``i`` (0-based, this session) begins,
     e.g. to reset a simulation; it may return a string stored in ``EpisodeMeta.notes``.
     ``log`` receives one machine-readable progress line per event (``episode=.. started``,
-    ``flushed``, ``committed``, ``discarded``); :func:`main` prints them to stdout.
+    ``flushed``, ``committed``, ``discarded``, ``waiting``, ``idle ignored=..``); :func:`main`
+    prints them to stdout.
     """
 
     def __init__(
@@ -163,6 +220,10 @@ class Recorder:
         clash = sorted(set(names) & set(RESERVED_KEYS))
         if clash:
             raise RecorderError(f"camera names {clash} clash with recorder keys {RESERVED_KEYS}")
+        for c in cameras:
+            dk = c.name + DEPTH_KEY_SUFFIX
+            if records_depth(c) and dk in names:
+                raise RecorderError(f"camera {c.name!r} records depth as key {dk!r}, which is another camera's name")
         self.config = config
         self.robot = robot
         self.cameras = list(cameras)
@@ -173,33 +234,56 @@ class Recorder:
         self.store: EpisodeStore | None = None
         self._last_frame_number: dict[str, int] = {}
         self._new_episode: set[str] = set()
+        self._depth_scales: dict[str, float] = {}
         self._last_status = 0.0
+        self._n = _Counts()
         self.summary: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ store
     def build_schema(self) -> StoreSchema:
-        """The store schema for this robot and these (started) cameras."""
-        keys: dict[str, KeySpec] = {}
+        """The store schema for this robot and these (started) cameras.
+
+        A camera that records depth (:func:`records_depth`) is read until a frame with depth
+        arrives (at most :data:`DEPTH_PROBE_S` s) to learn its depth scale; that frame is not
+        recorded. The schema is :func:`data_collection.bag_import.recording_schema`'s.
+        """
+        from data_collection.bag_import import recording_schema
+
+        sizes: dict[str, tuple[int, int]] = {}
         cameras: dict[str, dict[str, Any]] = {}
         for cam in self.cameras:
             intr = cam.intrinsics()
-            keys[cam.name] = KeySpec("image", (intr.height, intr.width, 3), "uint8", unit="rgb", camera=cam.name)
+            sizes[cam.name] = (intr.height, intr.width)
             cameras[cam.name] = {"intrinsics": intr.to_dict()}
-        joints = tuple(self.robot.joint_names)
-        d = len(joints)
-        keys["joint_pos"] = KeySpec("lowdim", (d,), "float32", unit="rad", names=joints,
-                                    description="measured joint positions")
-        keys["stamp_s"] = KeySpec("lowdim", (1,), "float32", unit="s",
-                                  description="robot state capture time relative to the episode's first step")
-        keys["action"] = KeySpec("action", (d,), "float32", unit="rad", names=joints,
-                                 description="joint position targets as sent to the robot")
-        return StoreSchema(
-            keys=keys,
-            fps=self.config.fps,
-            cameras=cameras,
-            joint_names=list(joints),
-            action_space="absolute joint position targets (rad), robot.joint_names order",
-            robot=self.config.robot_model or self.robot.name,
+        depth = {cam.name: self._depth_scale(cam) for cam in self.cameras if records_depth(cam)}
+        try:
+            return recording_schema(self.robot.joint_names, sizes, self.config.fps, cameras=cameras,
+                                    robot=self.config.robot_model or self.robot.name, depth_scales=depth)
+        except SchemaError as e:
+            raise RecorderError(str(e)) from None
+
+    def _depth_scale(self, cam: Camera) -> float:
+        """Metres per depth unit of ``cam``, from its first frame with depth (cached)."""
+        if cam.name in self._depth_scales:
+            return self._depth_scales[cam.name]
+        deadline = time.monotonic() + max(DEPTH_PROBE_S, self.config.frame_timeout_s)
+        last_error = "no frame"
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                frame = cam.read(remaining)
+            except EndOfStream as e:
+                raise RecorderError(f"camera {cam.name}: records depth, but the stream ended first: {e}") from None
+            except (CameraError, TimeoutError) as e:
+                last_error = str(e) or type(e).__name__
+                continue
+            self._last_frame_number[cam.name] = frame.frame_number
+            if frame.depth is not None and frame.depth_scale is not None:
+                self._depth_scales[cam.name] = float(frame.depth_scale)
+                return self._depth_scales[cam.name]
+            last_error = f"frame {frame.frame_number} had no depth"
+        raise RecorderError(
+            f"camera {cam.name}: depth is enabled (config.enable_depth / rig 'depth: true') but no frame with "
+            f"depth arrived within {max(DEPTH_PROBE_S, self.config.frame_timeout_s):g} s ({last_error})"
         )
 
     def _open_store(self, schema: StoreSchema) -> EpisodeStore:
@@ -208,6 +292,10 @@ class Recorder:
             return EpisodeStore.create(path, schema)
         store = EpisodeStore.open(path, "r+")
         errors = schema.compatibility_errors(store.schema)
+        errors += [f"the store has key {k!r} that this setup does not record" for k in store.schema.keys
+                   if k not in schema.keys]
+        if store.schema.joint_names and list(store.schema.joint_names) != list(schema.joint_names):
+            errors.append(f"joint order {list(store.schema.joint_names)} != this robot's {list(schema.joint_names)}")
         if errors:
             raise RecorderError(f"{path}: existing store does not match this setup: {'; '.join(errors)}")
         if store.partial is not None:
@@ -237,8 +325,28 @@ class Recorder:
             if abs(frame.timestamp_s - state.timestamp_s) > self.config.max_skew_s:
                 ok = False
                 continue
+            scale = self._depth_scales.get(cam.name)
+            if scale is not None:
+                if frame.depth is None or frame.depth_scale is None:
+                    self._n.missing_depth += 1
+                    ok = False  # never store a step without its depth (nor zeros in its place)
+                    continue
+                if not math.isclose(frame.depth_scale, scale, rel_tol=1e-6):
+                    raise RecorderError(
+                        f"camera {cam.name}: depth scale changed from {scale} m (stored in the schema) to "
+                        f"{frame.depth_scale} m during the session"
+                    )
             frames[cam.name] = frame
         return (frames if ok else None), gaps
+
+    def _skip_frames(self) -> None:
+        """Idle: read (and drop) a frame per camera, so that no frame older than the episode is recorded."""
+        for cam in self.cameras:
+            try:
+                frame = cam.read(self.config.frame_timeout_s)
+            except (CameraError, TimeoutError):
+                continue
+            self._last_frame_number[cam.name] = frame.frame_number
 
     def _status(self, text: str) -> None:
         now = time.monotonic()
@@ -247,13 +355,51 @@ class Recorder:
             self.status_stream.write("\r" + text.ljust(79))
             self.status_stream.flush()
 
+    def _pace(self, next_t: float) -> float:
+        """Sleep until the next period after ``next_t`` (realtime only); returns the new ``next_t``."""
+        if not self.config.realtime:
+            return next_t
+        period = 1.0 / self.config.fps
+        next_t += period
+        delay = next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif -delay > period:  # fell behind: do not burst
+            next_t = time.monotonic()
+        return next_t
+
+    def _idle(self, index: int) -> tuple[bool, list[str]]:
+        """Idle until the teleop sends ``start`` / ``toggle`` (returns ``True`` and the events that
+        followed it in the same batch) or ``quit`` (``False``). Commands the robot every period."""
+        self.log(f"episode={index} waiting")
+        next_t = time.monotonic()
+        while True:
+            state = self.robot.read_state()
+            self._skip_frames()
+            self.robot.send_command(self.teleop.action(state))
+            self._n.iterations += 1
+            self._n.idle_iterations += 1
+            events = self.teleop.events()
+            for i, ev in enumerate(events):
+                if ev in ("start", "toggle"):
+                    return True, events[i + 1:]
+                if ev == "quit":
+                    return False, []
+                self._n.ignored_events += 1  # no episode in progress: save/discard/verdicts mean nothing
+                self.log(f"idle ignored={ev}")
+            self._status(f"idle | press s to start episode {index} | q quits")
+            next_t = self._pace(next_t)
+
     def run(self) -> dict[str, Any]:
         """Record until ``config.episodes`` episodes are saved or the teleop sends ``quit``.
 
         Connects / starts the robot, cameras and teleop if needed (and stops what it
         started). Returns (and keeps in :attr:`summary`) ``episodes_saved``,
         ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
-        ``dropped_frames``, ``mean_loop_hz``, ``duration_s``, ``quit``, ``store``.
+        ``dropped_frames``, ``missing_depth`` (matched frames dropped for lack of their
+        depth), ``idle_s`` (time spent idle, ``wait_for_start``), ``ignored_events`` (events
+        that meant nothing when they came, e.g. ``save`` while idle), ``mean_loop_hz`` (all
+        iterations, idle ones included), ``duration_s``, ``quit``, ``store``.
         """
         cfg = self.config
         started: list[Callable[[], None]] = []
@@ -267,16 +413,26 @@ class Recorder:
         if not self.teleop.is_started:
             self.teleop.start()
             started.append(self.teleop.stop)
-        saved = discarded = steps = dropped_steps = dropped_frames = iterations = 0
+        n = self._n = _Counts()
         quit_requested = False
+        idle_s = 0.0
         t_start = time.monotonic()
         writer: EpisodeWriter | None = None
         try:
             self.store = self._open_store(self.build_schema())
             episode = 0
-            while not quit_requested and (cfg.episodes is None or saved < cfg.episodes):
+            while not quit_requested and (cfg.episodes is None or n.saved < cfg.episodes):
+                carried: list[str] = []
+                if cfg.wait_for_start:
+                    t_idle = time.monotonic()
+                    go, carried = self._idle(self.store.n_episodes)
+                    idle_s += time.monotonic() - t_idle
+                    if not go:
+                        quit_requested = True
+                        break
                 notes = self.on_episode_start(episode) if self.on_episode_start else None
-                self.teleop.reset()
+                if self.on_episode_start is not None or not cfg.wait_for_start:
+                    self.teleop.reset()  # new scene: forget the old targets (see the module docstring)
                 self._new_episode = {c.name for c in self.cameras}
                 writer = self.store.begin_episode()
                 writer.flush_every = cfg.flush_every
@@ -292,18 +448,21 @@ class Recorder:
                 for it in range(cfg.max_episode_steps):
                     state = self.robot.read_state()
                     frames, gaps = self._read_frames(state)
-                    dropped_frames += gaps
+                    n.dropped_frames += gaps
                     action = self.teleop.action(state)
                     sent = self.robot.send_command(action)
-                    iterations += 1
+                    n.iterations += 1
                     if frames is None or state.timestamp_s <= last_stamp:  # no new frame, or no new state
                         ep_dropped += 1
-                        dropped_steps += 1
+                        n.dropped_steps += 1
                     else:
                         if t0_stamp is None:
                             t0_stamp = state.timestamp_s
                         last_stamp = state.timestamp_s
                         step = {name: f.color for name, f in frames.items()}
+                        for name, f in frames.items():
+                            if name in self._depth_scales:
+                                step[name + DEPTH_KEY_SUFFIX] = f.depth
                         step["joint_pos"] = np.asarray(state.positions, np.float32)
                         step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
                         step["action"] = np.asarray(sent, np.float32)
@@ -311,15 +470,19 @@ class Recorder:
                         writer.add_step(step)
                         if writer.written != before:
                             self.log(f"episode={index} flushed steps={writer.written}")
-                    for ev in self.teleop.events():
+                    events, carried = carried + self.teleop.events(), []
+                    for ev in events:
                         if ev == "success":
                             verdict = True
                         elif ev == "failure":
                             verdict = False
-                        elif ev in ("save", "discard") and end is None:
-                            end = ev
+                        elif ev in ("save", "toggle", "discard") and end is None:
+                            end = "discard" if ev == "discard" else "save"
                         elif ev == "quit":
                             quit_requested = True
+                        elif ev == "start":  # already recording
+                            n.ignored_events += 1
+                            self.log(f"episode={index} ignored=start")
                     if end is not None or quit_requested:
                         break
                     elapsed = time.monotonic() - t_ep
@@ -328,25 +491,19 @@ class Recorder:
                         f"episode {index} | {(it + 1) / cfg.fps:6.1f} s | {writer.length} steps | "
                         f"{rate:6.1f} Hz | dropped {ep_dropped}"
                     )
-                    if cfg.realtime:
-                        next_t += 1.0 / cfg.fps
-                        delay = next_t - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
-                        elif -delay > 1.0 / cfg.fps:  # fell behind: do not burst
-                            next_t = time.monotonic()
+                    next_t = self._pace(next_t)
                 if end is None:
                     end = "discard" if quit_requested else "save"  # time limit: keep it
                 if end == "save" and writer.length > 0:
                     meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict)
-                    n = writer.length
+                    length = writer.length
                     writer.commit(meta)
-                    saved += 1
-                    steps += n
-                    self.log(f"episode={index} committed steps={n} success={verdict}")
+                    n.saved += 1
+                    n.steps += length
+                    self.log(f"episode={index} committed steps={length} success={verdict}")
                 else:
                     writer.discard()
-                    discarded += 1
+                    n.discarded += 1
                     self.log(f"episode={index} discarded")
                 writer = None
                 episode += 1
@@ -364,12 +521,15 @@ class Recorder:
         duration = time.monotonic() - t_start
         self.summary = {
             "store": str(cfg.store_path),
-            "episodes_saved": saved,
-            "episodes_discarded": discarded,
-            "steps": steps,
-            "dropped_steps": dropped_steps,
-            "dropped_frames": dropped_frames,
-            "mean_loop_hz": iterations / duration if duration > 0 else 0.0,
+            "episodes_saved": n.saved,
+            "episodes_discarded": n.discarded,
+            "steps": n.steps,
+            "dropped_steps": n.dropped_steps,
+            "dropped_frames": n.dropped_frames,
+            "missing_depth": n.missing_depth,
+            "idle_s": idle_s,
+            "ignored_events": n.ignored_events,
+            "mean_loop_hz": n.iterations / duration if duration > 0 else 0.0,
             "duration_s": duration,
             "quit": quit_requested,
         }
@@ -435,6 +595,7 @@ def record_sim(
             flush_every=flush_every,
             robot_model="so101_sim",
             status=status,
+            wait_for_start=False,  # the scripted expert never presses start
         )
         return Recorder(config, robot, [cam], teleop, on_episode_start=start, log=log).run()
     finally:
@@ -451,9 +612,11 @@ Sources (exactly one):
   --list-configs       list the example rig files shipped with the package
   --print-config NAME  print one of them (start your own from it)
 
-Keys while recording from a rig (teleop keyboard on): s save, d discard, y success,
-n failure, q quit (the episode in progress is discarded). Exit status: 0 done, 1 a device
-failed, 2 bad arguments / rig file / store, 130 interrupted (Ctrl-C).
+Keys while recording from a rig (teleop keyboard on): s or space start the next episode /
+stop and save the current one, d discard, y success, n failure, q quit (the episode in
+progress is discarded). Rig files wait for s before every episode (recorder.wait_for_start;
+the loop keeps commanding the arm meanwhile, nothing is recorded). Exit status: 0 done,
+1 a device failed, 2 bad arguments / rig file / store, 130 interrupted (Ctrl-C).
 """
 
 

@@ -81,6 +81,8 @@ ROBOT_TYPES = ("ros2", "simulated", "sim_arm")
 CAMERA_TYPES = ("realsense", "opencv", "simulated", "sim_arm")
 TELEOP_DEVICES = ("keyboard", "scripted", "gamepad", "spacemouse")
 RESERVED_STORE_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.recorder.RESERVED_KEYS
+DEPTH_KEY_SUFFIX = "_depth"  # data_collection.recorder.DEPTH_KEY_SUFFIX
+_DEPTH_CAMERAS = ("realsense", "simulated")
 _SIM_ARM_MODES = ("realtime", "lockstep")  # data_collection.sim.robot.SIM_ROBOT_MODES (not imported: mujoco)
 _SIM_ARM_PHYSICS_DT_S = 0.002  # data_collection.sim.scene.SceneConfig.physics_dt_s default
 _TOP_KEYS = ("name", "description", "robot", "cameras", "teleop", "recorder")
@@ -427,7 +429,8 @@ _CAMERA_COMMON = ("type", "name", "width", "height", "fps")
 _CAMERA_KEYS: dict[str, tuple[str, ...]] = {
     "realsense": _CAMERA_COMMON + ("serial", "playback_file", "exposure", "white_balance", "intrinsics", "depth"),
     "opencv": _CAMERA_COMMON + ("device", "path", "fourcc", "exposure", "white_balance", "intrinsics"),
-    "simulated": _CAMERA_COMMON + ("realtime", "drop_frames", "drop_probability", "seed", "hfov_deg", "intrinsics"),
+    "simulated": _CAMERA_COMMON + ("realtime", "drop_frames", "drop_probability", "seed", "hfov_deg", "intrinsics",
+                                   "depth"),
     "sim_arm": _CAMERA_COMMON + ("mj_camera",),
 }
 
@@ -443,13 +446,15 @@ class CameraSpec(_Spec):
       defaults to 640 x 480 at 30; ``sim_arm`` to 96 x 96 at the simulation's control rate).
     * ``realsense``: ``serial`` (quoted string) **or** ``playback_file`` (a ``.db3`` / ``.bag``
       recording); ``exposure`` (colour sensor units; ``null`` = auto), ``white_balance`` (K,
-      ``null`` = auto), ``intrinsics`` (override; default: the device's), ``depth`` (must
-      stay ``false``: the episode store has no depth keys yet).
+      ``null`` = auto), ``intrinsics`` (override; default: the device's), ``depth`` (also
+      record depth aligned to colour as the store key ``<name>_depth``, ``uint16`` with the
+      device's depth scale; default ``false``).
     * ``opencv``: ``device`` (index or ``/dev/...`` path) **or** ``path`` (a video file, read
       frame by frame); ``fourcc`` (pixel format requested from a device, default ``MJPG``),
       ``exposure``, ``white_balance``, ``intrinsics`` (**required**: webcams do not report them).
     * ``simulated``: a moving test pattern; ``realtime`` (pace on the host clock), ``drop_frames``
-      (frame numbers never delivered), ``drop_probability``, ``seed``, ``hfov_deg``, ``intrinsics``.
+      (frame numbers never delivered), ``drop_probability``, ``seed``, ``hfov_deg``, ``intrinsics``,
+      ``depth`` (the pattern's depth: 1000 units of 1 mm, 500 inside the moving square).
     * ``sim_arm``: ``mj_camera``: the MuJoCo camera (``scene`` or ``wrist``; default: ``name``).
 
     ``intrinsics`` is either a mapping (``fx, fy, cx, cy`` [, ``distortion_model``, ``coeffs``];
@@ -521,11 +526,6 @@ class CameraSpec(_Spec):
                 raise RigConfigError("must be a non-empty string", "serial")
             if self.fps is not None and self.fps != int(self.fps):
                 raise RigConfigError(f"must be an integer for a RealSense camera, got {self.fps}", "fps")
-            if self.depth:
-                raise RigConfigError(
-                    "depth is not recorded yet: the episode store has no depth keys (image, lowdim, action "
-                    "only); leave it false", "depth"
-                )
         if self.type == "opencv":
             if (self.device is None) == (self.path is None):
                 raise RigConfigError("give a device (index or /dev/... path) or a video file path, exactly one", "device")
@@ -562,6 +562,7 @@ class CameraSpec(_Spec):
                 exposure=self.exposure,
                 white_balance=self.white_balance,
                 intrinsics=intr,
+                enable_depth=self.depth,
             )
         except CameraConfigError as e:
             raise _translate(e, ("name", "width", "height", "fps", "exposure", "white_balance", "intrinsics")) from None
@@ -622,8 +623,9 @@ class TeleopSpec(_Spec):
             ``spacemouse`` (``data_collection.teleop.<device>.build_teleop(settings, robot)``;
             see ``data_collection/teleop/README.md``).
         keyboard: wrap the device in a :class:`~data_collection.teleop.keyboard.KeyboardTeleop`
-            so ``s``/``d``/``y``/``n``/``q`` on the terminal save / discard / mark success /
-            mark failure / quit. ``null`` (default) = on, except for ``scripted``.
+            so ``s`` (or space) / ``d`` / ``y`` / ``n`` / ``q`` on the terminal start the next
+            episode or stop and save the current one / discard / mark success / mark failure /
+            quit. ``null`` (default) = on, except for ``scripted``.
         settings: device settings (``scripted``: :class:`~data_collection.teleop.scripted.ScriptedTeleopConfig`
             fields; ``gamepad`` / ``spacemouse``: see their module); ``keyboard`` takes none.
     """
@@ -684,6 +686,10 @@ class RecorderSpec(_Spec):
         robot_model: stored as ``schema.robot`` (default: the robot's name).
         status: show the live status line on stderr.
         store_path: episode store (``dfp record --out`` overrides it).
+        wait_for_start: idle before every episode (the arm is still commanded, nothing is
+            recorded) until ``s`` / the teleop's start button; ``null`` (default) = ``true``,
+            except ``false`` with the ``scripted`` teleop (which never presses start). Unlike
+            the other fields, this default differs from ``RecorderConfig``'s (``false``).
     """
 
     kind: ClassVar[str] = "recorder"
@@ -698,14 +704,19 @@ class RecorderSpec(_Spec):
     robot_model: str = ""
     status: bool = True
     store_path: str | None = None
+    wait_for_start: bool | None = None
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")
 
-    def to_config(self, store_path: str | os.PathLike) -> Any:
+    def to_config(self, store_path: str | os.PathLike, scripted: bool = False) -> Any:
+        """The :class:`~data_collection.recorder.RecorderConfig`; ``scripted``: the teleop is the
+        scripted expert (``wait_for_start: null`` then means ``false``)."""
         from data_collection.recorder import RecorderConfig, RecorderError
 
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "store_path"}
+        if settings["wait_for_start"] is None:
+            settings["wait_for_start"] = not scripted
         try:
             return RecorderConfig(store_path=Path(store_path), **settings)
         except RecorderError as e:
@@ -751,6 +762,11 @@ class Rig:
                 return RigConfigError(f"camera name {c.name!r} is used twice", f"cameras[{i}].name")
             if c.name in RESERVED_STORE_KEYS:
                 return RigConfigError(f"{c.name!r} is a reserved store key {RESERVED_STORE_KEYS}", f"cameras[{i}].name")
+            if c.depth and c.name + DEPTH_KEY_SUFFIX in names:
+                return RigConfigError(
+                    f"camera {c.name!r} records depth as the store key {c.name + DEPTH_KEY_SUFFIX!r}, which is "
+                    "another camera's name", f"cameras[{i}].depth"
+                )
         for attr in ("serial", "device", "path", "playback_file"):
             seen = [getattr(c, attr) for c in self.cameras if getattr(c, attr) is not None]
             for i, c in enumerate(self.cameras):
@@ -780,12 +796,24 @@ class Rig:
                 f"the scripted teleop drives the simulated SO-101 only: it needs robot.type: sim_arm, "
                 f"not {self.robot.type}", "teleop.device"
             )
+        if self.recorder.wait_for_start and self.teleop.device == "scripted" and not self.teleop.with_keyboard:
+            return RigConfigError(
+                "the scripted teleop never sends start: set it false, or teleop.keyboard: true to start "
+                "episodes with s", "recorder.wait_for_start"
+            )
         if not self.recorder.realtime and not (sim_arm and self.robot.mode == "lockstep"):
             return RigConfigError(
                 "must be true unless robot.type is sim_arm with mode: lockstep (an unpaced loop would "
                 "command the robot as fast as the CPU allows)", "recorder.realtime"
             )
         return None
+
+    @property
+    def wait_for_start(self) -> bool:
+        """``recorder.wait_for_start`` resolved (``null`` = true, except with the scripted teleop)."""
+        if self.recorder.wait_for_start is not None:
+            return self.recorder.wait_for_start
+        return self.teleop.device != "scripted"
 
     @property
     def sim_control_hz(self) -> float:
@@ -860,13 +888,15 @@ class Rig:
                         if getattr(c, k) is not None), "")
             size = f"{c.width}x{c.height}" if c.width and c.height else "default size"
             rate = f"{c.fps:g} fps" if c.fps else "default fps"
-            lines.append(f"  camera {c.name}: {' '.join(filter(None, (c.type, src, size)))} @ {rate}")
+            depth = f" + depth ({c.name}{DEPTH_KEY_SUFFIX})" if c.depth else ""
+            lines.append(f"  camera {c.name}: {' '.join(filter(None, (c.type, src, size)))} @ {rate}{depth}")
         t = self.teleop
         lines.append(f"  teleop: {t.device}" + (" + keyboard" if t.with_keyboard else ""))
         rc = self.recorder
         lines.append(
             f"  recorder: {rc.fps:g} Hz, max {rc.max_episode_s:g} s/episode, "
-            f"episodes {rc.episodes if rc.episodes else 'until q'}, task {rc.task!r}"
+            f"episodes {rc.episodes if rc.episodes else 'until q'}, task {rc.task!r}, "
+            + ("idle between episodes (s starts)" if self.wait_for_start else "episodes start at once")
         )
         lines += [f"  warning: {w}" for w in self.warnings()]
         return "\n".join(lines)
@@ -996,7 +1026,7 @@ def _build(rig: Rig, store_path: str | os.PathLike | None) -> BuiltRig:
     path = store_path if store_path is not None else rig.recorder.store_path
     if path is None:
         raise RigConfigError("no episode store given: pass --out STORE or set recorder.store_path", "recorder")
-    recorder_config = rig.recorder.to_config(path)
+    recorder_config = rig.recorder.to_config(path, scripted=rig.teleop.device == "scripted")
     env = None
     try:
         robot, env = _build_robot(rig)

@@ -21,9 +21,9 @@ def test_keys_become_events_on_a_pty():
         kb.start()
         assert not termios.tcgetattr(slave)[3] & termios.ICANON  # cbreak: no Enter needed
         assert kb.events() == []  # nothing typed: returns at once
-        os.write(master, b"sx Yn")
-        os.write(master, b"dQ")
-        assert kb.events() == ["save", "success", "failure", "discard", "quit"]
+        os.write(master, b"sxYn")
+        os.write(master, b"dQ ")
+        assert kb.events() == ["toggle", "success", "failure", "discard", "quit", "toggle"]  # s, space: toggle
         assert kb.events() == []
         state = RobotState(np.array([0.1, -0.2]), None, 1.0)
         np.testing.assert_array_equal(kb.action(state), state.positions.astype(np.float64))
@@ -43,7 +43,7 @@ def test_pipe_and_inner_device_events():
         with kb:
             assert inner.is_started
             os.write(w, b"s")
-            assert kb.events() == ["save"]
+            assert kb.events() == ["toggle"]
         assert not inner.is_started
     finally:
         for fd in (r, w, null):

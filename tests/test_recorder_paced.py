@@ -266,8 +266,14 @@ def test_cli_records_ros2_arm_video_camera_keyboard(tmp_path):
             for raw in recorder.stdout:
                 line = raw.decode().strip()
                 lines.append(line)
-                if line == "episode=0 flushed steps=10":
+                if line == "episode=0 waiting":  # rig files idle before every episode
+                    recorder.stdin.write(b"n ")  # a verdict while idle is ignored; space starts episode 0
+                    recorder.stdin.flush()
+                elif line == "episode=0 flushed steps=10":
                     recorder.stdin.write(b"ys")  # success, save
+                    recorder.stdin.flush()
+                elif line == "episode=1 waiting":
+                    recorder.stdin.write(b"s")  # start episode 1
                     recorder.stdin.flush()
                 elif line == "episode=1 flushed steps=5":
                     recorder.stdin.write(b"q")  # quit: episode 1 is discarded
@@ -288,6 +294,8 @@ def test_cli_records_ros2_arm_video_camera_keyboard(tmp_path):
 
     summary = json.loads(lines[-1])
     assert summary["episodes_saved"] == 1 and summary["episodes_discarded"] == 1 and summary["quit"], summary
+    assert summary["ignored_events"] == 1 and summary["idle_s"] > 0, summary
+    assert lines[:3] == ["episode=0 waiting", "idle ignored=failure", "episode=0 started"], lines
     assert "episode=0 committed steps=" in lines[lines.index("episode=0 flushed steps=10") + 1]
     assert "episode=1 discarded" in lines
     store_path = tmp_path / "store"

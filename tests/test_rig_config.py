@@ -137,10 +137,18 @@ BAD = {
     "realsense without fps": (
         _edit(MINIMAL, cameras=[{"type": "realsense", "name": "c", "serial": "1", "width": 640, "height": 480}]),
         "cameras[0].fps: required for a realsense camera"),
-    "depth": (
-        _edit(MINIMAL, cameras=[{"type": "realsense", "name": "c", "serial": "1", "width": 640, "height": 480,
+    "depth on a webcam": (
+        _edit(MINIMAL, cameras=[{"type": "opencv", "name": "c", "device": 0, "width": 640, "height": 480,
                                  "fps": 30, "depth": True}]),
-        "cameras[0].depth: depth is not recorded yet"),
+        "cameras[0].depth: unknown key; allowed keys for a opencv camera"),
+    "depth key clash": (
+        _edit(MINIMAL, cameras=[{"type": "simulated", "name": "c", "depth": True},
+                                {"type": "simulated", "name": "c_depth"}]),
+        "cameras[0].depth: camera 'c' records depth as the store key 'c_depth', which is another camera's name"),
+    "scripted teleop cannot start": (
+        _edit(MINIMAL, robot={"type": "sim_arm"}, cameras=[{"type": "sim_arm", "name": "scene"}],
+              teleop={"device": "scripted"}, recorder={"wait_for_start": True}),
+        "recorder.wait_for_start: the scripted teleop never sends start"),
     "opencv without intrinsics": (
         _edit(MINIMAL, cameras=[{"type": "opencv", "name": "c", "device": 0, "width": 640, "height": 480,
                                  "fps": 30}]),

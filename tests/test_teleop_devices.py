@@ -295,10 +295,10 @@ def test_gamepad_buttons_fire_once_per_press_and_drive_the_gripper(fifo):
         fifo.connect()
         pad.reset()
         fifo.send(report((EV_KEY, BTN_START, 1)) + report((EV_KEY, BTN_START, 2)) + report((EV_KEY, BTN_START, 2)))
-        assert pad.events() == ["save"]
+        assert pad.events() == ["toggle"]  # Start: start / stop-and-save
         assert pad.events() == []  # still held: level is not an event
         fifo.send(report((EV_KEY, BTN_START, 0)) + report((EV_KEY, BTN_START, 1)))
-        assert pad.events() == ["save"]
+        assert pad.events() == ["toggle"]  # Start: start / stop-and-save
         fifo.send(report((EV_KEY, BTN_SOUTH, 1)) + report((EV_KEY, BTN_SOUTH, 0), (EV_KEY, BTN_SELECT, 1))
                   + report((EV_KEY, 0x13E, 1)) + report((EV_KEY, BTN_EAST, 1), (EV_KEY, BTN_MODE, 1)))
         assert pad.events() == ["success", "discard", "failure", "quit"]  # BTN_THUMBR is unbound
@@ -395,8 +395,8 @@ def test_spacemouse_joint_fallback_rel_and_abs_models_and_release(fifo):
         fifo.send(report((EV_ABS, ABS_Y, 0)))
         np.testing.assert_array_equal(sm.action(robot.read_state()), q3)
 
-        fifo.send(report((EV_KEY, BTN_1, 1)) + report((EV_KEY, BTN_0, 1)))  # save; gripper toggle
-        assert sm.events() == ["save"]
+        fifo.send(report((EV_KEY, BTN_1, 1)) + report((EV_KEY, BTN_0, 1)))  # episode toggle; gripper toggle
+        assert sm.events() == ["toggle"]
         grip = [sm.action(robot.read_state())[3] for _ in range(3)]  # 0.5, halfway, is not "closed": close
         np.testing.assert_allclose(grip, [0.2, 0.0, 0.0], atol=1e-9)
         fifo.send(report((EV_KEY, BTN_0, 0)) + report((EV_KEY, BTN_0, 1)))

@@ -10,16 +10,30 @@ Contracts
 * :meth:`TeleopDevice.events` returns the operator events that arrived since the previous
   call, oldest first, each one of :data:`TELEOP_EVENTS`, and clears them:
 
+  - ``"start"``: begin the next episode. Only meaningful while the recorder is **idle**
+    between episodes (``RecorderConfig.wait_for_start``); ignored while recording;
+  - ``"save"``: end the current episode and commit it (ignored while idle);
+  - ``"toggle"``: the one-button start / stop-and-save: ``"start"`` while idle, ``"save"``
+    while recording (keyboard ``s``, the gamepad's Start button, the SpaceMouse's right
+    button by default). Without ``wait_for_start`` it is simply ``"save"``;
   - ``"success"`` / ``"failure"``: the operator's verdict on the current episode (the last
-    one before ``"save"`` wins);
-  - ``"save"``: end the current episode and commit it;
-  - ``"discard"``: end the current episode and throw it away;
+    one before ``"save"`` wins; ignored while idle);
+  - ``"discard"``: end the current episode and throw it away (ignored while idle);
   - ``"quit"``: stop recording after this step (an episode in progress is discarded unless
-    ``"save"`` is in the same batch of events).
+    ``"save"`` is in the same batch of events; while idle: nothing is in progress).
 
-* :meth:`TeleopDevice.start` / :meth:`TeleopDevice.stop` bracket a recording session;
-  :meth:`TeleopDevice.reset` is called at the start of every episode (after the robot /
-  scene was reset).
+  Events the recorder ignores while idle are counted (summary ``ignored_events``) and
+  logged; they never carry over into the next episode. Events that follow ``"start"`` in
+  the same batch belong to the episode it starts.
+
+* :meth:`TeleopDevice.start` / :meth:`TeleopDevice.stop` bracket a recording session.
+  :meth:`TeleopDevice.reset` is called at the start of an episode after the recorder's
+  ``on_episode_start`` hook (which resets a simulated scene: the device must forget targets
+  it held for the old scene). With ``wait_for_start`` and **no** hook (real hardware: the
+  operator drove the arm while idle and the scene is wherever it was left), the recorder
+  does **not** reset the device at start, so the commanded target continues smoothly from
+  idle into the episode (a jog device's reset would snap its target to the measured
+  position: a sag under gravity, or an opened gripper that was holding an object).
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ from data_collection.robots.base import RobotState
 
 __all__ = ["TELEOP_EVENTS", "TeleopDevice", "TeleopError"]
 
-TELEOP_EVENTS = ("save", "discard", "success", "failure", "quit")
+TELEOP_EVENTS = ("save", "discard", "success", "failure", "quit", "start", "toggle")
 
 
 class TeleopError(RuntimeError):
@@ -66,7 +80,7 @@ class TeleopDevice(abc.ABC):
             self._started = False
 
     def reset(self) -> None:
-        """Called by the recorder at the start of each episode; drops pending events."""
+        """Called by the recorder at the start of an episode (see the module docstring); drops pending events."""
         self._pending.clear()
         self._reset()
 

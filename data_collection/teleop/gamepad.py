@@ -23,7 +23,8 @@ operator stands behind the robot; speeds at full deflection):
 (``ABS_RZ`` +, ``ABS_Z`` -) and ``ABS_HAT0X`` (d-pad) drive the robot's joints in order,
 skipping the gripper joint, at ``joint_rate_rad_s``.
 
-Buttons: ``BTN_START`` save, ``BTN_SELECT`` (Back / Share) discard, ``BTN_SOUTH`` (A / cross)
+Buttons: ``BTN_START`` toggle (start the next episode while the recorder is idle, stop and
+save it while recording), ``BTN_SELECT`` (Back / Share) discard, ``BTN_SOUTH`` (A / cross)
 success, ``BTN_EAST`` (B / circle) failure, ``BTN_MODE`` (Xbox / PS logo) quit, ``BTN_TR``
 (RB / R1) close the gripper, ``BTN_TL`` (LB / L1) open it.
 
@@ -69,7 +70,7 @@ _JOINT_AXES: tuple[tuple[tuple[str, float, bool], ...], ...] = (
     (("ABS_HAT0X", 1.0, False),),
 )
 _BUTTONS = {
-    "BTN_START": "save", "BTN_SELECT": "discard", "BTN_SOUTH": "success", "BTN_EAST": "failure",
+    "BTN_START": "toggle", "BTN_SELECT": "discard", "BTN_SOUTH": "success", "BTN_EAST": "failure",
     "BTN_MODE": "quit", "BTN_TR": "gripper_close", "BTN_TL": "gripper_open",
 }
 

@@ -46,8 +46,10 @@ clipped into the limits) at the first :meth:`action` after :meth:`start` / :meth
 
 Buttons and gripper
 -------------------
-``buttons`` maps key codes to an operator event (:data:`~data_collection.teleop.base.TELEOP_EVENTS`)
-or to ``gripper_open`` / ``gripper_close`` / ``gripper_toggle``. A button acts **once per
+``buttons`` maps key codes to an operator event (:data:`~data_collection.teleop.base.TELEOP_EVENTS`:
+``toggle`` is the one-button start / stop-and-save, what the devices' default "save" button
+sends; ``start`` and ``save`` separate the two for rigs with buttons to spare) or to
+``gripper_open`` / ``gripper_close`` / ``gripper_toggle``. A button acts **once per
 press** (edge), however long it is held. The gripper joint (``gripper_joint``, default: the
 robot's joint named ``gripper`` if any) moves toward ``gripper_open`` / ``gripper_closed``
 (default: its upper / lower limit) at ``gripper_rate_rad_s``.

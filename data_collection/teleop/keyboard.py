@@ -1,6 +1,8 @@
 """``KeyboardTeleop``: operator events from single key presses on a terminal.
 
-Keys (case-insensitive): ``s`` = save, ``d`` = discard, ``y`` = success, ``n`` = failure,
+Keys (case-insensitive): ``s`` and space = ``toggle`` (start the next episode while the
+recorder is idle, stop and save the episode while recording; see
+:mod:`data_collection.teleop.base`), ``d`` = discard, ``y`` = success, ``n`` = failure,
 ``q`` = quit; every other byte is ignored. Keys are read without blocking (``select`` with a
 zero timeout) each time the recorder asks for :meth:`events`, so at most one control period
 of latency. While started, a terminal is put in cbreak mode (no Enter needed, no echo) and
@@ -27,7 +29,7 @@ from .base import TeleopDevice, TeleopError
 
 __all__ = ["KEY_EVENTS", "KeyboardTeleop"]
 
-KEY_EVENTS = {"s": "save", "d": "discard", "y": "success", "n": "failure", "q": "quit"}
+KEY_EVENTS = {"s": "toggle", " ": "toggle", "d": "discard", "y": "success", "n": "failure", "q": "quit"}
 
 
 class KeyboardTeleop(TeleopDevice):

@@ -36,7 +36,8 @@ If a direction is reversed on your model, flip that binding's ``scale``. ``joint
 (robots without kinematics): ``X Y Z RX RY RZ`` drive the robot's joints in order (skipping
 the gripper joint), scale +1: check the signs on your robot.
 
-Buttons: ``BTN_0`` (left) toggles the gripper, ``BTN_1`` (right) saves the episode.
+Buttons: ``BTN_0`` (left) toggles the gripper, ``BTN_1`` (right) is the episode ``toggle``
+(start the next episode while the recorder is idle, stop and save it while recording).
 Device search (``device: null``): the first input device whose name contains one of
 :data:`SPACEMOUSE_NAMES` and that reports six relative or absolute axes.
 """
@@ -74,7 +75,7 @@ _CARTESIAN_AXES = (
     AxisBinding("RX", "ry", -1.0),
     AxisBinding("RZ", "rz", -1.0),
 )
-_BUTTONS = {"BTN_0": "gripper_toggle", "BTN_1": "save"}
+_BUTTONS = {"BTN_0": "gripper_toggle", "BTN_1": "toggle"}
 
 
 def _axis_index(name: object) -> int | None:

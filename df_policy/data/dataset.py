@@ -44,8 +44,10 @@ class DatasetConfig:
     """What to read from a store and how to cut it into training samples.
 
     Attributes:
-        image_keys: camera keys to use (``None`` = every image key of the store).
+        image_keys: camera keys to use (``None`` = every ``image`` key of the store).
         lowdim_keys: low-dim observation keys (``None`` = every ``lowdim`` key of the store).
+            Depth keys (``kind == "depth"``) are never picked by default, and naming one here
+            is an error: the dataset does not read depth.
         n_obs_steps: ``To``.
         horizon: ``Tp`` (action steps per sample, starting at the first observation step).
         max_action_pad: see :class:`WindowSpec`.
@@ -258,6 +260,9 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
     for k in [*image_keys, *lowdim_keys]:
         if k not in schema.keys:
             raise KeyError(f"key {k!r} is not in {path}; keys: {sorted(schema.keys)}")
+        if schema.keys[k].kind == "depth":
+            raise ValueError(f"key {k!r} of {path} is a depth key: the training dataset does not read depth "
+                             f"(image keys: {schema.image_keys}, lowdim keys: {schema.lowdim_keys})")
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,

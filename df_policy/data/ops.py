@@ -34,9 +34,11 @@ def store_info(reader: Any) -> dict[str, Any]:
         "bad_episodes": [i for i, m in enumerate(metas) if m.bad],
         "successful_episodes": sum(1 for m in metas if m.success),
         "keys": {
-            k: {"kind": s.kind, "shape": list(s.shape), "dtype": s.dtype, "unit": s.unit}
+            k: {"kind": s.kind, "shape": list(s.shape), "dtype": s.dtype, "unit": s.unit,
+                **({"scale": s.scale, "camera": s.camera} if s.kind == "depth" else {})}
             for k, s in schema.keys.items()
         },
+        "depth_keys": schema.depth_keys,
         "cameras": sorted(schema.cameras),
         "size_on_disk_bytes": reader.size_on_disk(),
         "partial_episode": None if reader.partial is None else reader.partial.describe(),
@@ -72,7 +74,7 @@ def validate_store(path: str | os.PathLike, deep: bool = True, progress: bool = 
                             f"data/{key}: chunk for steps [{s + cs}, {s + ce}) is corrupt or truncated: {exc}"
                         )
                 continue
-            if spec.kind != "image" and not np.all(np.isfinite(block)):
+            if spec.kind not in ("image", "depth") and not np.all(np.isfinite(block)):  # integers are finite
                 bad = s + int(np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))[0])
                 problems.append(f"data/{key}: NaN or Inf at step {bad}")
     return problems

@@ -10,6 +10,13 @@ Conventions
 * ``kind == "image"``: ``uint8``, ``shape == (H, W, C)`` (HWC, RGB), one camera each.
 * ``kind == "lowdim"`` (observations) and ``kind == "action"``: ``float32``, ``shape == (D,)``
   or any small fixed shape; ``names`` optionally labels the flattened dimensions.
+* ``kind == "depth"``: ``uint16``, ``shape == (H, W)``, a depth image **aligned to the colour
+  image** of ``camera`` (same pixel grid and intrinsics); ``unit == "m"`` and ``scale`` is the
+  size of one unit in metres (metres = value * scale); ``0`` means "no depth". Depth keys are
+  stored, copied and validated like the others, but the training dataset does not read them
+  (:attr:`StoreSchema.image_keys` / :attr:`StoreSchema.lowdim_keys` never include them).
+  Stores written before depth keys existed have none and open unchanged; ``scale`` is
+  written into the schema only for depth keys, so other keys' JSON is as before.
 * ``fps`` is the recording rate in Hz; step ``i`` of an episode was captured at
   ``start_time + i / fps`` (exact capture stamps, when recorded, are a ``lowdim`` key).
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +34,7 @@ import numpy as np
 SCHEMA_ATTR = "df_policy"
 FORMAT_NAME = "df_policy.episode_store"
 FORMAT_VERSION = 1
-KINDS = ("image", "lowdim", "action")
+KINDS = ("image", "lowdim", "action", "depth")
 
 
 class SchemaError(ValueError):
@@ -38,13 +46,17 @@ class KeySpec:
     """One array of the store.
 
     Attributes:
-        kind: ``"image"`` (uint8 HWC), ``"lowdim"`` (float32 observation) or ``"action"``.
-        shape: per-step shape, e.g. ``(96, 96, 3)`` or ``(7,)``.
-        dtype: numpy dtype name; ``uint8`` for images, ``float32`` otherwise.
-        unit: physical unit of the values (``"rad"``, ``"m"``, ``"px"``, ``"rgb"`` …).
+        kind: ``"image"`` (uint8 HWC), ``"lowdim"`` (float32 observation), ``"action"``
+            or ``"depth"`` (uint16 HW, aligned to a camera's colour image).
+        shape: per-step shape, e.g. ``(96, 96, 3)``, ``(7,)`` or ``(480, 640)``.
+        dtype: numpy dtype name; ``uint8`` for images, ``uint16`` for depth, ``float32`` otherwise.
+        unit: physical unit of the values (``"rad"``, ``"m"``, ``"px"``, ``"rgb"`` …); ``"m"``
+            for depth (after multiplying by ``scale``).
         names: optional labels of the flattened dimensions (e.g. joint names).
-        camera: for images, the camera name (key into ``StoreSchema.cameras``).
+        camera: for images and depth, the camera name (key into ``StoreSchema.cameras``).
         description: free text.
+        scale: depth only (required there, ``None`` elsewhere): metres per stored unit, e.g.
+            ``0.001`` for a RealSense D400 (the frames' ``depth_scale``).
     """
 
     kind: str
@@ -54,6 +66,7 @@ class KeySpec:
     names: tuple[str, ...] | None = None
     camera: str | None = None
     description: str = ""
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
@@ -68,8 +81,21 @@ class KeySpec:
                 raise SchemaError(f"image keys must be uint8, got {self.dtype}")
             if len(self.shape) != 3 or self.shape[2] not in (1, 3):
                 raise SchemaError(f"image shape must be (H, W, C) with C in (1, 3), got {self.shape}")
+        elif self.kind == "depth":
+            if self.dtype != "uint16":
+                raise SchemaError(f"depth keys must be uint16, got {self.dtype}")
+            if len(self.shape) != 2:
+                raise SchemaError(f"depth shape must be (H, W), got {self.shape}")
+            if self.unit != "m":
+                raise SchemaError(f"depth keys must have unit 'm' (value * scale = metres), got {self.unit!r}")
+            if (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float))
+                    or not (math.isfinite(self.scale) and self.scale > 0)):
+                raise SchemaError(f"depth keys need a positive scale (metres per unit), got {self.scale!r}")
+            object.__setattr__(self, "scale", float(self.scale))
         elif self.dtype != "float32":
             raise SchemaError(f"{self.kind} keys must be float32, got {self.dtype}")
+        if self.kind != "depth" and self.scale is not None:
+            raise SchemaError(f"scale is for depth keys only, got scale={self.scale!r} on a {self.kind} key")
         if self.names is not None and len(self.names) != int(np.prod(self.shape)):
             raise SchemaError(
                 f"names has {len(self.names)} entries but shape {self.shape} has "
@@ -153,13 +179,22 @@ class StoreSchema:
     def lowdim_keys(self) -> list[str]:
         return [k for k, s in self.keys.items() if s.kind == "lowdim"]
 
+    @property
+    def depth_keys(self) -> list[str]:
+        """Depth keys (``kind == "depth"``); not used by the training dataset."""
+        return [k for k, s in self.keys.items() if s.kind == "depth"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "fps": self.fps,
             "keys": {
-                k: {f: (list(v) if isinstance(v, tuple) else v) for f, v in dataclasses.asdict(s).items()}
+                k: {
+                    f: (list(v) if isinstance(v, tuple) else v)
+                    for f, v in dataclasses.asdict(s).items()
+                    if not (f == "scale" and v is None)  # only depth keys carry one
+                }
                 for k, s in self.keys.items()
             },
             "cameras": self.cameras,
@@ -195,8 +230,8 @@ class StoreSchema:
     def compatibility_errors(self, other: "StoreSchema", keys: list[str] | None = None) -> list[str]:
         """Differences that make data of ``other`` unusable where ``self`` is expected.
 
-        Only ``keys`` (default: all of ``self``) are compared: kind, shape and dtype must match,
-        and ``fps`` must agree when both are known.
+        Only ``keys`` (default: all of ``self``) are compared: kind, shape and dtype must match
+        (and a depth key's ``scale``), and ``fps`` must agree when both are known.
         """
         errors = []
         for k in keys if keys is not None else list(self.keys):
@@ -213,6 +248,9 @@ class StoreSchema:
                     errors.append(
                         f"key {k!r}: {attr} {getattr(theirs, attr)} != expected {getattr(mine, attr)}"
                     )
+            if (mine.scale is not None and theirs.scale is not None
+                    and not math.isclose(mine.scale, theirs.scale, rel_tol=1e-6)):
+                errors.append(f"key {k!r}: depth scale {theirs.scale} m != expected {mine.scale} m")
         if self.fps and other.fps and abs(self.fps - other.fps) > 1e-6:
             errors.append(f"fps {other.fps} != expected {self.fps}")
         return errors
@@ -240,6 +278,9 @@ class StoreSchema:
             if spec.kind == "image":
                 if a.dtype != np.uint8:
                     raise SchemaError(f"key {k!r}: images must be uint8, got {a.dtype}")
+            elif spec.kind == "depth":
+                if a.dtype != np.uint16:
+                    raise SchemaError(f"key {k!r}: depth must be uint16, got {a.dtype}")
             else:
                 if not np.issubdtype(a.dtype, np.number):
                     raise SchemaError(f"key {k!r}: dtype {a.dtype} is not numeric")

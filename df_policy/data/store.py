@@ -123,7 +123,7 @@ class EpisodeStore:
         root = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
         data = root.create_group("data")
         for key, spec in schema.keys.items():
-            if spec.kind == "image":
+            if spec.kind in ("image", "depth"):  # a few frames per chunk, like images
                 chunks = (image_chunk_frames, *spec.shape)
                 codec = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
             else:
