@@ -18,7 +18,8 @@ def _print_info(info: dict) -> None:
     print(f"size       {info['size_on_disk_bytes'] / 1e6:.1f} MB on disk")
     print("keys:")
     for k, s in info["keys"].items():
-        print(f"  {k:<16} {s['kind']:<7} {str(tuple(s['shape'])):<16} {s['dtype']:<8} {s['unit']}")
+        scale = f" x {s['scale']:g} (depth scale)" if s.get("scale") is not None else ""
+        print(f"  {k:<16} {s['kind']:<7} {str(tuple(s['shape'])):<16} {s['dtype']:<8} {s['unit']}{scale}")
     if info["bad_episodes"]:
         print(f"bad        {info['bad_episodes']}")
     if info["partial_episode"]:

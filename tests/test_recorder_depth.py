@@ -136,7 +136,7 @@ def test_recorded_depth_equals_the_frames_depth(tmp_path, capsys):
     assert info["keys"]["cam_depth"] == {"kind": "depth", "shape": [H, W], "dtype": "uint16", "unit": "m",
                                          "scale": SCALE, "camera": "cam"}
     assert dfp(["data", "info", str(out)]) == 0
-    assert "cam_depth" in capsys.readouterr().out
+    assert f"x {SCALE:g} (depth scale)" in next(line for line in capsys.readouterr().out.splitlines() if "cam_depth" in line)
     # depth arrays are chunked by frames, like images (not 1024 steps of H x W)
     assert store.array("cam_depth").chunks[0] == store.array("cam").chunks[0]
     # appending with the same camera works; stores with depth merge
