@@ -29,7 +29,10 @@ data, to the last time every stream still has data (the earliest last message). 
 * ``joint_pos``: the latest JointState at or before ``t_k``;
 * ``stamp_s``: that JointState's time minus the one of the episode's first step (seconds), as
   the recorder stores the robot state's capture time;
-* ``action``: the command in effect at ``t_k`` = the latest command at or before ``t_k``.
+* ``action``: the command in effect at ``t_k`` = the latest command at or before ``t_k``
+  (``action_at="in_effect"``, default), or with ``action_at="next"`` the first command issued
+  in ``(t_k, t_k + 1/fps]`` (else the one in effect), the recorder's convention of "observation,
+  then the command it led to".
   ``Float64MultiArray``: its vector (first row of a ``(T, D)`` layout, as
   ``CommandConverter.to_action``). ``JointTrajectory`` with ``trajectory_point="in_effect"``
   (default): the point the controller is moving to at ``t_k``, i.e. the first point with
@@ -135,6 +138,7 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 TIME_SOURCES = ("header", "receive")
 TRAJECTORY_POINTS = ("in_effect", "first")
+ACTION_AT = ("in_effect", "next")
 
 
 class BagImportError(ValueError):
@@ -264,6 +268,12 @@ class BagImportConfig:
             without a header or with a zero stamp (``False``: such a message is an error).
         trajectory_point: ``"in_effect"`` (the point being moved to at ``t_k``) or ``"first"``
             (always the first point) for ``JointTrajectory`` commands.
+        action_at: which command becomes step ``k``'s action. ``"in_effect"``: the latest
+            command at or before ``t_k`` (the target being executed when the observation was
+            taken). ``"next"``: the first command issued in ``(t_k, t_k + 1/fps]`` (the one
+            computed after seeing step ``k``), else the one in effect; this is the recorder's
+            convention (observation, then the command it led to) and matters when commands
+            come at about the grid rate: with ``"in_effect"`` they would lag one step.
         split_gap_s: split a bag into episodes where the joint state or a camera stream is
             silent for longer than this (``None``: one bag = one episode).
         min_episode_steps: episodes with fewer steps are skipped (reported).
@@ -282,6 +292,7 @@ class BagImportConfig:
     time_source: str = "header"
     receive_time_fallback: bool = True
     trajectory_point: str = "in_effect"
+    action_at: str = "in_effect"
     split_gap_s: float | None = None
     min_episode_steps: int = 1
     task: str = ""
@@ -336,6 +347,8 @@ class BagImportConfig:
             raise BagImportError(
                 f"trajectory_point must be one of {list(TRAJECTORY_POINTS)}, got {self.trajectory_point!r}"
             )
+        if self.action_at not in ACTION_AT:
+            raise BagImportError(f"action_at must be one of {list(ACTION_AT)}, got {self.action_at!r}")
         if not isinstance(self.receive_time_fallback, bool):
             raise BagImportError(f"receive_time_fallback must be true or false, got {self.receive_time_fallback!r}")
         if self.split_gap_s is not None:
@@ -777,11 +790,15 @@ def _plan_bag(scan: _BagScan, cfg: BagImportConfig) -> _Plan:
     # joint states and commands: latest at or before t
     js_index = np.searchsorted(scan.js_t, grid, side="right") - 1
     cmd_index = np.searchsorted(scan.cmd_t, grid, side="right") - 1
+    if cfg.action_at == "next":  # the first command after t_k within one grid period, else the one in effect
+        nxt = np.minimum(cmd_index + 1, len(scan.cmd_t) - 1)
+        issued = (nxt > cmd_index) & (scan.cmd_t[nxt] <= grid + round(NS_PER_S / cfg.fps))
+        cmd_index = np.where(issued, nxt, cmd_index)
     d = len(cfg.joint_names)
     actions = np.empty((n_grid, d), np.float32)
     for k in range(n_grid):
         positions, tfs = scan.cmd[cmd_index[k]]
-        elapsed = grid[k] - scan.cmd_t[cmd_index[k]]
+        elapsed = max(int(grid[k] - scan.cmd_t[cmd_index[k]]), 0)
         point = min(int(np.searchsorted(tfs, elapsed, side="right")), len(tfs) - 1)
         actions[k] = positions[point]
 
@@ -1067,6 +1084,8 @@ def add_import_bag_arguments(p: argparse.ArgumentParser) -> None:
                    default=None, help="error on messages without a header stamp instead of using receive time")
     p.add_argument("--trajectory-point", choices=TRAJECTORY_POINTS, default=None,
                    help="JointTrajectory action: the point in effect at each step, or always the first point")
+    p.add_argument("--action-at", choices=ACTION_AT, default=None,
+                   help="step k's action: the command in effect at its time, or the next one issued within a period")
     p.add_argument("--split-gap", type=float, default=None, help="split episodes at stream gaps longer than this, s")
     p.add_argument("--min-steps", type=int, default=None, help="skip episodes with fewer steps")
     p.add_argument("--task", default=None, help="task description stored with every episode")
@@ -1087,6 +1106,7 @@ def config_from_args(args: argparse.Namespace) -> BagImportConfig:
         "time_source": args.time_source,
         "receive_time_fallback": args.receive_time_fallback,
         "trajectory_point": args.trajectory_point,
+        "action_at": args.action_at,
         "split_gap_s": args.split_gap,
         "min_episode_steps": args.min_steps,
         "task": args.task,

@@ -236,6 +236,31 @@ def test_multiarray_raw_and_png_bag_exact_arrays(tmp_path, storage):
     assert report.duration_s == pytest.approx(1.1)
 
 
+def test_action_at_next_takes_the_command_issued_after_the_step(tmp_path):
+    """action_at=next: the first command within one period after t_k (the recorder's convention), else the
+    one in effect; in_effect: the latest command at or before t_k."""
+    bag = multiarray_bag(tmp_path, "sqlite3")
+    (report,) = import_bags([bag], multiarray_config(action_at="next"), tmp_path / "next", progress=False)
+    assert report.steps == 12
+    j = np.array([2 + 5 * m for m in range(12)], np.float32)  # first command after 40 + 100 m ms: 45 + 100 m
+    np.testing.assert_array_equal(EpisodeStore.open(tmp_path / "next").episode(0)["action"][:, 0], j)
+
+    # sparse commands (5, 605, 1205 ms): no command within a period after most steps -> the one in effect
+    records = (joint_states(JS_MS) + multiarrays([(0, 5.0), (1, 605.0), (2, 1205.0)])
+               + images(FRAMES_MS, topic="/front/image_raw", kind="rgb8"))
+    sparse = write_bag(tmp_path / "sparse", "mcap", records)
+    cams = {"front": "/front/image_raw"}
+    import_bags([sparse], multiarray_config(action_at="next", cameras=cams), tmp_path / "sparse_next", progress=False)
+    import_bags([sparse], multiarray_config(cameras=cams), tmp_path / "sparse_in_effect", progress=False)
+    nxt = EpisodeStore.open(tmp_path / "sparse_next").episode(0)["action"][:, 0]
+    eff = EpisodeStore.open(tmp_path / "sparse_in_effect").episode(0)["action"][:, 0]
+    # steps at 40 + 100 m ms: command 1 (605 ms) is "next" for the step at 540 ms, in effect from 640 ms
+    np.testing.assert_array_equal(nxt, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2])
+    np.testing.assert_array_equal(eff, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    with pytest.raises(BagImportError, match=r"action_at must be one of \['in_effect', 'next'\]"):
+        multiarray_config(action_at="later")
+
+
 @pytest.mark.parametrize(("storage", "suffix"), [("sqlite3", ".db3"), ("mcap", ".mcap")])
 def test_bare_storage_file_and_receive_time_source(tmp_path, storage, suffix):
     """A bare .db3 / .mcap storage file is a bag; time_source=receive shifts which messages are picked."""
