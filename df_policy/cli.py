@@ -219,9 +219,17 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     add_demo_command(sub)
 
 
+def add_serve_commands(sub: argparse._SubParsersAction) -> None:
+    from df_policy.ros.policy_node import add_node_arguments, run_from_args
+
+    p = sub.add_parser("serve", help="run a checkpoint on a robot through ROS 2 (the policy node; ros_ws/README.md)")
+    add_node_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_data_commands, add_record_commands, add_calib_commands, add_train_commands, add_eval_commands,
-    add_demo_commands,
+    add_demo_commands, add_serve_commands,
 ]
 
 

@@ -4,7 +4,9 @@ Importing this package (and :mod:`df_policy.ros.messages`, :mod:`df_policy.ros.o
 does **not** import ``rclpy`` or any ROS message package: message classes are imported inside
 the functions that build messages, and reading a message only touches its attributes. So the
 converters work on any object with the right fields, and ``df_policy`` installs and imports on
-machines without ROS 2. Only :mod:`df_policy.ros.node_thread` needs ``rclpy`` at run time.
+machines without ROS 2. Only :mod:`df_policy.ros.node_thread` and the policy node
+(:mod:`df_policy.ros.policy_node`, settings in :mod:`df_policy.ros.node_config`) need ``rclpy``
+at run time; the policy node imports ``torch`` only when it starts.
 
 Conventions shared by every converter
 -------------------------------------
@@ -38,6 +40,8 @@ from .messages import (
     time_to_ns,
     time_to_sec,
 )
+from .node_config import PolicyNodeConfig, PolicyNodeConfigError
+from .node_thread import NodeThread, NodeThreadConfig, RosUnavailableError, wait_until
 from .observation import (
     MissingInputError,
     ObservationAssembler,
@@ -47,7 +51,6 @@ from .observation import (
     ObservationStep,
     StaleInputError,
 )
-from .node_thread import NodeThread, NodeThreadConfig, RosUnavailableError, wait_until
 
 __all__ = [
     "DEPTH_ENCODINGS",
@@ -64,6 +67,9 @@ __all__ = [
     "ObservationError",
     "ObservationInput",
     "ObservationStep",
+    "PolicyNode",
+    "PolicyNodeConfig",
+    "PolicyNodeConfigError",
     "RosUnavailableError",
     "StaleInputError",
     "TrajectoryArrays",
@@ -82,3 +88,13 @@ __all__ = [
     "time_to_sec",
     "wait_until",
 ]
+
+
+def __getattr__(name: str):
+    """``PolicyNode`` is imported on first use, so that ``python -m df_policy.ros.policy_node``
+    does not find its own module already imported by this package."""
+    if name == "PolicyNode":
+        from .policy_node import PolicyNode
+
+        return PolicyNode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,863 @@
+"""The ROS 2 policy node: a thin adapter between ROS topics and :class:`~df_policy.runtime.runner.PolicyRuntime`.
+
+Run it with ``python -m df_policy.ros.policy_node --checkpoint RUN --config node.yaml [--enable]``,
+``dfp serve ...`` (same arguments) or ``ros2 launch df_policy run.launch.py checkpoint:=RUN
+config:=node.yaml``. Settings: :class:`~df_policy.ros.node_config.PolicyNodeConfig`; precedence
+(lowest first): field defaults < the ``--config`` YAML < ROS parameters (``--ros-args -p
+name:=value`` / ``--params-file``) < ``--checkpoint`` / ``--device`` / ``--enable``. Parameters
+are read once at start-up; changing one on a running node is refused (restart the node).
+
+Topics (names as configured; relative names resolve in the node's namespace)
+--------------------------------------------------------------------------------
+* subscribes ``joint_state_topic`` (``sensor_msgs/JointState``, best-effort "sensor data" QoS,
+  which also matches reliable publishers): joints are picked **by name**; extra joints are
+  ignored, a missing joint or a NaN/Inf in a field the checkpoint reads is an observation error.
+* subscribes one topic per checkpoint image key (``camera_topics``): ``sensor_msgs/Image``
+  (``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``) or ``sensor_msgs/CompressedImage``
+  (JPEG / PNG), converted by :mod:`df_policy.ros.messages` and resized to the size the
+  checkpoint was recorded at when it differs.
+* publishes ``command_topic``: one joint **position target** per control tick, in
+  ``joint_names`` order: a ``trajectory_msgs/JointTrajectory`` with one point whose
+  ``time_from_start`` is one control period (header stamp zero = "start on receipt"), or a
+  ``std_msgs/Float64MultiArray`` of ``len(joint_names)`` values.
+* publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every
+  ``diagnostics_period_s``: one status named ``<node name>: policy`` with level OK (disabled,
+  or commanding), WARN (holding: stale observation, overrun, no action yet, late action;
+  observation errors) or ERROR (fault latched, NaN in an observation or in the policy output,
+  inference errors), the hold kind and reason, and counters (ticks, commands, holds per kind,
+  limit clips, inference latency p50/p99, command rate, input ages, ...).
+
+Services
+--------
+* ``~/enable`` (``std_srvs/SetBool``): ``true`` checks that every input (joint state and each
+  camera) has arrived and is younger than ``max_obs_age_s`` and that the measured position is
+  inside the position limits, resets the runtime from the **current measured joint
+  position** (so velocity limits apply from the first command) and starts inference and the
+  control loop; otherwise it fails and says why (``success=false``, ``message``). ``false``
+  stops commanding (the controller keeps its last goal). Enabling also clears a latched fault.
+* ``~/reset`` (``std_srvs/Trigger``): while enabled, re-anchor the runtime on the current
+  measured position (history and action buffer cleared); while disabled, clear the counters.
+
+Clocks and timing
+-----------------
+Every input is stamped with its **receipt time** on the host's monotonic clock
+(``time.monotonic()``), the runtime's clock; ``header.stamp`` is not used (sender clocks and
+``use_sim_time`` do not matter, transport delay is not compensated). An observation is pushed
+to the runtime when a camera frame arrives (a joint state, for checkpoints without cameras),
+combining the latest message of every input; its stamp is the **oldest** receipt time among
+them, so a stalled input makes the observation age. The runtime runs inference on its own
+thread; a :class:`~df_policy.runtime.control_loop.ControlLoop` thread calls ``control_tick``
+every ``1 / rate_hz`` s (default: the checkpoint's fps) and publishes the result. Callbacks,
+services and the diagnostics timer run on one executor thread.
+
+Faults
+------
+* stale input (camera or joint state stops, or older than ``max_obs_age_s``): the runtime holds;
+  nothing is published (the controller keeps its last goal); ``/diagnostics`` WARN
+  ``stale_observation``. Commands resume by themselves when fresh inputs return.
+* inference slower than ``delay_steps`` periods: ``overrun`` / ``late_action`` holds (WARN).
+* NaN/Inf in an observation: ``invalid_observation`` hold (ERROR) until a valid one arrives.
+* a message that cannot be converted (missing joint, bad encoding, wrong size): dropped,
+  counted (``observation_errors``), logged (throttled), WARN.
+* last line of defence: right before publishing every command is checked again (shape,
+  finite, inside ``position_lower``/``position_upper``, not later than the safety layer's
+  ``max_action_age_s`` plus half a period). A stale one is dropped and counted. A non-finite or
+  out-of-limit one (a bug upstream) is never published: the node **latches a fault** (ERROR),
+  stops commanding and stays disabled until ``~/enable`` is called again.
+* a hold of each kind is logged at most once per ``hold_log_period_s``.
+* SIGINT / SIGTERM: stop commanding, stop inference, destroy the node, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._imports import import_ros, ros_message_class
+from .messages import (
+    CommandConverter,
+    JointStateConverter,
+    MessageConversionError,
+    compressed_image_to_rgb,
+)
+from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
+from .observation import (
+    MissingInputError,
+    ObservationAssembler,
+    ObservationAssemblerConfig,
+    ObservationError,
+    ObservationInput,
+)
+
+__all__ = ["PolicyNode", "PolicyNodeConfig", "PolicyNodeConfigError", "build_arg_parser", "main", "run_from_args"]
+
+log = logging.getLogger(__name__)
+
+JOINT_STATE_SOURCE = "joint_state"
+_RUNNING: weakref.WeakSet[PolicyNode] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    """A context still spinning at interpreter exit aborts the process: stop what is left."""
+    for node in list(_RUNNING):
+        try:
+            node.stop()
+        except Exception:  # best effort at exit
+            log.debug("stopping a policy node at exit failed", exc_info=True)
+
+
+@dataclass(frozen=True)
+class _RgbImage:
+    """A decoded CompressedImage with the fields :func:`~df_policy.ros.messages.image_to_rgb` reads."""
+
+    height: int
+    width: int
+    step: int
+    data: bytes
+    encoding: str = "rgb8"
+    is_bigendian: int = 0
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray) -> _RgbImage:
+        h, w = rgb.shape[:2]
+        return cls(h, w, 3 * w, np.ascontiguousarray(rgb).tobytes())
+
+
+def _flatten_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Config values -> ROS parameter name -> value (``<mapping field>.<key>``; tuples as lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(PolicyNodeConfig):
+        name = f.name
+        if name in values:
+            value = values[name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:  # required (no default) or a mapping (empty by default)
+            value = None
+        if name in MAPPING_FIELDS:
+            for key, item in dict(value or {}).items():
+                out[f"{name}.{key}"] = item
+        elif isinstance(value, tuple):
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _parameter_value(value: Any) -> Any:
+    """A ROS parameter value as a plain Python value (arrays -> lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return list(value)
+
+
+# =========================================================================== checkpoint
+
+
+def observation_inputs(config: PolicyNodeConfig, loaded: Any) -> dict[str, ObservationInput]:
+    """Where each raw observation key the checkpoint needs comes from, checked against the checkpoint.
+
+    Raises :class:`PolicyNodeConfigError` naming the key when the joint names differ from the
+    checkpoint's, a checkpoint image key has no camera topic (or a camera topic names no
+    checkpoint image key), or a low-dim key does not fit the joint state.
+    """
+    from df_policy.runtime.preprocess import Preprocessor
+
+    schema, pcfg = loaded.schema, loaded.policy.config
+    path = getattr(loaded, "path", config.checkpoint)
+    joints = list(config.joint_names)
+    trained = list(schema.joint_names) or list(schema.keys[schema.action_key].names or [])
+    if trained and trained != joints:
+        order = " (same joints, different order)" if sorted(trained) == sorted(joints) else ""
+        raise PolicyNodeConfigError(
+            f"joint_names {joints} do not match the checkpoint's joint order {trained}{order} ({path}); "
+            "joint_names must list the checkpoint's joints in its action order"
+        )
+    if not trained:
+        log.warning("checkpoint %s records no joint names; trusting joint_names=%s", path, joints)
+    if pcfg.action_dim != len(joints):
+        raise PolicyNodeConfigError(
+            f"the checkpoint's action has {pcfg.action_dim} dimensions but joint_names lists {len(joints)} joints"
+        )
+    image_keys = list(pcfg.image_shapes)
+    missing = [k for k in image_keys if k not in config.camera_topics]
+    if missing:
+        raise PolicyNodeConfigError(
+            f"the checkpoint reads camera images {missing} but camera_topics has no topic for them "
+            f"(configured: {dict(config.camera_topics)}); set camera_topics.{missing[0]}: <image topic>"
+        )
+    extra = [k for k in config.camera_topics if k not in image_keys]
+    if extra:
+        raise PolicyNodeConfigError(
+            f"camera_topics names {extra}, which the checkpoint does not read (its image keys: {image_keys})"
+        )
+    inputs: dict[str, ObservationInput] = {}
+    for key in image_keys:
+        spec = schema.keys.get(key)
+        size = tuple(int(s) for s in spec.shape[:2]) if spec is not None and len(spec.shape) == 3 else None
+        inputs[key] = ObservationInput("camera", config.camera_topics[key], size)
+    lowdim_sources = [k for k in Preprocessor.from_loaded(loaded).source_keys() if k not in pcfg.image_shapes]
+    unknown = [k for k in config.lowdim_fields if k not in lowdim_sources]
+    if unknown:
+        raise PolicyNodeConfigError(
+            f"lowdim_fields names {unknown}, which the checkpoint does not read (its low-dim inputs: {lowdim_sources})"
+        )
+    for key in lowdim_sources:
+        spec = schema.keys.get(key)
+        dim = int(np.prod(spec.shape)) if spec is not None else pcfg.lowdim_shapes.get(key)
+        if dim != len(joints):
+            raise PolicyNodeConfigError(
+                f"the checkpoint's low-dim input {key!r} has {dim} values; the node reads low-dim inputs from "
+                f"the JointState, which gives {len(joints)} (one per joint)"
+            )
+        names = list(spec.names or []) if spec is not None else []
+        if names and names != joints:
+            raise PolicyNodeConfigError(f"the checkpoint's {key!r} is ordered {names}, joint_names is {joints}")
+        inputs[key] = ObservationInput("joint_state", config.lowdim_fields.get(key, "position"))
+    return inputs
+
+
+# =========================================================================== node
+
+
+class PolicyNode:
+    """The policy node (see the module docstring).
+
+    Args:
+        config: a :class:`PolicyNodeConfig`, or a mapping of (possibly incomplete) settings that
+            ROS parameters and ``overrides`` complete.
+        ros_args: arguments after ``--ros-args`` (``-p name:=value``, ``--params-file f``,
+            ``-r __ns:=/arm``, ...), applied to this node's private rclpy context.
+        overrides: settings that win over ROS parameters (the ``--checkpoint``-style flags).
+        domain_id: DDS domain; ``None`` = ``ROS_DOMAIN_ID``.
+
+    Lifecycle: :meth:`start` (loads the checkpoint, raises :class:`PolicyNodeConfigError` on a
+    bad setting) -> :meth:`enable` / services -> :meth:`stop`. Also a context manager.
+    """
+
+    def __init__(self, config: PolicyNodeConfig | Mapping[str, Any], *, ros_args: Sequence[str] = (),
+                 overrides: Mapping[str, Any] | None = None, domain_id: int | None = None) -> None:
+        base = config.to_dict() if isinstance(config, PolicyNodeConfig) else PolicyNodeConfig.normalize_mapping(config)
+        self._base = base
+        self._ros_args = list(ros_args)
+        self._overrides = dict(overrides or {})
+        self._domain_id = domain_id
+        self.config: PolicyNodeConfig | None = None
+        self.runtime: Any = None
+        self.loop: Any = None
+        self.node: Any = None
+        self._context: Any = None
+        self._executor: Any = None
+        self._spin_thread: threading.Thread | None = None
+        self._stop_spin = threading.Event()
+        self._lock = threading.Lock()        # latest messages, counters
+        self._state_lock = threading.RLock()  # enable / disable / reset
+        self._latest: dict[str, Any] = {}
+        self._receipt: dict[str, float] = {}
+        self._enabled = False
+        self._fault: str | None = None
+        self._last_push_stamp: float | None = None
+        self._hold_logged: dict[str, float] = {}
+        self._window: collections.Counter[str] = collections.Counter()
+        self._publish_times: collections.deque[float] = collections.deque(maxlen=4096)
+        self._last_result: Any = None
+        self._enabled_since: float | None = None
+        self._seen_inference_errors = 0
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.last_observation_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def command_subscriber_count(self) -> int:
+        """Subscriptions matched to the command publisher (0 before :meth:`start`)."""
+        pub = getattr(self, "_command_pub", None)
+        return 0 if pub is None or self.node is None else pub.get_subscription_count()
+
+    @property
+    def fault(self) -> str | None:
+        """Why commanding was stopped by the last-line check (``None`` = no fault)."""
+        return self._fault
+
+    def start(self) -> PolicyNode:
+        """Create the node, read parameters, load and check the checkpoint, start spinning."""
+        if self.node is not None:
+            return self
+        rclpy = import_ros("rclpy")
+        signals = import_ros("rclpy.signals")
+        context = import_ros("rclpy.context").Context()
+        args = ["policy_node", "--ros-args", *self._ros_args] if self._ros_args else None
+        kwargs: dict[str, Any] = {"args": args, "context": context,
+                                  "signal_handler_options": signals.SignalHandlerOptions.NO}
+        if self._domain_id is not None:
+            kwargs["domain_id"] = int(self._domain_id)
+        try:
+            rclpy.init(**kwargs)
+        except RuntimeError as exc:  # rclpy's RCLError: e.g. an unparsable -p rule
+            raise PolicyNodeConfigError(f"invalid ROS arguments {self._ros_args}: {exc}") from exc
+        self._context = context
+        try:
+            name = self._overrides.get("node_name") or self._base.get("node_name") or "policy_node"
+            self.node = rclpy.create_node(str(name), context=context)
+            self._configure()
+            self._build()
+            self._executor = import_ros("rclpy.executors").SingleThreadedExecutor(context=context)
+            self._executor.add_node(self.node)
+        except BaseException:
+            self._teardown()
+            raise
+        self._stop_spin.clear()
+        self._spin_thread = threading.Thread(target=self._spin, name="ros-policy-node", daemon=True)
+        self._spin_thread.start()
+        _RUNNING.add(self)
+        self.node.get_logger().info(
+            f"ready: {self.config.checkpoint} at {1.0 / self.runtime.period_s:.2f} Hz, {self.config.planner_mode} mode, "
+            f"commands -> {self.node.resolve_topic_name(self.config.command_topic)} "
+            f"({'enabling when inputs are fresh' if self.config.start_enabled else 'disabled until ~/enable'})")
+        return self
+
+    def _spin(self) -> None:
+        while not self._stop_spin.is_set() and self._context.ok():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:  # keep spinning; counted and logged
+                if self._stop_spin.is_set() or not self._context.ok():
+                    break
+                self.counters["callback_errors"] += 1
+                log.exception("policy node callback failed")
+
+    def stop(self) -> None:
+        """Stop commanding and inference, destroy the node, shut the context down. Idempotent."""
+        _RUNNING.discard(self)
+        if self.node is not None:
+            self.disable("node shutting down")
+        self._stop_spin.set()
+        if self._spin_thread is not None:
+            self._spin_thread.join(2.0)
+            self._spin_thread = None
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop(timeout=2.0)
+        try:
+            if self._executor is not None:
+                self._executor.shutdown(timeout_sec=1.0)
+            if self.node is not None:
+                self.node.destroy_node()
+        finally:
+            if self._context is not None:
+                self._context.try_shutdown()
+            self._executor = self.node = self._context = None
+
+    def __enter__(self) -> PolicyNode:  # noqa: PYI034
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ set-up
+    def _declare(self, name: str, default: Any) -> Any:
+        descriptor = ros_message_class("rcl_interfaces", "ParameterDescriptor")(dynamic_typing=True)
+        if isinstance(default, (list, tuple)) and not default:
+            default = None  # an empty list has no ROS type
+        return _parameter_value(self.node.declare_parameter(name, default, descriptor).value)
+
+    def _configure(self) -> None:
+        """Declare every setting as a parameter, read the overrides, validate, load the checkpoint."""
+        from df_policy.training.checkpoint import CheckpointError, load_checkpoint
+
+        merged = dict(self._base)
+        merged.update(self._overrides)
+        values: dict[str, Any] = {}
+        for name, default in _flatten_parameters(merged).items():
+            values[name] = self._declare(name, default)
+        values = PolicyNodeConfig.normalize_mapping(values)
+        values.update(self._overrides)
+        config = PolicyNodeConfig.from_mapping(values)
+        try:
+            loaded = load_checkpoint(config.checkpoint, device=config.device)
+        except (CheckpointError, FileNotFoundError) as exc:
+            raise PolicyNodeConfigError(f"cannot load checkpoint {config.checkpoint!r}: {exc}") from exc
+        # image keys the config does not mention may still come as ROS parameters
+        cams = dict(config.camera_topics)
+        for key in loaded.policy.config.image_shapes:
+            if key not in cams:
+                topic = self._declare(f"camera_topics.{key}", None)
+                if topic:
+                    cams[key] = topic
+        if cams != dict(config.camera_topics):
+            config = PolicyNodeConfig.from_mapping({**config.to_dict(), "camera_topics": cams})
+        self._inputs = observation_inputs(config, loaded)
+        self.config, self._loaded = config, loaded
+        self.node.add_on_set_parameters_callback(self._refuse_parameter_change)
+
+    def _refuse_parameter_change(self, params: list[Any]) -> Any:
+        result = ros_message_class("rcl_interfaces", "SetParametersResult")()
+        result.successful = False
+        result.reason = "policy node parameters are read at start-up only; restart the node to change them"
+        return result
+
+    def _build(self) -> None:
+        from df_policy.runtime.control_loop import ControlLoop
+        from df_policy.runtime.planning import PlannerConfig
+        from df_policy.runtime.preprocess import (
+            ObservationError as RuntimeObservationError,
+        )
+        from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
+        from df_policy.runtime.safety import Command, SafetyConfig
+
+        self._command_cls = Command
+        cfg, node, loaded = self.config, self.node, self._loaded
+        runtime_config = RuntimeConfig(
+            planner=PlannerConfig(mode=cfg.planner_mode, delay_steps=cfg.delay_steps),
+            safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
+                                max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s),
+            period_s=cfg.command_period_s, device=cfg.device,
+        )
+        self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)
+        fps = (loaded.run_config.get("dataset") or {}).get("fps") or loaded.schema.fps
+        if fps and abs(1.0 / self.runtime.period_s - float(fps)) > 1e-6:
+            node.get_logger().warning(
+                f"rate_hz={1.0 / self.runtime.period_s:g} differs from the checkpoint's {float(fps):g} fps: "
+                "the policy's actions are spaced for its training rate")
+        self._runtime_observation_error = RuntimeObservationError
+        self.period_s = self.runtime.period_s
+        self.loop = ControlLoop(self.runtime, self._on_result, self.period_s)
+        self._joints = JointStateConverter(cfg.joint_names, check_finite=())
+        self._commands = CommandConverter(cfg.joint_names)
+        self._low = np.asarray(cfg.position_lower, dtype=np.float64)
+        self._high = np.asarray(cfg.position_upper, dtype=np.float64)
+        self._assembler = ObservationAssembler(ObservationAssemblerConfig(
+            inputs=self._inputs, joint_names=cfg.joint_names, max_age_s=cfg.max_obs_age_s,
+            stamp_source="receipt", joint_state_source=JOINT_STATE_SOURCE))
+        self._sources = tuple(self._assembler.required_sources)
+        if JOINT_STATE_SOURCE not in self._sources:
+            self._sources = (JOINT_STATE_SOURCE, *self._sources)  # enable always needs the joint state
+
+        qos = import_ros("rclpy.qos")
+        sensor_qos = qos.qos_profile_sensor_data
+        node.create_subscription(ros_message_class("sensor_msgs", "JointState"), cfg.joint_state_topic,
+                                 self._on_joint_state, sensor_qos)
+        self._topic_of: dict[str, str] = {JOINT_STATE_SOURCE: node.resolve_topic_name(cfg.joint_state_topic)}
+        self._compressed_topics: set[str] = set()
+        for key in self._loaded.policy.config.image_shapes:
+            topic = cfg.camera_topics[key]
+            compressed = cfg.camera_type(key) == "compressed"
+            if compressed:
+                self._compressed_topics.add(topic)
+            msg_type = ros_message_class("sensor_msgs", "CompressedImage" if compressed else "Image")
+            node.create_subscription(msg_type, topic, self._camera_callback(topic), sensor_qos)
+            self._topic_of[topic] = node.resolve_topic_name(topic)
+        cmd_type = ("JointTrajectory", "trajectory_msgs") if cfg.command_type == "trajectory" else (
+            "Float64MultiArray", "std_msgs")
+        self._command_pub = node.create_publisher(ros_message_class(cmd_type[1], cmd_type[0]), cfg.command_topic,
+                                                  cfg.qos_depth)
+        self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
+                                               "/diagnostics", cfg.qos_depth)
+        srv = import_ros("std_srvs.srv")
+        node.create_service(srv.SetBool, "~/enable", self._on_enable_service)
+        node.create_service(srv.Trigger, "~/reset", self._on_reset_service)
+        node.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        if cfg.start_enabled:
+            self._auto_enable_timer = node.create_timer(0.1, self._try_auto_enable)
+
+    # ------------------------------------------------------------------ inputs (executor thread)
+    def _on_joint_state(self, msg: Any) -> None:
+        t = time.monotonic()
+        with self._lock:
+            self._latest[JOINT_STATE_SOURCE], self._receipt[JOINT_STATE_SOURCE] = msg, t
+            self.counters["joint_states"] += 1
+        if not self._loaded.policy.config.image_shapes:
+            self._push()
+
+    def _camera_callback(self, topic: str) -> Any:
+        def on_image(msg: Any) -> None:
+            t = time.monotonic()
+            with self._lock:
+                self._latest[topic], self._receipt[topic] = msg, t
+                self.counters["images"] += 1
+            self._push()
+
+        return on_image
+
+    def _observation_error(self, why: str) -> None:
+        with self._lock:
+            self.counters["observation_errors"] += 1
+            self._window["observation_errors"] += 1
+            self.last_observation_error = why
+        self.node.get_logger().warning(f"observation dropped: {why}", throttle_duration_sec=self.config.hold_log_period_s)
+
+    def _push(self) -> None:
+        """Assemble the latest messages into one observation and give it to the runtime (if enabled)."""
+        if not self._enabled:
+            return
+        with self._lock:
+            messages, receipts = dict(self._latest), dict(self._receipt)
+        if any(src not in receipts for src in self._sources):
+            return
+        stamp = min(receipts[src] for src in self._sources)  # an observation is as old as its oldest part
+        if self._last_push_stamp is not None and stamp <= self._last_push_stamp:
+            return  # nothing new since the last push (e.g. a stalled input)
+        for topic in self._compressed_topics:  # decoded only when used
+            try:
+                messages[topic] = _RgbImage.from_rgb(compressed_image_to_rgb(messages[topic]))
+            except MessageConversionError as exc:
+                self._observation_error(f"{topic}: {exc}")
+                return
+        try:
+            step = self._assembler.assemble(messages, time.monotonic(), receipts)
+        except MissingInputError:
+            return
+        except ObservationError as exc:
+            self._observation_error(str(exc))
+            return
+        self._last_push_stamp = stamp
+        try:
+            self.runtime.push_observation(step.values, stamp)
+        except self._runtime_observation_error as exc:  # wrong key or shape for the checkpoint
+            self._observation_error(str(exc))
+            return
+        with self._lock:
+            self.counters["observations_pushed"] += 1
+
+    # ------------------------------------------------------------------ enable / disable
+    def input_ages(self) -> dict[str, float | None]:
+        """Seconds since the latest message of each input (``None`` = nothing received yet)."""
+        now = time.monotonic()
+        with self._lock:
+            return {src: (now - self._receipt[src]) if src in self._receipt else None for src in self._sources}
+
+    def measured_position(self) -> np.ndarray:
+        """The latest joint position in ``joint_names`` order; raises ``RuntimeError`` saying why not."""
+        with self._lock:
+            msg, t = self._latest.get(JOINT_STATE_SOURCE), self._receipt.get(JOINT_STATE_SOURCE)
+        topic = self._topic_of[JOINT_STATE_SOURCE]
+        if msg is None:
+            raise RuntimeError(f"no sensor_msgs/JointState received on {topic} yet")
+        age = time.monotonic() - t
+        if age > self.config.max_obs_age_s:
+            raise RuntimeError(f"the joint state on {topic} is {age:.2f} s old (max_obs_age_s={self.config.max_obs_age_s})")
+        try:
+            q = self._joints.position(msg).astype(np.float64)
+        except MessageConversionError as exc:
+            raise RuntimeError(f"the joint state on {topic} is unusable: {exc}") from exc
+        if not np.isfinite(q).all():
+            raise RuntimeError(f"the joint state on {topic} has non-finite positions {q.tolist()}")
+        return q
+
+    def enable(self) -> tuple[bool, str]:
+        """Start commanding from the current measured position; ``(success, message)``."""
+        with self._state_lock:
+            if self._enabled and self._fault is None:
+                return True, "already enabled"
+            if self._enabled:  # a fault latched since the last diagnostics tick: stop first
+                self.disable(f"fault: {self._fault}")
+            try:
+                q = self.measured_position()
+            except RuntimeError as exc:
+                return False, f"cannot enable: {exc}"
+            outside = [f"{n}={v:.3f} not in [{lo:g}, {hi:g}]" for n, v, lo, hi
+                       in zip(self.config.joint_names, q, self._low, self._high) if not lo <= v <= hi]
+            if outside:
+                return False, f"cannot enable: the robot is outside the position limits: {', '.join(outside)}"
+            ages = self.input_ages()
+            missing = [self._topic_of[s] for s, a in ages.items() if a is None]
+            if missing:
+                return False, f"cannot enable: nothing received yet on {missing}"
+            stale = [f"{self._topic_of[s]} ({a:.2f} s)" for s, a in ages.items() if a > self.config.max_obs_age_s]
+            if stale:
+                return False, (f"cannot enable: stale inputs {stale} (max_obs_age_s={self.config.max_obs_age_s})")
+            self.runtime.stop(timeout=2.0)
+            self.runtime.reset(initial_command=q)
+            self._last_push_stamp = None
+            self._fault = None
+            self._seen_inference_errors = 0
+            with self._lock:
+                self._window.clear()
+                self._last_result = None
+            self.runtime.start()
+            self._enabled = True
+            self._enabled_since = time.monotonic()
+            self._push()  # the inputs are fresh: the first tick already has an observation
+            self.loop.start()
+            self.counters["enables"] += 1
+            msg = f"enabled from measured position {np.round(q, 4).tolist()}"
+            self.node.get_logger().info(msg)
+            return True, msg
+
+    def disable(self, why: str = "disabled") -> tuple[bool, str]:
+        """Stop commanding (the controller keeps its last goal) and stop inference."""
+        with self._state_lock:
+            was = self._enabled
+            self._enabled = False
+            if self.loop is not None:
+                self.loop.stop()
+            if self.runtime is not None:
+                self.runtime.stop(timeout=2.0)
+            if was and self.node is not None:
+                self.node.get_logger().info(f"commanding stopped: {why}")
+            return True, ("disabled" if was else "already disabled")
+
+    def reset(self) -> tuple[bool, str]:
+        """Re-anchor on the current measured position (enabled) or clear the counters (disabled)."""
+        with self._state_lock:
+            if not self._enabled:
+                self.runtime.reset()
+                return True, "runtime counters cleared (node is disabled)"
+            self.disable("reset")
+            ok, msg = self.enable()
+            return ok, ("reset: " + msg) if ok else msg
+
+    def _on_enable_service(self, request: Any, response: Any) -> Any:
+        response.success, response.message = self.enable() if request.data else self.disable("~/enable false")
+        if not response.success:
+            self.node.get_logger().warning(response.message)
+        return response
+
+    def _on_reset_service(self, request: Any, response: Any) -> Any:
+        response.success, response.message = self.reset()
+        return response
+
+    def _try_auto_enable(self) -> None:
+        if self._enabled or self._fault is not None or self.counters["enables"]:
+            self._auto_enable_timer.cancel()  # start_enabled acts once; later enables go through ~/enable
+            return
+        ok, msg = self.enable()
+        if not ok:
+            self.node.get_logger().info(f"start_enabled: waiting ({msg})", throttle_duration_sec=5.0)
+
+    # ------------------------------------------------------------------ control (ControlLoop thread)
+    def _last_line_check(self, command: Any) -> tuple[str, str] | None:
+        """``(kind, why)`` if ``command`` must not be published; ``kind`` is ``stale`` or ``unsafe``."""
+        action = np.asarray(command.action, dtype=np.float64)
+        if action.shape != (len(self.config.joint_names),):
+            return "unsafe", f"command has shape {action.shape}, expected ({len(self.config.joint_names)},)"
+        if not np.isfinite(action).all():
+            return "unsafe", f"command is not finite: {action.tolist()}"
+        bad = (action < self._low) | (action > self._high)
+        if bad.any():
+            joints = [f"{self.config.joint_names[i]}={action[i]:.4f}" for i in np.flatnonzero(bad)]
+            return "unsafe", f"command outside the position limits: {', '.join(joints)}"
+        late = time.monotonic() - command.target_time
+        if late > self.runtime.safety.max_action_age_s + 0.5 * self.period_s:
+            return "stale", f"command for t={command.target_time:.3f} is {late:.3f} s late at publishing"
+        return None
+
+    def _on_result(self, result: Any) -> None:
+        if not self._enabled or self._fault is not None:
+            return
+        if isinstance(result, self._command_cls):
+            problem = self._last_line_check(result)
+            if problem is not None:
+                kind, why = problem
+                with self._lock:
+                    self.counters[f"refused_{kind}"] += 1
+                    self._window[f"refused_{kind}"] += 1
+                if kind == "unsafe":
+                    self._fault = why
+                    self.node.get_logger().error(f"NOT published, commanding stopped (fault): {why}")
+                else:
+                    self.node.get_logger().warning(f"NOT published: {why}", throttle_duration_sec=1.0)
+                return
+            if self.config.command_type == "trajectory":
+                msg = self._commands.to_trajectory(result.action, self.period_s)
+            else:
+                msg = self._commands.to_multiarray(result.action)
+            self._command_pub.publish(msg)
+            with self._lock:
+                self.counters["commands_published"] += 1
+                self._window["commands"] += 1
+                self._publish_times.append(time.monotonic())
+                self._last_result = result
+            return
+        # Hold: publish nothing new; the controller keeps its last goal
+        now = time.monotonic()
+        with self._lock:
+            self.counters[f"hold.{result.kind}"] += 1
+            self._window[f"hold.{result.kind}"] += 1
+            self._last_result = result
+            due = now - self._hold_logged.get(result.kind, -np.inf) >= self.config.hold_log_period_s
+            if due:
+                self._hold_logged[result.kind] = now
+        # (rclpy refuses two severities from one call site: hence two calls)
+        if due and result.kind == "no_action":  # the normal start-up hold: nothing planned yet
+            self.node.get_logger().info(f"holding ({result.kind}): {result.reason}")
+        elif due:
+            self.node.get_logger().warning(f"holding ({result.kind}): {result.reason}")
+
+    # ------------------------------------------------------------------ diagnostics (executor thread)
+    def status(self) -> tuple[str, str, dict[str, Any]]:
+        """``(level, message, values)`` of the current state; level is ``OK``, ``WARN`` or ``ERROR``.
+
+        Window counts cover the time since the previous call (the diagnostics period)."""
+        from df_policy.runtime.safety import HOLD_KINDS, Hold
+
+        now = time.monotonic()
+        with self._lock:
+            window, self._window = self._window, collections.Counter()
+            last = self._last_result
+            counters = dict(self.counters)
+            since = max(now - 2.0, self._enabled_since or now)
+            recent = sum(1 for t in self._publish_times if t > since)
+        rate = recent / (now - since) if self._enabled and now - since > 0.2 else 0.0
+        stats = self.runtime.stats()
+        loop = self.loop.report()
+        holds = {k: window[f"hold.{k}"] for k in HOLD_KINDS}
+        n_holds = sum(holds.values())
+        ticks = window["commands"] + n_holds + window["refused_stale"] + window["refused_unsafe"]
+        values: dict[str, Any] = {
+            "enabled": self._enabled, "fault": self._fault or "",
+            "checkpoint": str(self._loaded.path), "rate_hz": round(1.0 / self.period_s, 3),
+            "command_rate_hz": round(rate, 2),
+            "hold_kind": "", "hold_reason": "",
+            "ticks": stats["ticks"], "commands": stats["commands"],
+            "commands_published": counters.get("commands_published", 0),
+            "refused_unsafe": counters.get("refused_unsafe", 0), "refused_stale": counters.get("refused_stale", 0),
+            **{f"holds.{k}": v for k, v in stats["holds"].items()},
+            **{f"clipped.{k}": v for k, v in stats["violations"].items()},
+            "observations_pushed": counters.get("observations_pushed", 0),
+            "observation_errors": counters.get("observation_errors", 0),
+            "last_observation_error": self.last_observation_error or "",
+            "invalid_observations": stats["invalid_observations"],
+            "inferences": stats["inferences"], "inference_errors": stats["inference_errors"],
+            "last_inference_error": stats["last_error"] or "",
+            "inference_ms_p50": stats["inference_ms_p50"], "inference_ms_p99": stats["inference_ms_p99"],
+            "recommended_delay_steps": stats["recommended_delay_steps"], "delay_steps": self.config.delay_steps,
+            "dropped_late": stats["dropped_late"], "missed_ticks": loop["missed_ticks"],
+            "tick_jitter_ms_p99": loop["jitter_ms_p99"],
+            **{f"input_age_s.{self._topic_of[s]}": (None if a is None else round(a, 3))
+               for s, a in self.input_ages().items()},
+        }
+        if self._fault is not None:
+            return "ERROR", f"fault, commanding stopped until ~/enable: {self._fault}", values
+        if not self._enabled:
+            level = "WARN" if window["observation_errors"] else "OK"
+            return level, "disabled: not commanding (call ~/enable)", values
+        new_errors = stats["inference_errors"] - self._seen_inference_errors
+        self._seen_inference_errors = stats["inference_errors"]
+        if new_errors > 0:
+            return "ERROR", f"{new_errors} inference errors: {stats['last_error']}", values
+        if n_holds and isinstance(last, Hold):
+            values["hold_kind"], values["hold_reason"] = last.kind, last.reason
+            level = "ERROR" if last.kind in ("non_finite_action", "invalid_observation") else "WARN"
+            return level, f"holding {n_holds}/{ticks} ticks ({last.kind}): {last.reason}", values
+        if n_holds:
+            kind = max(holds, key=holds.get)
+            values["hold_kind"] = kind
+            return "WARN", f"commanding, with {n_holds}/{ticks} ticks held ({kind})", values
+        if window["observation_errors"] or window["refused_stale"]:
+            return "WARN", f"commanding; dropped: {self.last_observation_error or 'stale commands'}", values
+        if not ticks:
+            return "OK", "enabled, waiting for the first tick", values
+        return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
+
+    def _publish_diagnostics(self) -> None:
+        if self._fault is not None and self._enabled:
+            self.disable(f"fault: {self._fault}")
+        level, message, values = self.status()
+        diag = import_ros("diagnostic_msgs.msg")
+        status = diag.DiagnosticStatus()
+        status.level = {"OK": diag.DiagnosticStatus.OK, "WARN": diag.DiagnosticStatus.WARN,
+                        "ERROR": diag.DiagnosticStatus.ERROR}[level]
+        status.name = f"{self.node.get_name()}: policy"
+        status.message = message
+        status.hardware_id = self._loaded.schema.robot or ""
+        status.values = [diag.KeyValue(key=k, value="" if v is None else str(v)) for k, v in values.items()]
+        array = diag.DiagnosticArray()
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        array.status = [status]
+        self._diag_pub.publish(array)
+
+
+# =========================================================================== command line
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The node's command-line arguments (shared by ``python -m df_policy.ros.policy_node`` and ``dfp serve``)."""
+    parser.add_argument("--checkpoint", default=None, help="checkpoint or training run directory (overrides the config)")
+    parser.add_argument("--config", default=None, help="node config YAML (PolicyNodeConfig fields or a ROS params file)")
+    parser.add_argument("--enable", action="store_true", help="start commanding once every input is fresh "
+                        "(start_enabled); default: wait for ~/enable")
+    parser.add_argument("--device", default=None, help="torch device (overrides the config)")
+    parser.add_argument("--namespace", default=None, help="ROS namespace of the node (same as -r __ns:=/NS)")
+    parser.add_argument("--print-config", action="store_true", help="print the example SO-101 config and exit")
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                        help="everything after this goes to ROS (-p name:=value, --params-file F, -r ...)")
+    return parser
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m df_policy.ros.policy_node",
+                                     description="Run a df_policy checkpoint on a robot through ROS 2.")
+    return add_node_arguments(parser)
+
+
+EXAMPLE_CONFIG = "node_so101.yaml"
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Start the node from parsed arguments, run until SIGINT/SIGTERM; exit code (2 = bad settings)."""
+    if args.print_config:
+        from importlib import resources
+
+        print(resources.files("df_policy").joinpath("configs").joinpath(EXAMPLE_CONFIG).read_text(), end="")
+        return 0
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, Any] = {}
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    if args.device:
+        overrides["device"] = args.device
+    if args.enable:
+        overrides["start_enabled"] = True
+    ros_args = list(args.ros_args or [])
+    if args.namespace:
+        ns = args.namespace if args.namespace.startswith("/") else "/" + args.namespace
+        ros_args += ["-r", f"__ns:={ns}"]
+    try:
+        base = PolicyNodeConfig.load_yaml(args.config) if args.config else {}
+        node = PolicyNode(base, ros_args=ros_args, overrides=overrides)
+        node.start()
+    except (PolicyNodeConfigError, ValueError) as exc:
+        print(f"policy_node: error: {exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print("READY", flush=True)
+        while not done.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        node.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m df_policy.ros.policy_node`` / the ``policy_node`` executable of the ROS package."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_from_args(build_arg_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

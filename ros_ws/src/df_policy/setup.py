@@ -1,0 +1,42 @@
+"""ament_python build of the ``df_policy`` ROS 2 package: an executable and a launch file, no Python module.
+
+The node's code is the ``df_policy`` Python package installed with pip (``pip install -e
+<repo>[ros]`` or ``pip install <repo>``). This package must not ship a Python module named
+``df_policy`` (it would shadow the real one on ``PYTHONPATH`` once the workspace is sourced), so
+``packages=[]``; and its distribution is named ``df_policy_ros`` so that its metadata does not
+collide with the pip distribution ``df-policy`` (the generated ``policy_node`` script looks its
+entry point up by distribution name). The ROS package name, which ``ros2 launch`` / ``ros2 run``
+use, is ``df_policy`` (package.xml, ``resource/df_policy``, ``share/df_policy``).
+"""
+
+import os
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "df_policy"
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The launch files live in the repository's top-level launch/ folder; ./launch is a symlink to it
+# (../../../launch). colcon wants data_files relative to this directory, and a path through the
+# symlink (unlike one through "..") also works with `colcon build --symlink-install`.
+LAUNCH_FILES = sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, "launch", "*.launch.py")))
+if not LAUNCH_FILES:
+    raise SystemExit(f"no launch files in {os.path.join(HERE, 'launch')} (a symlink to the repository's launch/)")
+
+setup(
+    name="df_policy_ros",
+    version="0.1.0",
+    packages=[],
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", LAUNCH_FILES),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="df_policy maintainers",
+    maintainer_email="df-policy-maintainers@example.com",
+    description="ROS 2 policy node and launch file for df_policy (the node's code is the pip-installed df_policy)",
+    license="Apache-2.0",
+    entry_points={"console_scripts": ["policy_node = df_policy.ros.policy_node:main"]},
+)
