@@ -85,9 +85,10 @@ def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float 
     problems = validate_store(store_path)
     if problems:
         raise RuntimeError("freshly recorded store is invalid: " + "; ".join(problems))
-    info = store_info(EpisodeStore.open(store_path))
+    store = EpisodeStore.open(store_path)
+    info = store_info(store)
     (out / "info.json").write_text(json.dumps(info, indent=2))
-    expert_success = [m.success for m in EpisodeStore.open(store_path).episode_meta]
+    expert_success = [m.success for m in store.episode_meta]
     lap("record_s")
 
     _stage(2, f"training a small policy (at most {train_minutes} min)")

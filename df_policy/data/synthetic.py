@@ -1,4 +1,4 @@
-"""A tiny synthetic reaching task, for the quick-start and for tests that need a store fast.
+"""A tiny synthetic reaching task, for tests that need a store fast (and ``dfp data synth``).
 
 A point agent in the unit square moves toward a goal with a smooth, slightly noisy controller.
 Per step: ``image`` (uint8 ``(S, S, 3)``: agent red, goal green), ``agent_pos`` (float32 (2,),
@@ -58,44 +58,6 @@ def synthetic_episode(rng: np.random.Generator, length: int = 40, image_size: in
         "agent_pos": np.asarray(pos, np.float32),
         "action": np.asarray(act, np.float32),
     }
-
-
-class ReachEnv:
-    """Closed-loop version of the synthetic task (same dynamics and renderer as the demos).
-
-    ``reset(seed)`` places agent and goal; ``step(action)`` moves the agent 80 % of the way to
-    the commanded position (unit square, clipped to [0, 1]); success = agent within
-    ``success_radius`` of the goal. Observations match the store keys: ``image``, ``agent_pos``.
-    """
-
-    def __init__(self, image_size: int = 32, success_radius: float = 0.05, max_steps: int = 40) -> None:
-        self.image_size, self.success_radius, self.max_steps = image_size, success_radius, max_steps
-        self.agent = np.zeros(2)
-        self.goal = np.zeros(2)
-        self.steps = 0
-
-    def observation(self) -> dict[str, np.ndarray]:
-        return {"image": render(self.agent, self.goal, self.image_size), "agent_pos": self.agent.astype(np.float32)}
-
-    def reset(self, seed: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        self.agent, self.goal, self.steps = rng.uniform(0.1, 0.9, 2), rng.uniform(0.1, 0.9, 2), 0
-        return self.observation()
-
-    def distance(self) -> float:
-        return float(np.linalg.norm(self.agent - self.goal))
-
-    def success(self) -> bool:
-        return self.distance() < self.success_radius
-
-    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
-        """Apply a target position; returns ``(observation, done)``."""
-        target = np.clip(np.asarray(action, dtype=np.float64), 0.0, 1.0)
-        if target.shape != (2,) or not np.all(np.isfinite(target)):
-            raise ValueError(f"action must be 2 finite numbers, got {action!r}")
-        self.agent = self.agent + 0.8 * (target - self.agent)
-        self.steps += 1
-        return self.observation(), self.success() or self.steps >= self.max_steps
 
 
 def make_synthetic_store(path: str | os.PathLike, n_episodes: int = 20, length: int = 40, image_size: int = 32,
