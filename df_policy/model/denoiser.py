@@ -30,6 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+FUTURE_ATTENTION = ("causal", "full")
+
+
 @dataclass
 class DenoiserConfig:
     """Transformer size (the data-dependent sizes are passed to :class:`CausalDenoiser`).
@@ -41,6 +44,10 @@ class DenoiserConfig:
         mlp_ratio: hidden width of each block's MLP relative to ``d_model``.
         dropout: dropout on attention weights and MLP/residual outputs (training only).
         rope_base: RoPE wavelength base; time indices are in control steps.
+        future_attention: ``"causal"`` (an action token sees only action tokens up to its own
+            time) or ``"full"`` (action tokens at or after the newest observation see each other
+            in both directions, as Diffusion Forcing's non-causal planning configuration; past
+            tokens stay causal). Costs nothing per call: only the mask changes.
     """
 
     d_model: int = 128
@@ -49,8 +56,12 @@ class DenoiserConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     rope_base: float = 10000.0
+    future_attention: str = "causal"
 
     def __post_init__(self) -> None:
+        if self.future_attention not in FUTURE_ATTENTION:
+            raise ValueError(f"DenoiserConfig: future_attention must be one of {FUTURE_ATTENTION}, "
+                             f"got {self.future_attention!r}")
         if self.d_model < 1 or self.n_layers < 1 or self.n_heads < 1:
             raise ValueError("DenoiserConfig: d_model, n_layers and n_heads must be >= 1")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -134,14 +145,20 @@ class Block(nn.Module):
         return x + gate2 * self.drop(self.mlp(h))
 
 
-def causal_time_mask(obs_times: Tensor, action_times: Tensor) -> Tensor:
-    """Boolean ``(To + N, To + N)`` attention mask (True = may attend) for the layout above."""
+def causal_time_mask(obs_times: Tensor, action_times: Tensor, future_attention: str = "causal") -> Tensor:
+    """Boolean ``(To + N, To + N)`` attention mask (True = may attend) for the layout above.
+
+    With ``future_attention="full"`` action tokens whose time is at or after the newest
+    observation time also attend to each other regardless of order."""
     obs_times = obs_times.float()
     action_times = action_times.float()
     obs_to_obs = obs_times[None, :] <= obs_times[:, None]
     obs_to_act = torch.zeros(len(obs_times), len(action_times), dtype=torch.bool, device=obs_times.device)
     act_to_obs = obs_times[None, :] <= action_times[:, None]
     act_to_act = action_times[None, :] <= action_times[:, None]
+    if future_attention == "full":
+        future = action_times >= obs_times.max()
+        act_to_act = act_to_act | (future[None, :] & future[:, None])
     top = torch.cat([obs_to_obs, obs_to_act], dim=1)
     bottom = torch.cat([act_to_obs, act_to_act], dim=1)
     return torch.cat([top, bottom], dim=0)
@@ -235,7 +252,7 @@ class CausalDenoiser(nn.Module):
 
         x = torch.cat([obs, act], dim=1)
         cond = torch.cat([self.obs_cond.to(act.dtype).expand(B, To, -1), level_emb], dim=1)
-        allowed = causal_time_mask(obs_times, action_times)
+        allowed = causal_time_mask(obs_times, action_times, self.config.future_attention)
         head_dim = self.config.d_model // self.config.n_heads
         cos, sin = rope_tables(torch.cat([obs_times, action_times]), head_dim, self.config.rope_base)
         for block in self.blocks:

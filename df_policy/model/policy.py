@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from df_policy.model.denoiser import CausalDenoiser, DenoiserConfig
+from df_policy.model.level_sampling import LevelSamplingConfig, sample_levels
 from df_policy.model.noise import NoiseSchedule
 from df_policy.model.observation import OBS_PREFIX, EncodedObs, ObservationEncoder
 from df_policy.model.schedules import SCHEDULE_NAMES, make_schedule, to_training_levels, validate_schedule
@@ -72,6 +73,9 @@ class DiffusionForcingConfig:
         unconditional_prob: per-sample probability, in training, of dropping *all*
             observation steps (enables unconditional / classifier-free guidance).
         loss_bins: number of equal-width level bins for the per-level loss in ``info``.
+        level_sampling: how training levels are drawn (mixture of ``uniform`` / ``stream`` /
+            ``shared`` patterns, context level range and dropout), see
+            :mod:`df_policy.model.level_sampling`. Default: independent uniform (the paper's).
         lowdim_embed_dim: width of the low-dim observation MLP.
         vision: image-encoder settings (one encoder per camera).
         denoiser: transformer sizes.
@@ -95,6 +99,7 @@ class DiffusionForcingConfig:
     history_dropout_prob: float = 0.1
     unconditional_prob: float = 0.05
     loss_bins: int = 10
+    level_sampling: LevelSamplingConfig = field(default_factory=LevelSamplingConfig)
     lowdim_embed_dim: int = 64
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -104,6 +109,7 @@ class DiffusionForcingConfig:
             self.vision = VisionEncoderConfig(**self.vision)
         if isinstance(self.denoiser, Mapping):
             self.denoiser = DenoiserConfig(**self.denoiser)
+        self.level_sampling = LevelSamplingConfig.coerce(self.level_sampling)
         self.image_shapes = {str(k): tuple(int(s) for s in v) for k, v in dict(self.image_shapes).items()}
         self.lowdim_shapes = {str(k): int(v) for k, v in dict(self.lowdim_shapes).items()}
 
@@ -151,6 +157,11 @@ class DiffusionForcingConfig:
     def n_tokens(self) -> int:
         """Tokens per training window, ``horizon / actions_per_token``."""
         return self.horizon // self.actions_per_token
+
+    @property
+    def n_context_tokens(self) -> int:
+        """Tokens entirely before the current step (executed actions at run time), ``(To - 1) // A``."""
+        return (self.n_obs_steps - 1) // self.actions_per_token
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML / checkpoints); inverse of :meth:`from_dict`."""
@@ -230,10 +241,14 @@ class DiffusionForcingPolicy(nn.Module):
 
     # ------------------------------------------------------------------ training
     def sample_training_levels(self, token_pad: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Independent uniform levels in ``0..K`` for every token of every sample; padded
-        tokens (``token_pad`` True) are set to ``K``. Returns int64 of ``token_pad``'s shape."""
-        K = self.config.num_train_levels
-        levels = torch.randint(0, K + 1, token_pad.shape, generator=generator, device=token_pad.device)
+        """Training levels in ``0..K`` for every token (int64, ``token_pad``'s shape ``(B, N)``),
+        drawn from ``config.level_sampling`` (default: independent uniform per token); padded
+        tokens (``token_pad`` True) are set to ``K``."""
+        cfg = self.config
+        K = cfg.num_train_levels
+        B, N = token_pad.shape
+        levels, _ = sample_levels(cfg.level_sampling, B, N, min(cfg.n_context_tokens, N - 1), K, generator,
+                                  token_pad.device)
         return torch.where(token_pad, torch.full_like(levels, K), levels)
 
     def apply_history_dropout(self, missing: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -259,7 +274,7 @@ class DiffusionForcingPolicy(nn.Module):
     ) -> tuple[Tensor, dict[str, float]]:
         """Diffusion Forcing loss on one batch (see the module docstring for the batch contract).
 
-        Every action token gets its own level, uniform over ``0..K``; tokens containing any
+        Every action token gets its own level (``config.level_sampling``); tokens containing any
         padded action (``action_is_pad``) are put at level K, see pure noise as input, and are
         excluded from the loss. The loss is the (optionally min-SNR-weighted) v-space MSE
         averaged over valid tokens. History dropout is applied only in training mode.
