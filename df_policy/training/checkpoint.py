@@ -77,8 +77,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     extra: dict[str, Any] | None = None,
+    train_info: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint into ``directory`` (written to a temporary sibling, then renamed)."""
+    """Write a checkpoint into ``directory`` (written to a temporary sibling, then renamed).
+
+    ``train_info`` (JSON values, e.g. the training time spent) goes into ``train_state.json``
+    beside the step, for resuming."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
@@ -100,7 +104,7 @@ def save_checkpoint(
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
         save_file(tensors, str(tmp / "train_state.safetensors"))
         _write_json(tmp / "train_state.json", {
-            "step": step, "optimizer": meta,
+            **(train_info or {}), "step": step, "optimizer": meta,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
         })
     if directory.exists():

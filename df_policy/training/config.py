@@ -49,8 +49,13 @@ class TrainConfig:
         val_batches: validation batches per validation (action error is sampled, so keep it small).
         ckpt_every: steps between checkpoints (the last one is always written).
         keep_checkpoints: how many step checkpoints to keep (``last`` is always kept).
-        max_minutes: wall-clock budget; training stops (validating and checkpointing) once it
-            is spent, even before ``steps`` (``None`` = no budget).
+        max_minutes: wall-clock training budget; training stops (validating and checkpointing)
+            once it is spent, even before ``steps`` (``None`` = no budget). The learning-rate
+            cosine then runs over the budget (whichever of steps and time runs out first), and a
+            resumed run continues the same budget.
+        data_on_device: keep the training data on the training device and build batches there
+            (:class:`~df_policy.data.device_batches.DeviceBatcher`; needs the data in RAM and
+            memory on the device; the fast path on a GPU fed by few CPU cores).
     """
 
     steps: int = 1000
@@ -73,6 +78,7 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_checkpoints: int = 2
     max_minutes: float | None = None
+    data_on_device: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]

@@ -33,9 +33,11 @@ import yaml
 from tqdm import tqdm
 
 from df_policy.data.dataset import WindowDataset, identity_collate, make_datasets
+from df_policy.data.device_batches import DeviceBatcher
 from df_policy.model.policy import DiffusionForcingConfig, DiffusionForcingPolicy
 from df_policy.training.checkpoint import load_train_state, save_checkpoint
 from df_policy.training.config import RunConfig, load_run_config
+from df_policy.training.validation import describe, evaluate, plot_curves, spread_windows
 
 
 # ---------------------------------------------------------------------------------- setup
@@ -86,13 +88,36 @@ def policy_config_for(run: RunConfig, ds: WindowDataset) -> DiffusionForcingConf
     return DiffusionForcingConfig(**derived, **run.policy)
 
 
-def lr_lambda(cfg: Any):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
+class BudgetSchedule:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` over the run's *progress*.
+
+    Progress is ``step / steps``, or, with a wall-clock budget (``max_minutes``), the larger of
+    that and ``elapsed / budget``: a time-budgeted run ends at the bottom of the cosine however
+    many steps fit, instead of stopping at full learning rate. ``elapsed`` is the training time
+    of this run including earlier segments of a resumed run. Used as a ``LambdaLR`` factor;
+    call :meth:`set_elapsed` before ``scheduler.step()``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        # plain numbers only: LambdaLR.state_dict() saves this object's __dict__ (as JSON here)
+        self.steps, self.warmup_steps, self.min_lr_ratio = int(cfg.steps), int(cfg.warmup_steps), cfg.min_lr_ratio
+        self.budget_s = None if cfg.max_minutes is None else 60.0 * float(cfg.max_minutes)
+        self.elapsed_s = 0.0
+
+    def set_elapsed(self, seconds: float) -> None:
+        self.elapsed_s = float(seconds)
+
+    def progress(self, step: int) -> float:
+        p = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        if self.budget_s is not None:
+            p = max(p, self.elapsed_s / self.budget_s)
+        return min(1.0, max(0.0, p))
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / max(1, self.warmup_steps)
+        p = self.progress(step)
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -126,53 +151,6 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def evaluate(policy: DiffusionForcingPolicy, batches: list[dict[str, torch.Tensor]], device: torch.device,
-             seed: int) -> dict[str, float]:
-    """Validation loss (fixed noise) and sampled action error (normalised units, non-padded steps)."""
-    policy.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    losses, sq, ab, n = [], 0.0, 0.0, 0
-    for b in batches:
-        b = to_device(b, device)
-        loss, _ = policy.compute_loss(b, generator=gen)
-        losses.append(loss.item())
-        obs = {k: v for k, v in b.items() if k.startswith("obs")}
-        pred = policy.sample(obs, generator=gen)
-        valid = ~b["action_is_pad"]
-        err = (pred - b["action"])[valid]
-        sq += err.pow(2).sum().item()
-        ab += err.abs().sum().item()
-        n += err.numel()
-    return {"val/loss": float(np.mean(losses)), "val/action_mse": sq / max(n, 1), "val/action_mae": ab / max(n, 1)}
-
-
-def plot_curves(metrics_path: Path, out_png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    tr = [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
-    va = [(r["step"], r["val/loss"], r["val/action_mse"]) for r in rows if "val/loss" in r]
-    if tr:
-        axes[0].plot(*zip(*tr), label="train loss", lw=1)
-    if va:
-        s, vl, vm = zip(*va)
-        axes[0].plot(s, vl, "o-", label="val loss")
-        axes[1].plot(s, vm, "o-", color="C2", label="val action MSE (sampled)")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------- main loop
 def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Train a policy on the store ``data``; returns a summary (also written to ``summary.json``)."""
@@ -189,14 +167,19 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     policy = DiffusionForcingPolicy(policy_cfg).to(device)
     ema = copy.deepcopy(policy).requires_grad_(False) if tc.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(param_groups(policy, tc.weight_decay), lr=tc.lr, betas=tc.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
+    budget = BudgetSchedule(tc)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, budget)
     ckpt_dir = out / "checkpoints"
-    step = 0
+    step, elapsed_before = 0, 0.0
     if resume and (ckpt_dir / "last" / "train_state.json").is_file():
         step = load_train_state(ckpt_dir / "last", policy, ema, optimizer, scheduler)
+        state = json.loads((ckpt_dir / "last" / "train_state.json").read_text())
+        elapsed_before = float(state.get("elapsed_s", 0.0))  # the time budget continues, not restarts
         if is_main:
-            print(f"resuming {out} from step {step}")
-    torch.manual_seed(tc.seed + 7919 * rank + step)  # per-rank noise streams
+            print(f"resuming {out} from step {step} ({elapsed_before / 60:.1f} training minutes spent)")
+    else:
+        torch.manual_seed(tc.seed + 7919 * rank)  # per-rank noise streams; a resume restores its RNG state
+    budget.set_elapsed(elapsed_before)
 
     model: torch.nn.Module = policy
     if world > 1:
@@ -206,18 +189,23 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=tc.seed)
     else:
         sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(tc.seed + step))
-    loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=len(train_ds) >= tc.batch_size * world,
-        num_workers=tc.num_workers, collate_fn=identity_collate, pin_memory=device.type == "cuda",
-        persistent_workers=tc.num_workers > 0)
+    if tc.data_on_device:
+        device_data = DeviceBatcher(train_ds, device)
+        batch_gen = torch.Generator(device=device).manual_seed(tc.seed + 7919 * rank + step)
+        if is_main:
+            print(f"training data on {device}: {device_data.nbytes / 2**20:.0f} MiB, {len(device_data)} windows")
+        batches = iter(lambda: device_data.sample(tc.batch_size, batch_gen), None)
+    else:
+        loader = torch.utils.data.DataLoader(
+            train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=len(train_ds) >= tc.batch_size * world,
+            num_workers=tc.num_workers, collate_fn=identity_collate, pin_memory=device.type == "cuda",
+            persistent_workers=tc.num_workers > 0)
+        batches = infinite_batches(loader)
     val_batches = []
-    if val_ds is not None and is_main:
-        val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tc.batch_size, shuffle=False,
-                                                 collate_fn=identity_collate)
-        for i, b in enumerate(val_loader):
-            if i >= tc.val_batches:
-                break
-            val_batches.append(b)
+    if val_ds is not None and is_main:  # a fixed sample of windows from every validation episode
+        chosen = spread_windows(val_ds.index.ep_start, tc.val_batches * tc.batch_size)
+        val_batches = [val_ds.__getitems__(chosen[i:i + tc.batch_size].tolist())
+                       for i in range(0, len(chosen), tc.batch_size)]
 
     amp = device.type == "cuda" and tc.mixed_precision in ("auto", "bf16")
     writer = None
@@ -234,7 +222,8 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         if not is_main:
             return
         path = save_checkpoint(ckpt_dir / f"step_{at:07d}", policy, ema=ema, step=at, optimizer=optimizer,
-                               scheduler=scheduler, **ckpt_args)
+                               scheduler=scheduler, train_info={"elapsed_s": elapsed_before + time.perf_counter()
+                                                                - t_start}, **ckpt_args)
         last = ckpt_dir / "last"
         tmp = ckpt_dir / "last.tmp"
         if tmp.exists():
@@ -256,7 +245,6 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         metrics_f.write(json.dumps(row) + "\n")
         metrics_f.flush()
 
-    batches = infinite_batches(loader)
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (progress and is_main), dynamic_ncols=True)
     t_start, samples, last_val = time.perf_counter(), 0, None
     policy.train()
@@ -277,12 +265,14 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(f"non-finite gradient norm at step {step}; lower train.lr or check the data")
         optimizer.step()
+        budget.set_elapsed(elapsed_before + time.perf_counter() - t_start)
         scheduler.step()
         if ema is not None:
             ema_update(ema, policy, tc.ema_decay, step)
         step += 1
         bar.update(1)
-        out_of_time = tc.max_minutes is not None and time.perf_counter() - t_start > 60 * tc.max_minutes
+        out_of_time = (tc.max_minutes is not None
+                       and elapsed_before + time.perf_counter() - t_start > 60 * tc.max_minutes)
         if world > 1:  # every rank must stop at the same step
             flag = torch.tensor([float(out_of_time)], device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -301,7 +291,7 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
             last_val = evaluate(ema if ema is not None else policy, val_batches, device, tc.seed)
             policy.train()
             log({"step": step, **last_val})
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+            bar.write(f"step {step}: {describe(last_val)}")
         if step % tc.ckpt_every == 0 or final:
             checkpoint(step)
         if out_of_time:
