@@ -35,6 +35,7 @@ def test_eval_sim_runs_real_pusht_episodes(pusht_checkpoint, tmp_path, mode, wor
     m = evaluate_sim(cfg, tmp_path, progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["n_episodes"] == 2 and saved["mode"] == mode
+    assert saved["obs"] == "pixels" and saved["delay_steps"] == 0 and saved["seeds"] == [7, 8]  # --obs auto: an image
     assert [e["seed"] for e in saved["episodes"]] == [7, 8]
     assert all(e["steps"] == 12 for e in saved["episodes"])  # 12 control steps, none lost
     assert 0.0 <= saved["success_rate"] <= 1.0 and 0.0 <= saved["avg_max_coverage"] <= 1.0

@@ -1,9 +1,12 @@
 """Replay evaluation: recorded episodes fed through the runtime exactly as the robot would.
 
-    dfp eval replay --checkpoint CKPT --data STORE --out DIR [--episodes val|all|0,3,5-7] [--mode stream|chunk]
+    dfp eval replay --checkpoint CKPT --data STORE --out DIR [--episodes val|all|0,3,5-7]
+                    [--mode stream|chunk|autoregressive|stream,chunk|all] [--fps 10] [--planner KEY=VALUE ...]
 
 Per episode the runtime is reset and driven by a :class:`~df_policy.runtime.clock.FakeClock`
-stepping one control period (``1 / fps`` of the checkpoint) per recorded step ``k``: the clock
+stepping one control period (``1 / fps``: ``--fps``, else the checkpoint's rate, else the
+store's; a checkpoint trained on a Diffusion Policy zip without a rate needs ``--fps``) per
+recorded step ``k``: the clock
 is set to ``k * period``, the raw observation of step ``k`` (robot units, full-size images;
 crops, derived keys and normalisation are the runtime's job) is pushed with that stamp, one
 inference runs (synchronously, so it costs no simulated time; with ``delay_steps > 0`` the
@@ -21,6 +24,18 @@ command through the same safety layer. Emitted actions are compared with the rec
     control_tick_ms_p50 / _p99                  wall time of the control tick (safety filter, queue)
     network_calls_per_action                    denoiser calls / commands emitted
     holds {kind: n}, overruns, violations {kind: n}, dropped_late, commands, steps
+    lookahead: {by_lookahead: {L: {count, policy_mse, policy_mae, repeat_last_mse, ...,
+                constant_velocity_mse, ...}}, matched, main_lookahead, verdict, baseline_curve}
+    verdict                                     "beats / does not beat the baselines ... at lookahead L"
+    fps, period_s, planner {PlannerConfig fields}
+
+``lookahead`` (:mod:`~df_policy.evaluation.lookahead`): the error of the executed actions per
+lookahead (step executed minus the step of the observation it was planned from) beside the
+repeat-last and constant-velocity baselines on the same actions. Stream modes execute at
+lookahead ``delay_steps``, chunk mode at ``delay_steps .. delay_steps + replan_every - 1``, so
+their overall ``action_mse`` values are not comparable: compare at equal lookahead. With several
+``--mode`` values each goes to ``DIR/<mode>/`` and ``DIR/metrics.json`` / ``DIR/report.md``
+compare them at the lookaheads they share.
 
 ``boundary_jump``: ``|Δa|`` of a consecutive pair of executed actions ``(k-1, k)`` is the mean
 absolute difference over action dimensions (normalised units); pairs with a hold are skipped.
@@ -32,16 +47,17 @@ compare with; the reference is the demonstration: ``boundary_jump = mean |Δa_ex
 |Δa_recorded|`` over the boundary pairs (reference ``"recorded"``). In both cases 1.0 means
 seamless; > 1 means steps at boundaries are larger than the trajectory's ordinary motion.
 
-Also written: ``DIR/episode_<i>.png`` (recorded vs executed action per dimension over time, plus
-the path in the plane for 2-D actions; holds marked, chunk boundaries as vertical lines) and
-``DIR/report.md`` linking them.
+Also written: ``DIR/lookahead.png`` (MSE vs lookahead, policy vs baselines),
+``DIR/episode_<i>.png`` (recorded vs executed action per dimension over time, plus the path in
+the plane for 2-D actions; holds marked, chunk boundaries as vertical lines) and
+``DIR/report.md`` linking them (verdict and per-lookahead table first).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from df_policy.evaluation.common import checkpoint_fps, finite, parse_planner_overrides, resolve_fps
+from df_policy.evaluation.lookahead import lookahead_metrics, lookahead_table, plot_lookahead, write_mode_comparison
 from df_policy.runtime.clock import FakeClock
 from df_policy.runtime.planning import MODES, PlannerConfig
 from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
@@ -69,6 +87,8 @@ class EpisodeTrace:
         hold_kind: per step, the hold kind or ``""``.
         tick_latency_s: ``(T,)`` wall time of each step's inference.
         control_tick_s: ``(T,)`` wall time of each control tick.
+        obs_step: ``(T,)`` step of the newest observation each executed action was planned
+            from (-1 = hold); lookahead = step - obs_step (:mod:`~df_policy.evaluation.lookahead`).
     """
 
     episode: int
@@ -81,6 +101,7 @@ class EpisodeTrace:
     tick_latency_s: np.ndarray
     control_tick_s: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
+    obs_step: np.ndarray | None = None
 
 
 def replay_episode(runtime: PolicyRuntime, steps: dict[str, np.ndarray], actions: np.ndarray,
@@ -92,6 +113,7 @@ def replay_episode(runtime: PolicyRuntime, steps: dict[str, np.ndarray], actions
     executed = np.full((T, Da), np.nan)
     executed_norm = np.full((T, Da), np.nan, dtype=np.float32)
     plan_id = np.full(T, -1, dtype=np.int64)
+    obs_step = np.full(T, -1, dtype=np.int64)
     holds, lat, ctl = [""] * T, np.zeros(T), np.zeros(T)
     for k in range(T):
         raw = {key: value[k] for key, value in steps.items()}
@@ -101,11 +123,12 @@ def replay_episode(runtime: PolicyRuntime, steps: dict[str, np.ndarray], actions
             executed_norm[k] = runtime.preprocessor.normalize_action(result.action)
             source = runtime.last_tick.source if runtime.last_tick is not None else None
             plan_id[k] = source.plan_id if source is not None else -1
+            obs_step[k] = runtime.step_of(source.obs_time) if source is not None else -1
         else:
             holds[k] = result.kind
     recorded_norm = runtime.preprocessor.normalize_action(actions)
     return EpisodeTrace(episode, actions.astype(np.float64), executed, recorded_norm, executed_norm, plan_id, holds,
-                        lat, ctl, runtime.stats())
+                        lat, ctl, runtime.stats(), obs_step)
 
 
 def _pair_deltas(trace: EpisodeTrace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,8 +169,9 @@ def _errors(traces: list[EpisodeTrace]) -> tuple[np.ndarray, int]:
     return err, len(err)
 
 
-def compute_metrics(traces: list[EpisodeTrace], mode: str) -> dict[str, Any]:
-    """The ``metrics.json`` content (see the module docstring)."""
+def compute_metrics(traces: list[EpisodeTrace], mode: str, curve_max: int = 8) -> dict[str, Any]:
+    """The ``metrics.json`` content (see the module docstring); ``curve_max``: the baselines'
+    policy-independent curve spans lookaheads ``0 .. curve_max`` (at least)."""
     err, n = _errors(traces)
     reference = "inside_chunk" if mode == "chunk" else "recorded"
     jump, reference, smooth = boundary_jump(traces, reference)
@@ -196,6 +220,9 @@ def compute_metrics(traces: list[EpisodeTrace], mode: str) -> dict[str, Any]:
         "network_calls_per_action": calls / commands if commands else None,
         "holds": holds, "overruns": int(holds.get("overrun", 0)), "violations": violations,
         "dropped_late": int(dropped),
+        "lookahead": (la := lookahead_metrics([t.recorded_norm for t in traces], [t.executed_norm for t in traces],
+                                              [t.obs_step for t in traces], curve_max)),
+        "verdict": la["verdict"],
         "units": "errors and boundary statistics in normalised action units; latencies in ms (wall clock)",
     }
 
@@ -240,8 +267,10 @@ def plot_episode(trace: EpisodeTrace, period_s: float, path: Path, names: list[s
     plt.close(fig)
 
 
-def write_report(out: Path, metrics: dict[str, Any], plots: dict[int, str], header: dict[str, Any]) -> Path:
-    """``report.md``: settings, headline metrics, per-episode table with plot links."""
+def write_report(out: Path, metrics: dict[str, Any], plots: dict[int, str], header: dict[str, Any],
+                 lookahead_plot: str | None = None) -> Path:
+    """``report.md``: settings, verdict, per-lookahead table (policy vs baselines), headline
+    metrics, per-episode table with plot links."""
     def fmt(v: Any) -> str:
         if v is None:
             return "n/a"
@@ -251,6 +280,20 @@ def write_report(out: Path, metrics: dict[str, Any], plots: dict[int, str], head
 
     lines = ["# Replay evaluation", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in header.items()]
+    la = metrics.get("lookahead")
+    if la:
+        lines += ["", f"**Verdict:** {metrics['mode']} mode {la['verdict']}."]
+        if la.get("verdict_matched"):
+            lines += ["", f"Over all lookaheads: {la['verdict_matched']}."]
+        lines += ["", "## Error per lookahead", "",
+                  "Lookahead = step the action is executed at minus the step of the observation it was planned "
+                  "from. Baselines use the recorded actions executed before that observation "
+                  "(repeat-last: a[t-1]; constant-velocity: a[t-1] + (L+1)(a[t-1] - a[t-2])) and are scored on the "
+                  "same actions as the policy; planning observations t < 2 are not scored here. "
+                  "Compare modes at equal lookahead, not by overall MSE.", "",
+                  *lookahead_table(la, fmt), ""]
+        if lookahead_plot:
+            lines += [f"![error vs lookahead]({lookahead_plot})", ""]
     lines += ["", "| metric | value |", "| --- | --- |"]
     for key in ("action_mse", "action_mae", "boundary_jump", "boundary_jump_reference", "smoothness_ratio",
                 "tick_latency_ms_p50", "tick_latency_ms_p99", "network_calls_per_action", "commands", "steps",
@@ -308,9 +351,14 @@ def select_episodes(spec: str | list[int] | None, n_episodes: int, run_dataset: 
 
 def run_replay(checkpoint: str | Path, data: str | Path, out: str | Path, *, episodes: str | list[int] | None = "val",
                max_episodes: int | None = None, max_steps: int | None = None,
-               config: RuntimeConfig | None = None, plots: bool = True, progress: bool = False) -> dict[str, Any]:
+               config: RuntimeConfig | None = None, plots: bool = True, progress: bool = False,
+               fps: float | None = None) -> dict[str, Any]:
     """Replay ``episodes`` of the store ``data`` through a runtime built from ``checkpoint``;
-    writes ``metrics.json``, plots and ``report.md`` into ``out`` and returns the metrics."""
+    writes ``metrics.json``, plots and ``report.md`` into ``out`` and returns the metrics.
+
+    The control rate is ``fps`` (``--fps``; ``config.period_s`` counts as ``1 / fps``), else the
+    checkpoint's, else the store's; it must agree with those that are known. A checkpoint
+    trained on a Diffusion Policy zip without a rate needs ``fps`` (PushT: 10)."""
     from df_policy.data.dataset import derive_schema
     from df_policy.data.legacy import open_episodes
     from df_policy.training.checkpoint import load_checkpoint
@@ -320,10 +368,13 @@ def run_replay(checkpoint: str | Path, data: str | Path, out: str | Path, *, epi
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(checkpoint, device=config.device)
     ds = dict(loaded.run_config.get("dataset") or {})
-    fps = ds.get("fps") or loaded.schema.fps
-    reader = open_episodes(data, fps=fps)
+    reader = open_episodes(data)
+    if fps is None and config.period_s is not None:
+        fps = 1.0 / config.period_s
+    rate = resolve_fps(fps, checkpoint_fps(loaded), reader.schema.fps, data_label=f"the data ({data})")
     loaded.check_compatible(derive_schema(reader.schema, ds.get("derived_keys") or {}))
     clock = FakeClock(0.0)
+    config = dataclasses.replace(config, period_s=1.0 / rate)
     runtime = PolicyRuntime.from_loaded(loaded, config, clock)
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     chosen = select_episodes(episodes, reader.n_episodes, ds, bad)
@@ -347,40 +398,51 @@ def run_replay(checkpoint: str | Path, data: str | Path, out: str | Path, *, epi
         if progress:
             print(f"[{n + 1}/{len(chosen)}] episode {ep}: {len(actions)} steps "
                   f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
-    metrics = compute_metrics(traces, config.planner.mode)
+    metrics = compute_metrics(traces, config.planner.mode, curve_max=loaded.policy.config.horizon)
     metrics["checkpoint"] = str(loaded.path)
     metrics["data"] = str(data)
+    metrics["fps"] = rate
     metrics["period_s"] = runtime.period_s
-    metrics["planner"] = {"mode": config.planner.mode, "delay_steps": config.planner.delay_steps,
-                          "calls_per_tick": config.planner.calls_per_tick, "schedule": _jsonable(config.planner.schedule)}
+    metrics["planner"] = {k: _jsonable(v) for k, v in dataclasses.asdict(config.planner).items()}
     plot_paths: dict[int, str] = {}
+    lookahead_png = None
     if plots:
         names = loaded.schema.keys[action_key].names
         for trace in traces:
             name = f"episode_{trace.episode:04d}.png"
             plot_episode(trace, runtime.period_s, out / name, list(names) if names else None)
             plot_paths[trace.episode] = name
+        lookahead_png = "lookahead.png"
+        plot_lookahead({config.planner.mode: metrics["lookahead"]}, out / lookahead_png,
+                       f"replay, {config.planner.mode} mode: action MSE vs lookahead")
     metrics["plots"] = {str(k): v for k, v in plot_paths.items()}
+    metrics["lookahead_plot"] = lookahead_png
     (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     write_report(out, metrics, plot_paths, {"checkpoint": loaded.path, "data": data, "mode": config.planner.mode,
-                                            "delay_steps": config.planner.delay_steps, "period_s": runtime.period_s,
-                                            "episodes": chosen})
+                                            "delay_steps": config.planner.delay_steps, "fps": rate,
+                                            "period_s": runtime.period_s, "episodes": chosen},
+                 lookahead_plot=lookahead_png)
     return metrics
+
+
+def run_replay_modes(checkpoint: str | Path, data: str | Path, out: str | Path, modes: list[str],
+                     config: RuntimeConfig | None = None, plots: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """:func:`run_replay` once per mode into ``out/<mode>/``, then ``out/metrics.json``,
+    ``out/report.md`` and ``out/lookahead.png`` comparing the modes at equal lookahead."""
+    config = config or RuntimeConfig()
+    out = Path(out)
+    per_mode = {}
+    for mode in modes:
+        cfg = dataclasses.replace(config, planner=dataclasses.replace(config.planner, mode=mode))
+        per_mode[mode] = run_replay(checkpoint, data, out / mode, config=cfg, plots=plots, **kwargs)
+    return write_mode_comparison(per_mode, out, plots=plots)
 
 
 def _jsonable(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def _finite(obj: Any) -> Any:
-    """Replace NaN/Inf floats by None so metrics.json is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+_finite = finite  # NaN/Inf -> None, so metrics.json is strict JSON
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -399,17 +461,25 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    help="'val' (the checkpoint's validation split, default), 'all', or a list like 0,3,5-7")
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="replay at most this many steps per episode")
-    p.add_argument("--mode", choices=MODES, default="stream")
+    p.add_argument("--mode", type=_modes, default=["stream"], metavar="MODE[,MODE...]|all",
+                   help=f"planner mode(s): {', '.join(MODES)}, a comma list or 'all' (default stream); with several, "
+                        "each mode goes to OUT/<mode>/ and OUT/report.md compares them at equal lookahead")
+    p.add_argument("--fps", type=float, default=None,
+                   help="control rate in Hz; needed when neither the checkpoint nor the store records one "
+                        "(a checkpoint trained on a Diffusion Policy .zarr.zip without dataset.fps; PushT: --fps 10)")
     p.add_argument("--delay-steps", type=int, default=1,
                    help="steps planned ahead to cover inference latency (default 1, as on the robot; "
                         "0 = the observation's own step, pure prediction quality)")
     p.add_argument("--calls-per-tick", type=int, default=None, help="stream modes: denoiser calls per tick")
     p.add_argument("--ramp-tokens", type=int, default=None,
-                   help="stream modes: ticks a token takes from noise to clean (default: the whole window)")
+                   help="stream modes: ticks a token takes from noise to clean (default: PlannerConfig's)")
     p.add_argument("--schedule", default=None, help="chunk mode: full_sequence (default), pyramid, autoregressive, trapezoid")
     p.add_argument("--replan-every", type=int, default=None, help="chunk mode: steps per chunk (default n_action_steps)")
     p.add_argument("--context-level", type=int, default=None, help="level of executed context (default: stabilization_level)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other PlannerConfig field, value parsed as YAML (repeatable), e.g. "
+                        "--planner history_guidance=1.5 --planner prime=false")
     p.add_argument("--low", default=None, help="position limits, robot units (one value or comma list)")
     p.add_argument("--high", default=None)
     p.add_argument("--max-velocity", default=None, help="units/s (one value or comma list)")
@@ -419,11 +489,26 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true")
 
 
+def _modes(text: str) -> list[str]:
+    modes = list(MODES) if text.strip() == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"invalid mode(s) {bad or text!r}: choose from {', '.join(MODES)}, a comma "
+                                         "list of them, or 'all'")
+    return list(dict.fromkeys(modes))
+
+
 def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
-    planner = PlannerConfig(mode=args.mode, delay_steps=args.delay_steps, calls_per_tick=args.calls_per_tick,
-                            ramp_tokens=args.ramp_tokens,
-                            schedule=args.schedule, replan_every=args.replan_every,
-                            context_level=args.context_level, seed=args.seed)
+    """The runtime settings of ``dfp eval replay`` (the first of ``--mode``)."""
+    explicit = {"calls_per_tick": args.calls_per_tick, "ramp_tokens": args.ramp_tokens, "schedule": args.schedule,
+                "replan_every": args.replan_every, "context_level": args.context_level}
+    extra = parse_planner_overrides(getattr(args, "planner", None), reserved=("mode", "delay_steps", "seed"))
+    both = [k for k in extra if explicit.get(k) is not None]
+    if both:
+        raise ValueError(f"--planner {both[0]}=... and --{both[0].replace('_', '-')} given: use one")
+    modes = args.mode if isinstance(args.mode, list) else [args.mode]
+    planner = PlannerConfig(mode=modes[0], delay_steps=args.delay_steps, seed=args.seed,
+                            **{**{k: v for k, v in explicit.items() if v is not None}, **extra})
     safety = SafetyConfig(low=_limit(args.low), high=_limit(args.high), max_velocity=_limit(args.max_velocity),
                           max_acceleration=_limit(args.max_acceleration))
     return RuntimeConfig(planner=planner, safety=safety, device=args.device)
@@ -434,12 +519,20 @@ def cmd_eval_replay(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    metrics = run_replay(args.checkpoint, args.data, args.out, episodes=args.episodes, max_episodes=args.max_episodes,
-                         max_steps=args.max_steps, config=config_from_args(args), plots=not args.no_plots,
-                         progress=True)
+    modes = args.mode if isinstance(args.mode, list) else [args.mode]
+    common = dict(episodes=args.episodes, max_episodes=args.max_episodes, max_steps=args.max_steps,
+                  config=config_from_args(args), plots=not args.no_plots, progress=True, fps=args.fps)
+    if len(modes) > 1:
+        comparison = run_replay_modes(args.checkpoint, args.data, args.out, modes, **common)
+        for mode, m in comparison["per_mode"].items():
+            print(f"{mode}: action_mse {m['action_mse']:.4g}; {m['verdict']}")
+        print(f"report: {Path(args.out) / 'report.md'}")
+        return 0
+    metrics = run_replay(args.checkpoint, args.data, args.out, **common)
     summary = {k: metrics[k] for k in ("action_mse", "action_mae", "boundary_jump", "boundary_jump_reference",
                                         "tick_latency_ms_p50", "tick_latency_ms_p99", "network_calls_per_action",
-                                        "overruns", "commands", "steps")}
+                                        "overruns", "commands", "steps", "verdict")}
+    summary["mse_by_lookahead"] = {L: r["policy_mse"] for L, r in metrics["lookahead"]["by_lookahead"].items()}
     print(json.dumps(_finite(summary), indent=2))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

@@ -1,16 +1,40 @@
 """Closed-loop evaluation in the real ``gym-pusht`` simulator, through the streaming runtime.
 
-    dfp eval sim --checkpoint CKPT --env pusht --episodes 50 --seed 0 --out DIR [--mode stream|chunk]
+    dfp eval sim --checkpoint CKPT --env pusht --episodes 50 --seed 0 --out DIR
+                 [--mode stream|chunk|autoregressive] [--obs auto|pixels|state] [--delay-steps 0]
+                 [--fps 10] [--planner KEY=VALUE ...]
 
-Each episode: ``gym_pusht/PushT-v0`` with ``obs_type="pixels_agent_pos"`` (96x96 RGB + agent
-position in pixels), reset with seed ``seed + i``. Every control step (10 Hz, the data's rate) the
-observation goes into :class:`~df_policy.runtime.runner.PolicyRuntime` exactly as a robot's
-would (``push_observation``), one inference runs (``run_inference_once``, synchronous, so the
-result does not depend on this machine's speed), and the command that ``control_tick`` returns
-(after the safety layer; a hold re-sends the last safe command) is applied to the simulator.
+Each episode: ``gym_pusht/PushT-v0``, reset with seed ``seed + i`` (seeds ``seed .. seed +
+episodes - 1``), with one of two observation types (``--obs``):
+
+* ``pixels``: ``obs_type="pixels_agent_pos"``, fed to the runtime as raw keys ``img`` (96x96
+  RGB) and ``agent_pos`` (pixels): the image task.
+* ``state``: ``obs_type="state"``, the 5-dim ``[agent x, agent y, block x, block y, block
+  angle]`` (the ``state`` key of the PushT zarr data), fed as raw key ``state`` (and
+  ``agent_pos = state[:2]``): the low-dimensional task of Diffusion Policy's table.
+* ``auto`` (default): ``state`` when the checkpoint uses no image, else ``pixels``.
+
+The initial command (for the safety layer's velocity limits) is the agent position. Every
+control step (10 Hz, the simulator's rate; the runtime's period is ``1 / fps`` of the checkpoint,
+``--fps``, or the simulator's 10 Hz) the observation goes into
+:class:`~df_policy.runtime.runner.PolicyRuntime` exactly as a robot's would
+(``step_synchronously``: push, one inference, one control tick), and the command that
+``control_tick`` returns (after the safety layer; a hold re-sends the last safe command) is
+applied to the simulator.
+
+Latency: the simulator waits while inference runs (inference takes no simulated time), as in
+the published Diffusion Policy and LeRobot PushT evaluations, so ``delay_steps = 0`` (the
+default) is the comparable setting: the action for the observation's own step is planned and
+executed. ``--delay-steps N`` plans ``N`` steps ahead as on a robot whose inference takes ``N``
+periods, i.e. it adds ``N`` steps of latency the simulator does not have; report both where it
+matters. ``--planner key=value`` sets any other :class:`~df_policy.runtime.planning.PlannerConfig`
+field (ablations: ``--planner ramp_tokens=8 --planner calls_per_tick=2``).
+
 Metrics use the simulator's own definitions: ``coverage`` of the goal by the T block, success =
 coverage ≥ 0.95 (``info["is_success"]``). Episodes run in parallel processes (one torch thread
-each). Outputs: ``metrics.json``, ``report.md``, GIFs of the first ``--videos`` episodes.
+each). Outputs: ``metrics.json`` (``success_rate``, ``avg_max_coverage``, ``obs``,
+``delay_steps``, ``fps``, ``planner``, ``seeds``, per episode), ``report.md``, GIFs of the first
+``--videos`` episodes.
 """
 
 from __future__ import annotations
@@ -27,6 +51,10 @@ from typing import Any
 import numpy as np
 
 ENVS = ("pusht",)
+ENV_FPS = {"pusht": 10.0}
+OBS_TYPES = ("auto", "pixels", "state")
+GYM_OBS_TYPE = {"pixels": "pixels_agent_pos", "state": "state"}
+OBS_PROVIDES = {"pixels": ("img", "agent_pos"), "state": ("state", "agent_pos")}
 _WORKER: dict[str, Any] = {}
 
 
@@ -43,7 +71,12 @@ class SimEvalConfig:
         max_steps: control steps per episode (PushT: 300, as in Diffusion Policy / LeRobot).
         workers: parallel processes (``None`` = number of cores, at most ``episodes``).
         videos: how many episodes (the first ones) to save as GIF.
-        planner: extra :class:`~df_policy.runtime.planning.PlannerConfig` fields.
+        planner: extra :class:`~df_policy.runtime.planning.PlannerConfig` fields (not ``mode``
+            or ``delay_steps``, which have their own fields).
+        obs: ``"pixels"``, ``"state"`` or ``"auto"`` (module docstring).
+        delay_steps: control steps planned ahead for inference latency; 0 (default) matches the
+            simulator, which waits for inference (module docstring).
+        fps: control rate for the runtime (``None``: the checkpoint's, else the simulator's).
     """
 
     checkpoint: str
@@ -55,20 +88,85 @@ class SimEvalConfig:
     workers: int | None = None
     videos: int = 3
     planner: dict[str, Any] = field(default_factory=dict)
+    obs: str = "auto"
+    delay_steps: int = 0
+    fps: float | None = None
 
     def __post_init__(self) -> None:
+        from df_policy.evaluation.common import parse_planner_overrides
+        from df_policy.runtime.planning import MODES
+
         if self.env not in ENVS:
             raise ValueError(f"env must be one of {ENVS}, got {self.env!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.episodes < 1 or self.max_steps < 1:
             raise ValueError("episodes and max_steps must be >= 1")
+        if self.obs not in OBS_TYPES:
+            raise ValueError(f"obs must be one of {OBS_TYPES}, got {self.obs!r}")
+        if isinstance(self.delay_steps, bool) or int(self.delay_steps) != self.delay_steps or self.delay_steps < 0:
+            raise ValueError(f"delay_steps must be an integer >= 0, got {self.delay_steps!r}")
+        self.delay_steps = int(self.delay_steps)
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        self.planner = parse_planner_overrides(self.planner or {}, reserved=("mode", "delay_steps"))
 
 
-def _make_env(max_steps: int) -> Any:
+def _make_env(max_steps: int, obs: str = "pixels") -> Any:
     import gymnasium as gym
     import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
-    return gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", render_mode="rgb_array",
+    return gym.make("gym_pusht/PushT-v0", obs_type=GYM_OBS_TYPE[obs], render_mode="rgb_array",
                     max_episode_steps=max_steps)
+
+
+def _raw_observation(obs: Any, kind: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(raw observation for the runtime, agent position)`` from a gym-pusht observation."""
+    if kind == "state":
+        state = np.asarray(obs, np.float32).reshape(-1)
+        return {"state": state, "agent_pos": state[:2].copy()}, state[:2].astype(np.float64)
+    agent = np.asarray(obs["agent_pos"], np.float32)
+    return {"img": obs["pixels"], "agent_pos": agent}, agent.astype(np.float64)
+
+
+def resolve_obs(obs: str, loaded: Any) -> str:
+    """The observation type for ``--obs`` (``auto``: ``state`` when the checkpoint uses no
+    image, else ``pixels``), checked against the raw keys the checkpoint needs."""
+    from df_policy.data.dataset import parse_slice
+
+    cfg = loaded.policy.config
+    derived = dict((loaded.run_config.get("dataset") or {}).get("derived_keys") or {})
+    kind = obs if obs != "auto" else ("pixels" if cfg.image_shapes else "state")
+    provides = set(OBS_PROVIDES[kind])
+    missing = [k for k in cfg.image_shapes if k not in provides]
+    missing += [k for k in cfg.lowdim_shapes
+                if k not in provides and not (k in derived and parse_slice(derived[k])[0] in provides)]
+    if missing:
+        other = "state" if kind == "pixels" else "pixels"
+        raise ValueError(f"--obs {kind} gives the runtime {sorted(provides)} but the checkpoint needs {missing} "
+                         f"(images {list(cfg.image_shapes)}, low-dim {list(cfg.lowdim_shapes)}); try --obs {other}")
+    return kind
+
+
+def resolve_setup(cfg: SimEvalConfig) -> SimEvalConfig:
+    """``cfg`` with ``obs`` and ``fps`` resolved from the checkpoint (loads it once)."""
+    import dataclasses
+    import sys
+
+    from df_policy.evaluation.common import checkpoint_fps, resolve_fps
+    from df_policy.training.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(cfg.checkpoint)
+    obs = resolve_obs(cfg.obs, loaded)
+    trained = checkpoint_fps(loaded)
+    env_fps = ENV_FPS[cfg.env]
+    if cfg.fps is not None:
+        fps = resolve_fps(cfg.fps, trained, None)
+    else:
+        fps = trained or env_fps
+    if abs(fps - env_fps) > 1e-6:
+        print(f"warning: the runtime runs at {fps:g} fps but {cfg.env} steps at {env_fps:g} Hz", file=sys.stderr)
+    return dataclasses.replace(cfg, obs=obs, fps=fps)
 
 
 def _init_worker(cfg: SimEvalConfig) -> None:
@@ -80,9 +178,10 @@ def _init_worker(cfg: SimEvalConfig) -> None:
 
     torch.set_num_threads(1)
     clock = FakeClock()
-    runtime = PolicyRuntime.from_checkpoint(
-        cfg.checkpoint, RuntimeConfig(planner=PlannerConfig(mode=cfg.mode, **cfg.planner)), clock=clock)
-    _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps))
+    planner = PlannerConfig(mode=cfg.mode, delay_steps=cfg.delay_steps, **cfg.planner)
+    period = 1.0 / cfg.fps if cfg.fps else None
+    runtime = PolicyRuntime.from_checkpoint(cfg.checkpoint, RuntimeConfig(planner=planner, period_s=period), clock=clock)
+    _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps, cfg.obs))
 
 
 def _run_episode(index: int) -> dict[str, Any]:
@@ -93,19 +192,21 @@ def _run_episode(index: int) -> dict[str, Any]:
     obs, info = env.reset(seed=seed)
     t_base = clock.now() + 1.0  # the fake clock only moves forward: each episode starts later
     clock.set(t_base)
-    runtime.reset(t0=t_base, initial_command=np.asarray(obs["agent_pos"], dtype=np.float64))
+    raw, agent = _raw_observation(obs, cfg.obs)
+    runtime.reset(t0=t_base, initial_command=agent)
     period = runtime.period_s
     frames = [env.render()] if index < cfg.videos else None
     max_cov, cov, success, holds, steps, latencies = 0.0, 0.0, False, 0, 0, []
     for k in range(cfg.max_steps):
-        raw = {"img": obs["pixels"], "agent_pos": np.asarray(obs["agent_pos"], np.float32)}
+        if k:
+            raw, agent = _raw_observation(obs, cfg.obs)
         result, inference_s, _ = runtime.step_synchronously(raw, t_base + k * period)
         latencies.append(inference_s)
         if isinstance(result, Command):
             action = result.action
         else:
             holds += 1
-            action = result.action if result.action is not None else np.asarray(obs["agent_pos"], np.float64)
+            action = result.action if result.action is not None else agent
         obs, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
         steps += 1
         cov = float(info.get("coverage", 0.0))
@@ -127,6 +228,7 @@ def evaluate_sim(cfg: SimEvalConfig, out: str | Path, progress: bool = True) -> 
     """Run the episodes (in parallel processes) and write metrics, report and GIFs into ``out``."""
     from tqdm import tqdm
 
+    cfg = resolve_setup(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = cfg.workers or min(os.cpu_count() or 1, cfg.episodes)
@@ -153,6 +255,8 @@ def evaluate_sim(cfg: SimEvalConfig, out: str | Path, progress: bool = True) -> 
             videos.append(path.name)
     metrics = {
         "env": cfg.env, "mode": cfg.mode, "checkpoint": str(cfg.checkpoint), "n_episodes": len(results),
+        "obs": cfg.obs, "delay_steps": cfg.delay_steps, "fps": cfg.fps, "planner": dict(cfg.planner),
+        "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1],
         "success_rate": float(np.mean([r["success"] for r in results])),
         "avg_max_coverage": float(np.mean([r["max_coverage"] for r in results])),
         "avg_final_coverage": float(np.mean([r["final_coverage"] for r in results])),
@@ -175,7 +279,14 @@ def _save_gif(frames: np.ndarray, path: Path, fps: int = 10) -> None:
 def _write_report(m: dict[str, Any], path: Path) -> None:
     lines = [
         f"# Closed-loop evaluation: {m['env']} ({m['mode']} mode)", "",
-        f"checkpoint `{m['checkpoint']}`, {m['n_episodes']} episodes, seeds from {m['config']['seed']}", "",
+        f"checkpoint `{m['checkpoint']}`, {m['n_episodes']} episodes, seeds {m['seeds'][0]}..{m['seeds'][1]}, "
+        f"observation `{m['obs']}` ({GYM_OBS_TYPE[m['obs']]}), {m['fps']:g} fps", "",
+        f"- **delay_steps = {m['delay_steps']}**: " + (
+            "the simulator waits while inference runs, as in the published Diffusion Policy / LeRobot PushT "
+            "evaluations (comparable with their figures)" if m["delay_steps"] == 0 else
+            f"actions are planned {m['delay_steps']} step(s) ahead, adding latency the simulator does not have "
+            "(the published figures use none)"),
+        f"- **planner overrides**: `{m['planner'] or {}}`", "",
         "| metric | value |", "|---|---|",
         f"| success rate (coverage ≥ 0.95) | {m['success_rate']:.3f} |",
         f"| mean max coverage | {m['avg_max_coverage']:.3f} |",
@@ -197,15 +308,33 @@ def add_eval_sim_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="stream", choices=["stream", "chunk", "autoregressive"])
+    p.add_argument("--obs", default="auto", choices=OBS_TYPES,
+                   help="pixels: obs_type pixels_agent_pos (img + agent_pos, the image task); state: obs_type state "
+                        "(5-dim agent x, y, block x, y, angle = the zarr's state key, the low-dim task); auto "
+                        "(default): state if the checkpoint uses no image, else pixels")
+    p.add_argument("--delay-steps", type=int, default=0,
+                   help="steps planned ahead to cover inference latency (default 0: the simulator waits while "
+                        "inference runs, as in the published Diffusion Policy / LeRobot evaluations; N > 0 adds "
+                        "N steps of latency the simulator does not have)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="runtime control rate (default: the checkpoint's, else the simulator's 10 Hz)")
+    p.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other PlannerConfig field, value parsed as YAML (repeatable), e.g. "
+                        "--planner ramp_tokens=8 --planner calls_per_tick=2")
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
-        cfg = SimEvalConfig(a.checkpoint, a.env, a.episodes, a.seed, a.mode, a.max_steps, a.workers, a.videos)
+        from df_policy.evaluation.common import parse_planner_overrides
+
+        cfg = SimEvalConfig(a.checkpoint, a.env, a.episodes, a.seed, a.mode, a.max_steps, a.workers, a.videos,
+                            planner=parse_planner_overrides(a.planner, reserved=("mode", "delay_steps")),
+                            obs=a.obs, delay_steps=a.delay_steps, fps=a.fps)
         m = evaluate_sim(cfg, a.out)
-        print(f"{m['n_episodes']} episodes ({m['mode']}): success rate {m['success_rate']:.3f}, "
+        print(f"{m['n_episodes']} episodes ({m['mode']}, obs {m['obs']}, delay_steps {m['delay_steps']}, seeds "
+              f"{m['seeds'][0]}..{m['seeds'][1]}): success rate {m['success_rate']:.3f}, "
               f"mean max coverage {m['avg_max_coverage']:.3f}; {a.out}/report.md")
         return 0
 

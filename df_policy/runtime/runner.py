@@ -133,7 +133,10 @@ class PolicyRuntime:
         if config.period_s is None:
             fps = (loaded.run_config.get("dataset") or {}).get("fps") or loaded.schema.fps
             if not fps:
-                raise ValueError("the checkpoint records no fps; set RuntimeConfig.period_s")
+                raise ValueError("the checkpoint records no control rate (fps), e.g. it was trained on a Diffusion "
+                                 "Policy .zarr.zip without dataset.fps: pass the recording rate on the command line, "
+                                 "e.g. `--fps 10` (PushT) to `dfp eval replay` / `dfp eval sim` "
+                                 "(dfp serve: rate_hz in the node config; Python: RuntimeConfig(period_s=0.1))")
             config = RuntimeConfig(config.planner, config.safety, 1.0 / float(fps), config.early_tolerance, config.device)
         return cls(loaded.policy, Preprocessor.from_loaded(loaded), config, clock)
 
