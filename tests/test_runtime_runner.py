@@ -25,7 +25,7 @@ def policy():
 
 
 def config(mode="stream", delay=0, **safety):
-    return RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), safety=SafetyConfig(**safety),
+    return RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay, commit_steps=0), safety=SafetyConfig(**safety),
                          period_s=PERIOD)
 
 
@@ -207,7 +207,7 @@ def test_control_loop_keeps_its_period_while_the_model_is_slow(policy, monkeypat
 
     monkeypatch.setattr(policy, "denoise_step", slow)
     period = 0.02
-    cfg = RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=5),
+    cfg = RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=5, commit_steps=0),
                         safety=SafetyConfig(max_obs_age_s=0.2), period_s=period)
     rt = make_runtime(policy, cfg, MonotonicClock())
     obs = random_observation(policy.config, np.random.default_rng(5))

@@ -58,7 +58,9 @@ def test_pyramid_pattern_formula():
 
 def test_stream_levels_follow_pyramid_every_tick(policy, monkeypatch):
     spy = CallSpy(policy, monkeypatch)
-    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, context_level=0), period_s=0.1)
+    assert ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=0), 0.1).ramp_tokens == 6
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, context_level=0, commit_steps=0,
+                                                    ramp_tokens=4), period_s=0.1)
     g = streamer.geometry
     assert (g.N, g.C, g.F) == (8, 1, 7) and streamer.ramp_tokens == 4
     expected = pyramid_pattern(g.F, 0, 4, K)
@@ -96,7 +98,7 @@ def test_stream_levels_follow_pyramid_every_tick(policy, monkeypatch):
 
 def test_stream_frozen_actions_cover_latency(policy, monkeypatch):
     spy = CallSpy(policy, monkeypatch)
-    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=2, context_level=0), period_s=0.1)
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=2, context_level=0, commit_steps=0), period_s=0.1)
     np.testing.assert_array_equal(streamer.level_pattern, [0, 0, 0, 25, 50, 75, 100])
     rng = np.random.default_rng(1)
     first = streamer.update(window(0, rng))
@@ -119,7 +121,7 @@ def test_stream_frozen_actions_cover_latency(policy, monkeypatch):
 
 
 def test_whole_window_ramp(policy):
-    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, ramp_tokens=6), period_s=0.1)
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, ramp_tokens=6, commit_steps=0), period_s=0.1)
     np.testing.assert_array_equal(streamer.level_pattern, [0, 17, 33, 50, 67, 83, 100])
     rng = np.random.default_rng(9)
     assert streamer.update(window(0, rng)).network_calls == 6  # priming: one call per ramp token
@@ -129,7 +131,7 @@ def test_whole_window_ramp(policy):
 
 
 def test_stream_skipped_ticks_jump_to_the_same_pattern(policy):
-    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0), period_s=0.1)
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=0), period_s=0.1)
     rng = np.random.default_rng(2)
     for t in (0, 1, 2):
         streamer.update(window(t, rng))
@@ -149,7 +151,7 @@ def test_autoregressive_and_multi_call_ticks(policy, monkeypatch, calls_per_tick
     for t in range(3):
         assert auto.update(window(t, rng)).network_calls == 4
         np.testing.assert_array_equal(auto.levels[1:], auto.level_pattern)
-    stream = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, calls_per_tick=calls_per_tick), 0.1)
+    stream = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, calls_per_tick=calls_per_tick, commit_steps=0), 0.1)
     stream.update(window(0, rng))
     spy.reset()
     assert stream.update(window(1, rng)).network_calls == calls_per_tick
@@ -200,3 +202,32 @@ def test_chunk_mode_accepts_any_schedule(policy):
         make_planner(policy, PlannerConfig(mode="chunk", delay_steps=4, replan_every=4), 0.1)
     with pytest.raises(ValueError, match="mode"):
         PlannerConfig(mode="sideways")
+
+
+def test_commit_steps_freeze_a_committed_plan(policy):
+    """``commit_steps`` keeps that many planned actions clean and fixed ahead of the current step
+    (the default for ``stream``), independent of ``delay_steps``; tokens past them ramp up."""
+    from df_policy.runtime.planning import DEFAULT_COMMIT_STEPS
+
+    default = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0), period_s=0.1)
+    assert default.commit_steps == DEFAULT_COMMIT_STEPS
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=3, ramp_tokens=2),
+                              period_s=0.1)
+    assert streamer.frozen_tokens == 3 and streamer.level_pattern[:4].tolist() == [0, 0, 0, 0]
+    rng = np.random.default_rng(3)
+    first = streamer.update(window(0, rng))
+    assert [a.step for a in first.actions] == [0, 1, 2, 3]  # primed: the committed plan and the next action
+    planned = {a.step: a.action for a in first.actions}
+    for t in range(1, 4):
+        result = streamer.update(window(t, rng, executed={t - 1: planned[t - 1]}))
+        assert [a.step for a in result.actions] == [t + 3]   # one new action per tick, 3 steps ahead of now
+        x = streamer.buffer()[0]
+        for u in range(t, t + 3):  # the committed actions stay exactly what was emitted for them
+            np.testing.assert_array_equal(x[1 + u - t].numpy(), planned[u])
+        planned.update({a.step: a.action for a in result.actions})
+    assert ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=2, commit_steps=1), 0.1).commit_steps == 2
+    with pytest.raises(ValueError, match="commit_steps"):
+        PlannerConfig(commit_steps=-1)
+    g = streamer.geometry
+    with pytest.raises(ValueError, match="frozen"):
+        ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=g.F * g.A), period_s=0.1)

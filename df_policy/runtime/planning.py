@@ -31,6 +31,8 @@ from df_policy.model.policy import DiffusionForcingPolicy
 from df_policy.model.schedules import SCHEDULE_NAMES
 
 MODES = ("stream", "autoregressive", "chunk")
+DEFAULT_COMMIT_STEPS = 4
+"""Default ``commit_steps`` of the ``stream`` mode (see :class:`PlannerConfig`)."""
 
 
 @dataclass
@@ -52,12 +54,21 @@ class PlannerConfig:
             arrives late and is dropped): use 0 only to measure pure prediction in replay.
             ``PolicyRuntime.stats()["recommended_delay_steps"]`` reports what the measured
             latency needs.
+        commit_steps: stream modes: planned actions after the current step that are kept clean
+            and frozen (committed), at least ``delay_steps``; ``None`` = :data:`DEFAULT_COMMIT_STEPS`
+            for ``stream``, ``delay_steps`` for ``autoregressive``. A committed plan is what a
+            chunked policy gets from executing ``Ta`` actions open loop: without it a
+            multimodal policy that re-decides every tick can dither between modes (PushT:
+            mean max coverage 0.77 with none vs 0.85 with 4, see docs/BENCHMARKS.md). The
+            price is reaction time: a new observation first changes the action ``commit_steps``
+            steps later (a chunk of ``Ta`` reacts after ``Ta / 2`` steps on average).
         calls_per_tick: stream modes: denoiser calls per tick (``None``: 1 for ``stream``,
             ``num_sampling_steps`` for ``autoregressive``).
         ramp_tokens: stream modes: tokens over which the noise level rises from 0 to K
-            after the frozen ones (``None``: ``min(4, future tokens - 1 - frozen)`` for
-            ``stream``, 1 for ``autoregressive``); a token needs ``ramp_tokens`` ticks from pure
-            noise to clean. See :mod:`df_policy.runtime.streamer` for why the default is short.
+            after the frozen ones (``None``: the rest of the window, ``future tokens - 1 -
+            frozen``, for ``stream``; 1 for ``autoregressive``); a token needs ``ramp_tokens``
+            ticks from pure noise to clean. :mod:`df_policy.runtime.streamer` says how the
+            defaults were chosen.
         context_level: training level (0..K) at which executed past actions are shown to the
             network (``None`` = the policy's ``stabilization_level``; 0 = exactly clean).
         schedule: chunk mode: scheduling matrix name (one of ``full_sequence``,
@@ -74,6 +85,7 @@ class PlannerConfig:
 
     mode: str = "stream"
     delay_steps: int = 1
+    commit_steps: int | None = None
     calls_per_tick: int | None = None
     ramp_tokens: int | None = None
     context_level: int | None = None
@@ -91,6 +103,8 @@ class PlannerConfig:
             fail(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.delay_steps < 0:
             fail(f"delay_steps must be >= 0, got {self.delay_steps}")
+        if self.commit_steps is not None and self.commit_steps < 0:
+            fail(f"commit_steps must be >= 0 or None, got {self.commit_steps}")
         for name in ("calls_per_tick", "ramp_tokens", "replan_every"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
