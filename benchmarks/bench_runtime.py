@@ -1,11 +1,16 @@
 """Per-tick latency of the streaming runtime: ``stream`` vs ``chunk`` (and ``autoregressive``).
 
     python benchmarks/bench_runtime.py [--ticks 80] [--threads 1] [--checkpoint RUN_OR_CKPT]
+        [--device cpu|cuda] [--model pusht_cpu|gpu_sized]
 
 Without ``--checkpoint`` the model is the policy of ``df_policy/configs/pusht_cpu.yaml`` with
 random weights and PushT shapes (img 96x96 centre-cropped to 84, agent_pos 2, action 2, To=2,
-Tp=16, S=10). Each tick is what the runtime does per control period: push one raw observation
-(robot units), run inference synchronously (preprocessing + planner), run the control tick
+Tp=16, S=10); ``--model gpu_sized`` is the same with a larger network (vision width 64, 32
+keypoints; denoiser d_model 256, 8 layers, 8 heads). ``--device`` places the policy (and the
+runtime's inference) on that torch device; on CUDA each tick ends with
+``torch.cuda.synchronize()`` before the clock is read, so GPU work is inside the timing.
+Each tick is what the runtime does per control period: push one raw observation (robot
+units), run inference synchronously (preprocessing + planner), run the control tick
 (queue + safety filter). Timing is wall clock (``time.perf_counter``), on a fake control clock
 so no tick is ever late. The first ``--warmup`` ticks (the stream mode's priming tick among
 them) are reported separately. Prints JSON.
@@ -21,13 +26,32 @@ import time
 
 import numpy as np
 import torch
+import yaml
 
+from df_policy.model.policy import DiffusionForcingConfig
 from df_policy.runtime import FakeClock, PlannerConfig, PolicyRuntime, RuntimeConfig
 from df_policy.runtime.testing import make_policy, make_runtime, pusht_cpu_policy_config
 
+MODELS = ("pusht_cpu", "gpu_sized")
 
-def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock) -> tuple[PolicyRuntime, dict]:
-    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay))
+
+def gpu_sized_policy_config() -> DiffusionForcingConfig:
+    """``pusht_cpu_policy_config`` with a larger network: vision width 64, 32 keypoints;
+    denoiser d_model 256, 8 layers, 8 heads (built from ``pusht_cpu.yaml`` the same way)."""
+    from df_policy.training.config import resolve_config_path
+
+    run = yaml.safe_load(resolve_config_path("pusht_cpu").read_text())
+    ds, policy = run["dataset"], dict(run["policy"])
+    policy["vision"] = {**policy["vision"], "width": 64, "num_keypoints": 32}
+    policy["denoiser"] = {**policy["denoiser"], "d_model": 256, "n_layers": 8, "n_heads": 8}
+    return DiffusionForcingConfig(
+        image_shapes={"img": (3, *ds["crop_shape"])}, lowdim_shapes={"agent_pos": 2}, action_dim=2,
+        n_obs_steps=ds["n_obs_steps"], horizon=ds["horizon"], **policy)
+
+
+def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, device: str = "cpu",
+          model: str = "pusht_cpu") -> tuple[PolicyRuntime, dict]:
+    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), device=device)
     if checkpoint:
         rt = PolicyRuntime.from_checkpoint(checkpoint, cfg, clock)
         pcfg = rt.policy.config
@@ -39,14 +63,16 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock) -> tu
             schema = load_checkpoint(checkpoint).schema
             sizes = {k: tuple(schema.keys[k].shape[:2]) for k in pcfg.image_shapes}
         return rt, sizes
-    policy = make_policy(pusht_cpu_policy_config(), seed=0)
-    cfg = RuntimeConfig(cfg.planner, cfg.safety, 0.1)
+    pcfg = gpu_sized_policy_config() if model == "gpu_sized" else pusht_cpu_policy_config()
+    policy = make_policy(pcfg, seed=0).to(device)
+    cfg = RuntimeConfig(cfg.planner, cfg.safety, 0.1, cfg.early_tolerance, device)
     return make_runtime(policy, cfg, clock, value_range=(0.0, 512.0), crop_shape=(84, 84)), {"img": (96, 96)}
 
 
 def run_mode(mode: str, args: argparse.Namespace) -> dict:
     clock = FakeClock()
-    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock)
+    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model)
+    cuda = torch.device(args.device).type == "cuda"
     rng = np.random.default_rng(0)
     pcfg = rt.policy.config
     lat, calls = [], []
@@ -59,6 +85,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         report = rt.run_inference_once()
         rt.control_tick(now)
+        if cuda:
+            torch.cuda.synchronize()
         lat.append(time.perf_counter() - t0)
         calls.append(report.network_calls if report else 0)
     lat_ms, steady = np.array(lat) * 1000, slice(args.warmup, None)
@@ -84,10 +112,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--delay-steps", type=int, default=1)
     p.add_argument("--modes", nargs="+", default=["stream", "chunk", "autoregressive"])
+    p.add_argument("--device", default="cpu", help="torch device for the policy and inference (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--model", choices=MODELS, default="pusht_cpu",
+                   help="random-weight model when no --checkpoint: pusht_cpu or gpu_sized (ignored with --checkpoint)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     results = {mode: run_mode(mode, args) for mode in args.modes}
-    meta = {"model": args.checkpoint or "pusht_cpu config, random weights", "torch": torch.__version__,
+    dev = torch.device(args.device)
+    device_name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                   else platform.processor() or platform.machine())
+    meta = {"model": args.checkpoint or f"{args.model} config, random weights", "torch": torch.__version__,
+            "device": args.device, "device_name": device_name,
             "threads": args.threads, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "ticks": args.ticks, "delay_steps": args.delay_steps,
             "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
