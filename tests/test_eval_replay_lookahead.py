@@ -143,10 +143,15 @@ def _check_ramp_baselines(la, v_norm):
 
 def test_replay_stream_reports_lookahead_and_baselines(ramp, tmp_path):
     ckpt, store, v_norm = ramp
-    m = run_replay(ckpt, store, tmp_path, episodes="all", config=RuntimeConfig(planner=PlannerConfig(mode="stream")))
+    m = run_replay(ckpt, store, tmp_path, episodes="all",
+                   config=RuntimeConfig(planner=PlannerConfig(mode="stream", commit_steps=0)))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     la = saved["lookahead"]
-    # stream executes every action at lookahead delay_steps = 1 (the priming tick's step 0 is not scored)
+    # stream with nothing committed executes every action at lookahead delay_steps = 1 (the
+    # priming tick's step 0 is not scored); with the default commit_steps=4 at lookahead 4
+    committed = run_replay(ckpt, store, tmp_path / "committed", episodes="0", plots=False,
+                           config=RuntimeConfig(planner=PlannerConfig(mode="stream")))
+    assert committed["lookahead"]["lookaheads"] == [4]
     assert la["lookaheads"] == [1] and la["main_lookahead"] == 1
     assert la["by_lookahead"]["1"]["count"] == 2 * (T - 3)  # targets 3..T-1 (planned from t >= 2)
     _check_ramp_baselines(la, v_norm)
@@ -174,7 +179,8 @@ def test_cli_compares_modes_at_equal_lookahead(ramp, tmp_path):
     ckpt, store, _ = ramp
     out = tmp_path / "modes"
     assert dfp(["eval", "replay", "--checkpoint", str(ckpt), "--data", str(store), "--out", str(out),
-                "--episodes", "0", "--mode", "stream,chunk", "--no-plots", "--planner", "prime=false"]) == 0
+                "--episodes", "0", "--mode", "stream,chunk", "--no-plots", "--planner", "prime=false",
+                "--planner", "commit_steps=0"]) == 0
     combined = json.loads((out / "metrics.json").read_text())
     assert combined["modes"] == ["stream", "chunk"] and combined["common_lookaheads"] == [1]
     assert set(combined["by_lookahead"]) == {"1", "2", "3", "4"}
