@@ -94,7 +94,8 @@ def test_ddp_two_cpu_processes_keep_replicas_identical(synth_store, tmp_path):
     env = dict(os.environ, DFP_DDP_BACKEND="gloo", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            "--master_port", str(29500 + os.getpid() % 1000), "-m", "df_policy.training.trainer",
-           "--data", str(synth_store), "--out", str(out), *TINY, "train.steps=6", "train.device=cpu"]
+           "--data", str(synth_store), "--out", str(out), *TINY, "train.steps=6", "train.device=cpu",
+           "train.max_minutes=5"]  # the LR follows the time budget: one clock for both ranks keeps them identical
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

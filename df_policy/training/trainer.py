@@ -265,18 +265,19 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(f"non-finite gradient norm at step {step}; lower train.lr or check the data")
         optimizer.step()
-        budget.set_elapsed(elapsed_before + time.perf_counter() - t_start)
+        elapsed = elapsed_before + time.perf_counter() - t_start
+        if world > 1 and tc.max_minutes is not None:
+            # one clock for all ranks: the same learning rate everywhere and the same stopping step
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=device)
+            dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+            elapsed = float(clock.item())
+        budget.set_elapsed(elapsed)
         scheduler.step()
         if ema is not None:
             ema_update(ema, policy, tc.ema_decay, step)
         step += 1
         bar.update(1)
-        out_of_time = (tc.max_minutes is not None
-                       and elapsed_before + time.perf_counter() - t_start > 60 * tc.max_minutes)
-        if world > 1:  # every rank must stop at the same step
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            out_of_time = bool(flag.item())
+        out_of_time = tc.max_minutes is not None and elapsed > 60 * tc.max_minutes
         final = step == tc.steps or out_of_time
         if step % tc.log_every == 0 or final:
             row = {"step": step, "train/loss": float(np.mean([i["loss"] for i in infos])),
