@@ -28,8 +28,12 @@ TINY = [
 
 
 def test_ready_configs_and_overrides():
-    for name in ("pusht", "smoke"):
+    from df_policy.model.policy import DiffusionForcingConfig
+
+    for name in ("pusht", "smoke", "pusht_cpu", "pusht_state_cpu", "pusht_gpu", "arm_demo"):
         run = load_run_config(name)
+        if "level_sampling" in run.policy:  # validated the way the trainer will
+            DiffusionForcingConfig(lowdim_shapes={"state": 5}, **run.policy)
         assert run.train.steps > 0 and run.dataset.horizon >= run.dataset.n_obs_steps
     run = load_run_config("smoke", ["train.steps=7", "policy.denoiser={d_model: 48}", "dataset.crop_shape=[12, 12]"])
     assert run.train.steps == 7 and run.policy["denoiser"] == {"d_model": 48}
