@@ -59,7 +59,8 @@ class PlannerConfig:
             for ``stream``, ``delay_steps`` for ``autoregressive``. A committed plan is what a
             chunked policy gets from executing ``Ta`` actions open loop: without it a
             multimodal policy that re-decides every tick can dither between modes (PushT:
-            mean max coverage 0.77 with none vs 0.85 with 4, see docs/BENCHMARKS.md). The
+            mean max coverage 0.77 with none vs 0.85 with 4 on one checkpoint, 0.67 vs 0.88 on
+            another, 0.80 vs 0.67 on a third; docs/BENCHMARKS.md). The
             price is reaction time: a new observation first changes the action ``commit_steps``
             steps later (a chunk of ``Ta`` reacts after ``Ta / 2`` steps on average).
         calls_per_tick: stream modes: denoiser calls per tick (``None``: 1 for ``stream``,

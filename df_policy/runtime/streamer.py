@@ -30,7 +30,8 @@ pyramid), ``D`` from ``commit_steps`` (default 4) and one call per tick; ``autor
 ``R = 1`` (only token ``D`` is denoised, from K to 0, in ``num_sampling_steps`` calls). Both
 defaults were chosen in closed loop (gym-pusht state task, 50 seeded episodes, the same
 checkpoint; docs/BENCHMARKS.md): committing 4 actions raised mean max coverage from 0.77 to
-0.85 (a policy that re-decides every action dithers between modes of the demonstrations), and
+0.85 and from 0.67 to 0.88 on two checkpoints and lowered it from 0.80 to 0.67 on a third (a
+policy that re-decides every action can dither between modes of the demonstrations), and
 the long ramp raised success (0.34 -> 0.42 at ``D = 4``) over the 4-token ramp that offline
 replay error had favoured (replay rewards copying the last action). After a skipped tick the shift is larger and the same calls
 jump further to the same pattern. With ``prime`` the first tick builds the pyramid with
