@@ -79,6 +79,7 @@ def train_variants(args: argparse.Namespace) -> int:
 
 
 def eval_variants(args: argparse.Namespace) -> int:
+    from df_policy.evaluation.common import parse_planner_overrides
     from df_policy.evaluation.sim import SimEvalConfig, evaluate_sim
 
     runs = Path(args.runs)
@@ -87,14 +88,13 @@ def eval_variants(args: argparse.Namespace) -> int:
     path = runs / "ablation.json"
     if path.is_file():
         results = json.loads(path.read_text())
+    planner = parse_planner_overrides(args.planner, reserved=("mode", "delay_steps"))
     for name in names:
         summary = json.loads((runs / name / "summary.json").read_text()) if (runs / name / "summary.json").is_file() else {}
         for mode in args.modes.split(","):
-            planner = dict(kv.split("=", 1) for kv in args.planner)
             key = f"{name}/{mode}" + "".join(f"/{k}={v}" for k, v in planner.items())
             cfg = SimEvalConfig(str(runs / name), "pusht", args.episodes, args.seed, mode, workers=args.workers,
-                                videos=0, obs="state", delay_steps=args.delay_steps,
-                                planner={k: _yaml(v) for k, v in planner.items()})
+                                videos=0, obs="state", delay_steps=args.delay_steps, planner=planner)
             m = evaluate_sim(cfg, runs / name / f"eval_{key.split('/', 1)[1].replace('/', '_')}", progress=False)
             results[key] = {"variant": name, "mode": mode, "planner": planner, "success_rate": m["success_rate"],
                             "avg_max_coverage": m["avg_max_coverage"], "episodes": m["n_episodes"],
@@ -118,12 +118,6 @@ def write_table(results: dict, path: Path) -> str:
                      f"{r['avg_max_coverage']:.3f} | {r['episodes']} ({r['seeds']}) | {r['train_steps']} |")
     path.write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
-
-
-def _yaml(value: str):
-    import yaml
-
-    return yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,6 @@ import yaml
 from df_policy.runtime.planning import PlannerConfig
 
 
-def checkpoint_fps(loaded: Any) -> float | None:
-    """The rate a checkpoint was trained at (its dataset config, else its schema), if recorded."""
-    fps = (loaded.run_config.get("dataset") or {}).get("fps") or loaded.schema.fps
-    return float(fps) if fps else None
-
-
 def resolve_fps(cli_fps: float | None, checkpoint: float | None, data: float | None, *, data_label: str = "the data",
                 example: str = "--fps 10") -> float:
     """The control rate for an evaluation: ``--fps`` if given (it must agree with every rate

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from df_policy.evaluation.common import checkpoint_fps, finite, parse_planner_overrides, resolve_fps
+from df_policy.evaluation.common import finite, parse_planner_overrides, resolve_fps
 from df_policy.evaluation.lookahead import lookahead_metrics, lookahead_table, plot_lookahead, write_mode_comparison
 from df_policy.runtime.clock import FakeClock
 from df_policy.runtime.planning import MODES, PlannerConfig
@@ -371,7 +371,7 @@ def run_replay(checkpoint: str | Path, data: str | Path, out: str | Path, *, epi
     reader = open_episodes(data)
     if fps is None and config.period_s is not None:
         fps = 1.0 / config.period_s
-    rate = resolve_fps(fps, checkpoint_fps(loaded), reader.schema.fps, data_label=f"the data ({data})")
+    rate = resolve_fps(fps, loaded.fps, reader.schema.fps, data_label=f"the data ({data})")
     loaded.check_compatible(derive_schema(reader.schema, ds.get("derived_keys") or {}))
     clock = FakeClock(0.0)
     config = dataclasses.replace(config, period_s=1.0 / rate)

@@ -72,7 +72,8 @@ class SimEvalConfig:
         workers: parallel processes (``None`` = number of cores, at most ``episodes``).
         videos: how many episodes (the first ones) to save as GIF.
         planner: extra :class:`~df_policy.runtime.planning.PlannerConfig` fields (not ``mode``
-            or ``delay_steps``, which have their own fields).
+            or ``delay_steps``, which have their own fields): a mapping, or ``KEY=VALUE``
+            strings (values parsed as YAML, as ``--planner`` gives them); stored as a mapping.
         obs: ``"pixels"``, ``"state"`` or ``"auto"`` (module docstring).
         delay_steps: control steps planned ahead for inference latency; 0 (default) matches the
             simulator, which waits for inference (module docstring).
@@ -87,7 +88,7 @@ class SimEvalConfig:
     max_steps: int = 300
     workers: int | None = None
     videos: int = 3
-    planner: dict[str, Any] = field(default_factory=dict)
+    planner: dict[str, Any] | list[str] = field(default_factory=dict)
     obs: str = "auto"
     delay_steps: int = 0
     fps: float | None = None
@@ -153,12 +154,12 @@ def resolve_setup(cfg: SimEvalConfig) -> SimEvalConfig:
     import dataclasses
     import sys
 
-    from df_policy.evaluation.common import checkpoint_fps, resolve_fps
+    from df_policy.evaluation.common import resolve_fps
     from df_policy.training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(cfg.checkpoint)
     obs = resolve_obs(cfg.obs, loaded)
-    trained = checkpoint_fps(loaded)
+    trained = loaded.fps
     env_fps = ENV_FPS[cfg.env]
     if cfg.fps is not None:
         fps = resolve_fps(cfg.fps, trained, None)
@@ -327,10 +328,8 @@ def add_eval_sim_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
-        from df_policy.evaluation.common import parse_planner_overrides
-
         cfg = SimEvalConfig(a.checkpoint, a.env, a.episodes, a.seed, a.mode, a.max_steps, a.workers, a.videos,
-                            planner=parse_planner_overrides(a.planner, reserved=("mode", "delay_steps")),
+                            planner=a.planner,  # KEY=VALUE strings, parsed and checked by SimEvalConfig
                             obs=a.obs, delay_steps=a.delay_steps, fps=a.fps)
         m = evaluate_sim(cfg, a.out)
         print(f"{m['n_episodes']} episodes ({m['mode']}, obs {m['obs']}, delay_steps {m['delay_steps']}, seeds "

@@ -433,7 +433,7 @@ class PolicyNode:
             period_s=cfg.command_period_s, device=cfg.device,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)
-        fps = (loaded.run_config.get("dataset") or {}).get("fps") or loaded.schema.fps
+        fps = loaded.fps
         if fps and abs(1.0 / self.runtime.period_s - float(fps)) > 1e-6:
             node.get_logger().warning(
                 f"rate_hz={1.0 / self.runtime.period_s:g} differs from the checkpoint's {float(fps):g} fps: "

@@ -131,7 +131,7 @@ class PolicyRuntime:
         ``1 / fps`` of the checkpoint's dataset config (or its schema)."""
         config = config or RuntimeConfig()
         if config.period_s is None:
-            fps = (loaded.run_config.get("dataset") or {}).get("fps") or loaded.schema.fps
+            fps = loaded.fps
             if not fps:
                 raise ValueError("the checkpoint records no control rate (fps), e.g. it was trained on a Diffusion "
                                  "Policy .zarr.zip without dataset.fps: pass the recording rate on the command line, "

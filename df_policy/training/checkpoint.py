@@ -124,6 +124,13 @@ class LoadedPolicy:
     step: int
     path: Path
 
+    @property
+    def fps(self) -> float | None:
+        """The control rate the policy was trained at (its dataset config, else the store schema),
+        or ``None`` when neither records one (a Diffusion Policy zip trained without ``dataset.fps``)."""
+        fps = (self.run_config.get("dataset") or {}).get("fps") or self.schema.fps
+        return float(fps) if fps else None
+
     def check_compatible(self, schema: StoreSchema) -> None:
         """Raise :class:`CheckpointError` if ``schema`` (data or robot) lacks what the policy needs."""
         cfg = self.policy.config

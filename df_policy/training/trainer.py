@@ -185,10 +185,6 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             policy, device_ids=[local_rank] if device.type == "cuda" else None)
-    if world > 1:
-        sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=tc.seed)
-    else:
-        sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(tc.seed + step))
     if tc.data_on_device:
         device_data = DeviceBatcher(train_ds, device)
         batch_gen = torch.Generator(device=device).manual_seed(tc.seed + 7919 * rank + step)
@@ -196,6 +192,10 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
             print(f"training data on {device}: {device_data.nbytes / 2**20:.0f} MiB, {len(device_data)} windows")
         batches = iter(lambda: device_data.sample(tc.batch_size, batch_gen), None)
     else:
+        if world > 1:
+            sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=tc.seed)
+        else:
+            sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(tc.seed + step))
         loader = torch.utils.data.DataLoader(
             train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=len(train_ds) >= tc.batch_size * world,
             num_workers=tc.num_workers, collate_fn=identity_collate, pin_memory=device.type == "cuda",

@@ -12,9 +12,10 @@ Metrics (normalised action units, valid steps only):
   ``stabilization_level``); ``val/action_mse`` is the same number (kept for old curves);
 * ``val/action_mse_stream``: future actions sampled with the pyramid matrix that the ``stream``
   runtime runs over time (``S = R`` steps, each token one row behind the previous one, ``R`` =
-  the runtime's default ramp), from one fixed observation;
+  :data:`STREAM_VALIDATION_RAMP`), from one fixed observation;
+* ``val/action_mae``: the mean absolute error of the chunk-style sample (kept for old curves);
 * ``val/head_mse_chunk`` / ``val/head_mse_stream``: the same for the current step's action only
-  (what ``stream`` emits next with ``delay_steps = 0``);
+  (lookahead 0);
 * ``val/head_mse_repeat_last``: the trivial baseline "repeat the last executed action" for the
   current step (needs ``To >= 2``), to read the two above against.
 """
@@ -32,7 +33,9 @@ from df_policy.model.policy import DiffusionForcingPolicy
 from df_policy.model.schedules import make_schedule
 
 STREAM_VALIDATION_RAMP = 4
-"""Ramp (tokens) of the stream-like validation matrix; the runtime's default ramp."""
+"""Ramp (tokens) of the stream-like validation matrix. Fixed so that curves stay comparable
+across runs; the runtime's ``stream`` default is now the rest of the window behind 4 committed
+actions (chosen in closed loop), which this offline proxy does not follow."""
 
 
 def spread_windows(ep_start: np.ndarray, n_windows: int) -> np.ndarray:
@@ -71,9 +74,10 @@ def evaluate(policy: DiffusionForcingPolicy, batches: list[dict[str, torch.Tenso
     n_tok = cfg.n_tokens
     ramp = max(1, min(STREAM_VALIDATION_RAMP, n_tok - cfg.n_context_tokens - 1))
     stream_matrix = make_schedule("pyramid", n_tok, ramp, 1.0)
+    chunk_matrix = make_schedule("full_sequence", n_tok, cfg.num_sampling_steps)
     first = cfg.n_obs_steps - 1
     losses: list[float] = []
-    sums = {k: 0.0 for k in ("chunk", "stream", "head_chunk", "head_stream", "repeat")}
+    sums = {k: 0.0 for k in ("chunk", "stream", "head_chunk", "head_stream", "repeat", "mae_chunk")}
     counts = {k: 0 for k in sums}
     for b in batches:
         b = {k: v.to(device) for k, v in b.items()}
@@ -83,8 +87,7 @@ def evaluate(policy: DiffusionForcingPolicy, batches: list[dict[str, torch.Tenso
         ctx, ctx_mask = _context(policy, b)
         encoded = policy.encode_observations(obs)
         preds = {
-            "chunk": policy.sample(encoded, make_schedule("full_sequence", n_tok, cfg.num_sampling_steps),
-                                   context_actions=ctx, context_mask=ctx_mask, generator=gen),
+            "chunk": policy.sample(encoded, chunk_matrix, context_actions=ctx, context_mask=ctx_mask, generator=gen),
             "stream": policy.sample(encoded, stream_matrix, context_actions=ctx, context_mask=ctx_mask,
                                     generator=gen, schedule_steps=ramp),
         }
@@ -96,6 +99,8 @@ def evaluate(policy: DiffusionForcingPolicy, batches: list[dict[str, torch.Tenso
             counts[name] += int(valid.sum())
             sums[f"head_{name}"] += float(err[:, 0][valid[:, 0]].sum())
             counts[f"head_{name}"] += int(valid[:, 0].sum())
+        sums["mae_chunk"] += float((preds["chunk"][:, first:] - truth).abs().mean(-1)[valid].sum())
+        counts["mae_chunk"] += int(valid.sum())
         if first >= 1:
             last = b["action"][:, first - 1]
             ok = valid[:, 0] & ~b["action_is_pad"][:, first - 1] & ~b["obs_is_pad"][:, -1]
@@ -104,7 +109,8 @@ def evaluate(policy: DiffusionForcingPolicy, batches: list[dict[str, torch.Tenso
     mean = {k: sums[k] / counts[k] for k in sums if counts[k]}
     out = {"val/loss": float(np.mean(losses))}
     names = {"chunk": "val/action_mse_chunk", "stream": "val/action_mse_stream", "head_chunk": "val/head_mse_chunk",
-             "head_stream": "val/head_mse_stream", "repeat": "val/head_mse_repeat_last"}
+             "head_stream": "val/head_mse_stream", "repeat": "val/head_mse_repeat_last",
+             "mae_chunk": "val/action_mae"}
     out.update({names[k]: v for k, v in mean.items()})
     if "chunk" in mean:
         out["val/action_mse"] = mean["chunk"]
