@@ -32,7 +32,7 @@ class DeviceBatcher:
         arrays = dataset.arrays
         if not arrays.in_ram:
             raise ValueError("train.data_on_device needs the data in RAM first: set dataset.cache=ram")
-        self.dataset, self.device = dataset, torch.device(device)
+        self.device = torch.device(device)
         self.train = dataset.train
         cfg = dataset.cfg
         self.crop = cfg.crop_shape
