@@ -960,6 +960,15 @@ def _open_store(out: Path, schema: StoreSchema) -> tuple[EpisodeStore, list[str]
     if not out.exists():
         return EpisodeStore.create(out, schema), []
     store = EpisodeStore.open(out, "r+")
+    try:
+        return store, _check_appendable(store, out, schema)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _check_appendable(store: EpisodeStore, out: Path, schema: StoreSchema) -> list[str]:
+    """Warnings about appending to ``store``; raises :class:`BagImportError` when it cannot take them."""
     theirs = store.schema
     errors = schema.compatibility_errors(theirs)
     errors += [f"the store has key {k!r} that the import does not write" for k in theirs.keys if k not in schema.keys]
@@ -974,7 +983,7 @@ def _open_store(out: Path, schema: StoreSchema) -> tuple[EpisodeStore, list[str]
         mine, stored = info.get("intrinsics"), theirs.cameras.get(cam, {}).get("intrinsics")
         if mine and stored and mine != stored:
             warnings.append(f"camera {cam!r}: intrinsics differ from the ones the store has (kept the store's)")
-    return store, warnings
+    return warnings
 
 
 def import_bags(
@@ -1035,22 +1044,23 @@ def import_bags(
     warnings += store_warnings
 
     reports = []
-    for scan, plan in zip(scans, plans):
-        episodes = _write_bag(scan, plan, store, config, progress)
-        reports.append(BagReport(
-            bag=str(scan.path),
-            episodes=episodes,
-            steps=len(plan.t),
-            grid_steps=plan.grid_steps,
-            dropped_steps=plan.dropped_steps,
-            drop_reasons=plan.drop_reasons,
-            gap_steps=plan.gap_steps,
-            short_episodes=plan.short_episodes,
-            duration_s=float(plan.t[-1] - plan.t[0]) / NS_PER_S,
-            bag_duration_s=scan.bag_duration_s,
-            topics=scan.topics,
-            warnings=scan.warnings + warnings,
-        ))
+    with store:  # the writer lock is released however the import ends
+        for scan, plan in zip(scans, plans):
+            episodes = _write_bag(scan, plan, store, config, progress)
+            reports.append(BagReport(
+                bag=str(scan.path),
+                episodes=episodes,
+                steps=len(plan.t),
+                grid_steps=plan.grid_steps,
+                dropped_steps=plan.dropped_steps,
+                drop_reasons=plan.drop_reasons,
+                gap_steps=plan.gap_steps,
+                short_episodes=plan.short_episodes,
+                duration_s=float(plan.t[-1] - plan.t[0]) / NS_PER_S,
+                bag_duration_s=scan.bag_duration_s,
+                topics=scan.topics,
+                warnings=scan.warnings + warnings,
+            ))
     return reports
 
 

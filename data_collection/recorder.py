@@ -296,10 +296,11 @@ class Recorder:
                    if k not in schema.keys]
         if store.schema.joint_names and list(store.schema.joint_names) != list(schema.joint_names):
             errors.append(f"joint order {list(store.schema.joint_names)} != this robot's {list(schema.joint_names)}")
-        if errors:
-            raise RecorderError(f"{path}: existing store does not match this setup: {'; '.join(errors)}")
         if store.partial is not None:
-            raise RecorderError(f"{path}: {store.partial.describe()}")
+            errors.append(store.partial.describe())
+        if errors:
+            store.close()
+            raise RecorderError(f"{path}: existing store cannot be appended to: {'; '.join(errors)}")
         return store
 
     # ------------------------------------------------------------------ loop
@@ -513,6 +514,8 @@ class Recorder:
                     writer.discard()
                 except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
                     print(f"recorder: could not discard the unfinished episode: {cleanup_error}", file=sys.stderr)
+            if self.store is not None:
+                self.store.close()  # the writer lock goes with the session
             for stop in reversed(started):
                 stop()
             if cfg.status:

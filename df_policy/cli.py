@@ -57,23 +57,23 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 def cmd_data_recover(args: argparse.Namespace) -> int:
     from df_policy.data.store import EpisodeStore
 
-    store = EpisodeStore.open(args.store, mode="r+")
-    if store.partial is None:
-        print(f"{args.store}: no partial episode")
-        return 0
-    print(store.partial.describe())
-    if args.discard:
-        print(f"discarded {store.discard_partial()} steps")
-    else:
-        idx = store.recover_partial()
-        print("nothing to recover" if idx is None else f"recovered as episode {idx} ({store.episode_meta[idx].length} steps)")
+    with EpisodeStore.open(args.store, mode="r+") as store:
+        if store.partial is None:
+            print(f"{args.store}: no partial episode")
+            return 0
+        print(store.partial.describe())
+        if args.discard:
+            print(f"discarded {store.discard_partial()} steps")
+        else:
+            idx = store.recover_partial()
+            print("nothing to recover" if idx is None
+                  else f"recovered as episode {idx} ({store.episode_meta[idx].length} steps)")
     return 0
 
 
 def cmd_data_mark(args: argparse.Namespace) -> int:
     from df_policy.data.store import EpisodeStore
 
-    store = EpisodeStore.open(args.store, mode="r+")
     fields = {}
     if args.bad is not None:
         fields["bad"] = args.bad
@@ -83,8 +83,9 @@ def cmd_data_mark(args: argparse.Namespace) -> int:
         fields["notes"] = args.notes
     if not fields:
         raise StoreError("nothing to mark: give --bad/--good, --success or --notes")
-    for ep in args.episodes:
-        store.set_episode_meta(ep, **fields)
+    with EpisodeStore.open(args.store, mode="r+") as store:
+        for ep in args.episodes:
+            store.set_episode_meta(ep, **fields)
     print(f"marked episodes {args.episodes}: {fields}")
     return 0
 

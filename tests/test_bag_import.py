@@ -395,6 +395,7 @@ def test_schema_is_the_recorders_and_stores_merge(tmp_path):
         "stamp_s": np.arange(5, dtype=np.float32)[:, None] / 10,
         "action": rng.normal(size=(5, 3)).astype(np.float32),
     })
+    recorded.close()
     bag = multiarray_bag(tmp_path, "mcap")
     cfg = multiarray_config(cameras={"front": {"topic": "/front/image_raw"}})
     # appended to the recorder's store, and imported on its own then merged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -55,6 +56,9 @@ def test_mark_recover_and_errors(tmp_path, synth_store, capsys):
     w.add_steps(synthetic_episode(np.random.default_rng(0), 5, 32))  # flushed, never committed
     assert dfp(["data", "validate", str(synth_store)]) == 1
     assert "partial episode" in capsys.readouterr().out
+    assert dfp(["data", "recover", str(synth_store)]) == 2  # the "recorder" still holds the store
+    assert f"open for writing by pid {os.getpid()}" in capsys.readouterr().err
+    store.close()  # ... until it dies
     assert dfp(["data", "recover", str(synth_store)]) == 0
     assert "recovered as episode 6 (5 steps)" in capsys.readouterr().out
     assert dfp(["data", "validate", str(synth_store)]) == 0

@@ -30,7 +30,7 @@ from data_collection.sim import SimArmCamera, SimArmEnv, SimArmRobot
 from data_collection.teleop.base import TeleopError
 from data_collection.teleop.scripted import ScriptedTeleop, ScriptedTeleopConfig
 from df_policy.data.ops import validate_store
-from df_policy.data.store import EpisodeStore
+from df_policy.data.store import EpisodeStore, StoreLockedError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,11 +186,17 @@ def test_sigkill_mid_episode_keeps_earlier_episodes(tmp_path):
     assert len(ep["action"]) == store.episode_meta[0].length and ep["scene"].std() > 5
     problems = validate_store(out)
     assert len(problems) == 1 and "partial episode" in problems[0]
-    # Appending refuses until the partial episode is dealt with ...
+    # One writer at a time: a recorder cannot start while this test holds the store ...
+    with pytest.raises(StoreLockedError, match="open for writing"):
+        record_sim(out, episodes=1, seed=7)
+    store.close()
+    # ... appending refuses until the partial episode is dealt with ...
     with pytest.raises(RecorderError, match="partial episode"):
         record_sim(out, episodes=1, seed=7)
     # ... after which the store validates and recording resumes.
+    store = EpisodeStore.open(out, "r+")
     assert store.discard_partial() >= 10
+    store.close()
     assert validate_store(out) == []
     summary = record_sim(out, episodes=1, seed=7)
     assert summary["episodes_saved"] == 1 and EpisodeStore.open(out).n_episodes == 2

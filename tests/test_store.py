@@ -14,7 +14,7 @@ import pytest
 
 from df_policy.data.ops import drop_episodes, merge, validate_store
 from df_policy.data.schema import EpisodeMeta, SchemaError
-from df_policy.data.store import EpisodeStore, StoreError
+from df_policy.data.store import EpisodeStore, StoreError, StoreLockedError
 from df_policy.data.synthetic import make_synthetic_store, synthetic_episode, synthetic_schema
 
 
@@ -149,11 +149,13 @@ def test_kill_9_mid_recording_keeps_earlier_episodes(tmp_path, delay):
 
 def test_discard_partial(tmp_path):
     path = tmp_path / "s.zarr"
-    store = make_synthetic_store(path, n_episodes=2, length=10, image_size=16)
+    make_synthetic_store(path, n_episodes=2, length=10, image_size=16)
+    store = EpisodeStore.open(path, mode="r+")
     w = store.begin_episode()
     w.flush_every = 1
     w.add_steps(synthetic_episode(np.random.default_rng(5), 7, 16))
-    del w  # simulated crash: never committed
+    del w  # simulated crash: never committed (the dead process's writer lock goes with it)
+    store.close()
     store = EpisodeStore.open(path, mode="r+")
     assert store.partial.steps == 7
     with pytest.raises(StoreError, match="partial episode"):
@@ -170,6 +172,9 @@ def test_mark_bad_drop_and_merge(tmp_path, synth_store):
     assert EpisodeStore.open(synth_store).episode_meta[1].bad
     with pytest.raises(StoreError, match="cannot set episode field 'length'"):
         store.set_episode_meta(0, length=3)
+    with pytest.raises(StoreLockedError, match=f"open for writing by pid {os.getpid()}"):
+        drop_episodes(synth_store, [0, 2], progress=False)  # a second writer while we hold it
+    store.close()
 
     dropped = drop_episodes(synth_store, [0, 2], progress=False)
     assert dropped.n_episodes == 4
@@ -184,3 +189,47 @@ def test_mark_bad_drop_and_merge(tmp_path, synth_store):
     wrong = make_synthetic_store(tmp_path / "w.zarr", n_episodes=1, length=5, image_size=8)
     with pytest.raises(StoreError, match=r"'image': shape \(8, 8, 3\) != expected \(32, 32, 3\)"):
         merge([synth_store, wrong.path], tmp_path / "m2.zarr", progress=False)
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from df_policy.data.store import EpisodeStore
+    store = EpisodeStore.open(sys.argv[1], mode="r+")
+    print("HOLDING", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_one_writer_at_a_time_across_processes(tmp_path):
+    path = tmp_path / "s.zarr"
+    make_synthetic_store(path, n_episodes=2, length=6, image_size=8)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "HOLDING"
+        # a second writer is refused with the holder named; readers are not affected
+        with pytest.raises(StoreLockedError, match=rf"open for writing by pid {proc.pid} .*command: -c"):
+            EpisodeStore.open(path, mode="r+")
+        with pytest.raises(StoreLockedError):
+            drop_episodes(path, [0], progress=False)
+        assert EpisodeStore.open(path).n_episodes == 2
+        # a temporary file of the live writer is not touched by the refused open
+        tmp = path / "data" / "image" / "zarr.json.0123.partial"
+        tmp.write_text("in flight")
+        with pytest.raises(StoreLockedError):
+            EpisodeStore.open(path, mode="r+")
+        assert tmp.exists()
+        os.kill(proc.pid, signal.SIGKILL)  # the kernel frees the lock with the process
+    finally:
+        proc.kill()
+        proc.wait(30)
+    with EpisodeStore.open(path, mode="r+") as store:
+        assert store._lock.previous_holder["pid"] == proc.pid  # who last held it, without releasing
+        assert not tmp.exists()  # the dead writer's temporaries are gone
+        store.set_episode_meta(0, notes="after the holder died")
+    with EpisodeStore.open(path, mode="r+") as store:  # released by close(): nobody to report
+        assert store._lock.previous_holder is None
+        assert store.episode_meta[0].notes == "after the holder died"
+    with pytest.raises(StoreError, match="read-only"):
+        store.set_episode_meta(0, bad=True)  # a closed store keeps reading but writes nothing

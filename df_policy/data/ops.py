@@ -127,9 +127,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, fps: float | None = 
     schema = reader.schema
     if fps is not None:
         schema = StoreSchema.from_dict({**schema.to_dict(), "fps": fps})
-    out = EpisodeStore.create(dst, schema, overwrite=overwrite)
-    copy_episodes(reader, out, progress=progress, desc="convert")
-    return out
+    with EpisodeStore.create(dst, schema, overwrite=overwrite) as out:
+        copy_episodes(reader, out, progress=progress, desc="convert")
+    return EpisodeStore.open(dst)
 
 
 def merge(sources: Sequence[str | os.PathLike], dst: str | os.PathLike, progress: bool = True) -> EpisodeStore:
@@ -144,10 +144,10 @@ def merge(sources: Sequence[str | os.PathLike], dst: str | os.PathLike, progress
         ]
         if errors:
             raise StoreError(f"cannot merge {r.path} into {readers[0].path}: " + "; ".join(errors))
-    out = EpisodeStore.create(dst, first)
-    for r in readers:
-        copy_episodes(r, out, progress=progress, desc=f"merge {Path(r.path).name}")
-    return out
+    with EpisodeStore.create(dst, first) as out:
+        for r in readers:
+            copy_episodes(r, out, progress=progress, desc=f"merge {Path(r.path).name}")
+    return EpisodeStore.open(dst)
 
 
 def drop_episodes(path: str | os.PathLike, drop: Sequence[int], progress: bool = True) -> EpisodeStore:
@@ -157,21 +157,21 @@ def drop_episodes(path: str | os.PathLike, drop: Sequence[int], progress: bool =
     interruption leaves either the old store or the new one (plus a ``.old``/``.tmp`` sibling).
     """
     path = Path(path)
-    store = EpisodeStore.open(path, mode="r")
-    if store.partial is not None:
-        raise StoreError(f"{path}: {store.partial.describe()}")
-    bad = [i for i in drop if not 0 <= i < store.n_episodes]
-    if bad:
-        raise StoreError(f"episodes {bad} out of range ({store.n_episodes} episodes)")
-    keep = [i for i in range(store.n_episodes) if i not in set(drop)]
-    tmp = path.with_name(path.name + ".tmp")
-    out = EpisodeStore.create(tmp, store.schema, overwrite=True)
-    out.update_schema(**{k: v for k, v in store._schema_doc.items() if k in ("cameras", "joint_names")})
-    copy_episodes(store, out, keep, progress=progress, desc="drop")
-    old = path.with_name(path.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    path.rename(old)
-    tmp.rename(path)
+    with EpisodeStore.open(path, mode="r+") as store:  # the writer lock: nobody records meanwhile
+        if store.partial is not None:
+            raise StoreError(f"{path}: {store.partial.describe()}")
+        bad = [i for i in drop if not 0 <= i < store.n_episodes]
+        if bad:
+            raise StoreError(f"episodes {bad} out of range ({store.n_episodes} episodes)")
+        keep = [i for i in range(store.n_episodes) if i not in set(drop)]
+        tmp = path.with_name(path.name + ".tmp")
+        with EpisodeStore.create(tmp, store.schema, overwrite=True) as out:
+            out.update_schema(**{k: v for k, v in store._schema_doc.items() if k in ("cameras", "joint_names")})
+            copy_episodes(store, out, keep, progress=progress, desc="drop")
+        old = path.with_name(path.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+        tmp.rename(path)
     shutil.rmtree(old)
-    return EpisodeStore.open(path, mode="r+")
+    return EpisodeStore.open(path)

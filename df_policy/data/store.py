@@ -23,7 +23,13 @@ crash or ``kill -9``: it is reported on open and can be discarded or recovered
 (:meth:`EpisodeStore.discard_partial`, :meth:`EpisodeStore.recover_partial`,
 ``dfp data recover``). Earlier episodes are never rewritten by an append, except that
 the chunk they share with the new episode is rewritten whole (atomically) with their
-bytes unchanged. One writer per store at a time.
+bytes unchanged.
+
+One writer per store at a time, enforced: opening for writing (``create``, ``open(mode="r+")``)
+takes the store's writer lock (:mod:`df_policy.data.writer_lock`) until :meth:`EpisodeStore.close`;
+a second writer gets a :class:`StoreLockedError` naming the holder. A writer that takes the
+lock also deletes temporary files (``*.partial``) a killed writer left behind: no live process
+can own them.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from df_policy.data.schema import SCHEMA_ATTR, EpisodeMeta, SchemaError, StoreSchema
+from df_policy.data.writer_lock import LockHeldError, WriterLock
 
 try:  # zarr v3 needs Python >= 3.11; the runtime side of df_policy does not need it.
     import zarr
@@ -53,9 +60,26 @@ class StoreError(ValueError):
     """The store is missing, malformed or inconsistent. The message names the problem."""
 
 
+class StoreLockedError(StoreError):
+    """Another live process has the store open for writing (the message names it)."""
+
+
+def _take_writer_lock(path: Path) -> WriterLock:
+    try:
+        return WriterLock(path)
+    except LockHeldError as e:
+        raise StoreLockedError(str(e)) from None
+
+
 def _require_zarr() -> None:
     if zarr is None:
         raise StoreError("episode stores need zarr>=3, which needs Python >= 3.11")
+
+
+def _remove_temp_files(path: Path) -> None:
+    """Delete Zarr's write-then-rename temporaries (``*.partial``); call only holding the writer lock."""
+    for f in path.rglob("*.partial"):
+        f.unlink(missing_ok=True)
 
 
 def is_zarr_dir(path: Path) -> bool:
@@ -94,13 +118,31 @@ class EpisodeStore:
     ``episode(i)``, ``size_on_disk()``.
     """
 
-    def __init__(self, path: Path, group: Any, read_only: bool) -> None:
+    def __init__(self, path: Path, group: Any, read_only: bool, lock: WriterLock | None = None) -> None:
         self.path = path
         self._group = group
         self.read_only = read_only
-        self._load_attrs()
-        self._check_structure()
-        self.partial = self._find_partial()
+        self._lock = lock
+        try:
+            self._load_attrs()
+            self._check_structure()
+            self.partial = self._find_partial()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the writer lock (a no-op for read-only stores); the object is read-only after."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.read_only = True
+
+    def __enter__(self) -> "EpisodeStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ open / create
     @classmethod
@@ -121,6 +163,7 @@ class EpisodeStore:
                 raise StoreError(f"{path} already exists (pass overwrite=True to replace it)")
             shutil.rmtree(path)
         root = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
+        lock = _take_writer_lock(path)  # after mode="w", which would clear the directory
         data = root.create_group("data")
         for key, spec in schema.keys.items():
             if spec.kind in ("image", "depth"):  # a few frames per chunk, like images
@@ -133,7 +176,7 @@ class EpisodeStore:
         meta = root.create_group("meta")
         meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,), fill_value=-1)
         root.attrs[SCHEMA_ATTR] = {**schema.to_dict(), "episodes": []}
-        return cls(path, root, read_only=False)
+        return cls(path, root, read_only=False, lock=lock)
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r") -> "EpisodeStore":
@@ -148,11 +191,17 @@ class EpisodeStore:
             raise StoreError(f"{path} is not a Zarr v3 store (no zarr.json); is it a Diffusion Policy store? "
                              f"then use `dfp data convert`")
         read_only = mode == "r"
+        lock = None
+        if not read_only:
+            lock = _take_writer_lock(path)
+            _remove_temp_files(path)  # left by a killed writer: we hold the lock, nobody owns them
         try:
             root = zarr.open_group(zarr.storage.LocalStore(path, read_only=read_only), mode=mode, zarr_format=3)
         except Exception as e:  # corrupt metadata document
+            if lock is not None:
+                lock.release()
             raise StoreError(f"{path}: cannot open the Zarr group: {e}") from e
-        return cls(path, root, read_only)
+        return cls(path, root, read_only, lock)
 
     # ------------------------------------------------------------------ consistency
     def _load_attrs(self) -> None:
@@ -312,7 +361,7 @@ class EpisodeStore:
             return 0
         dropped = self.partial.steps
         self._truncate_to(self.n_steps, self.n_episodes)
-        self._remove_temp_files()
+        _remove_temp_files(self.path)
         self.partial = None
         return dropped
 
@@ -323,15 +372,11 @@ class EpisodeStore:
             return None
         steps = self.partial.steps
         self._truncate_to(self.n_steps + steps, self.n_episodes)
-        self._remove_temp_files()
+        _remove_temp_files(self.path)
         if steps == 0:
             self.partial = None
             return None
         return self._commit_episode(steps, EpisodeMeta(notes=notes))
-
-    def _remove_temp_files(self) -> None:
-        for f in self.path.rglob("*.partial"):
-            f.unlink(missing_ok=True)
 
     def set_episode_meta(self, i: int, **fields: Any) -> None:
         """Update metadata of episode ``i`` (e.g. ``bad=True``, ``success=False``, ``notes=...``)."""

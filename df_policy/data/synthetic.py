@@ -64,8 +64,8 @@ def make_synthetic_store(path: str | os.PathLike, n_episodes: int = 20, length: 
                          seed: int = 0, overwrite: bool = False) -> EpisodeStore:
     """Create a store of ``n_episodes`` synthetic episodes at ``path``."""
     rng = np.random.default_rng(seed)
-    store = EpisodeStore.create(path, synthetic_schema(image_size), overwrite=overwrite)
-    for i in range(n_episodes):
-        store.append_episode(synthetic_episode(rng, length, image_size),
-                             EpisodeMeta(task="reach the green goal", success=True, notes=f"synthetic {i}"))
-    return store
+    with EpisodeStore.create(path, synthetic_schema(image_size), overwrite=overwrite) as store:
+        for i in range(n_episodes):
+            store.append_episode(synthetic_episode(rng, length, image_size),
+                                 EpisodeMeta(task="reach the green goal", success=True, notes=f"synthetic {i}"))
+    return store  # closed: readable, and the writer lock is free
