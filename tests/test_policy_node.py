@@ -29,11 +29,15 @@ pytest.importorskip("trajectory_msgs.msg")
 pytest.importorskip("diagnostic_msgs.msg")
 pytest.importorskip("std_srvs.srv")
 
+from fixtures.policy_node_harness import JOINTS, LOWER, UPPER, Camera, Monitor, build_toy_checkpoint
+from fixtures.policy_node_harness import node_config as _config
+from fixtures.policy_node_harness import set_bool as _set_bool
+from fixtures.policy_node_harness import sim_driver as _driver
+from fixtures.policy_node_harness import status_values as _values
 from fixtures.ros_env import loopback_ros_env, loopback_ros_environment
 
-from df_policy.ros.messages import rgb_to_image
 from df_policy.ros.node_config import PolicyNodeConfig, PolicyNodeConfigError
-from df_policy.ros.node_thread import NodeThread, NodeThreadConfig, wait_until
+from df_policy.ros.node_thread import wait_until
 from df_policy.ros.policy_node import PolicyNode, build_arg_parser
 
 # rosidl_generator_py imports lark, which imports the deprecated sre_* modules
@@ -41,11 +45,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning
               pytest.mark.usefixtures("one_torch_thread")]
 
 REPO = Path(__file__).resolve().parents[1]
-JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
-# wrist_roll is limited to [-1, 1] although every demonstration holds it in [1.39, 2.12] rad:
-# the policy's targets for it must be clipped, so "within limits" is not vacuous
-LOWER = (-1.9, -1.7, -1.6, -1.6, -1.0, -0.17)
-UPPER = (1.9, 1.7, 1.6, 1.6, 1.0, 1.7)
 RUN = f"/pn{os.getpid()}"  # topic prefix: even a domain-id collision with another run cannot cross-talk
 
 
@@ -58,127 +57,7 @@ def ros_env():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, one_torch_thread) -> Path:
-    from data_collection.recorder import record_sim
-    from df_policy.demo import demo_task_config
-    from df_policy.training.config import load_run_config
-    from df_policy.training.trainer import train
-
-    root = tmp_path_factory.mktemp("policy_node")
-    record_sim(root / "demos.zarr", 2, 0, env_config=demo_task_config())
-    overrides = ["train.steps=2", "train.val_every=2", "train.batch_size=4", "train.log_every=1",
-                 "policy.denoiser={d_model: 32, n_layers: 1, n_heads: 2}",
-                 "policy.vision={out_dim: 16, num_keypoints: 4, width: 8, stem: imagenet}"]
-    train(str(root / "demos.zarr"), root / "run", load_run_config("arm_demo", overrides), resume=False, progress=False)
-    return root / "run"
-
-
-def _config(checkpoint: Path, prefix: str, **kw) -> PolicyNodeConfig:
-    settings = {
-        "checkpoint": str(checkpoint), "joint_names": JOINTS, "position_lower": LOWER, "position_upper": UPPER,
-        "max_velocity": 1.0, "camera_topics": {"scene": f"{prefix}/camera/image_raw"},
-        "joint_state_topic": f"{prefix}/joint_states", "command_topic": f"{prefix}/command",
-    }
-    return PolicyNodeConfig(**{**settings, **kw})
-
-
-def _driver(prefix: str, command_type: str = "trajectory"):
-    from data_collection.robots import (
-        RobotLimits,
-        Ros2SimDriver,
-        Ros2SimDriverConfig,
-        SimulatedRobotConfig,
-    )
-
-    # SO-101 joints published reversed plus a joint the policy does not know: the node must pick by name
-    return Ros2SimDriver(Ros2SimDriverConfig(
-        robot=SimulatedRobotConfig(RobotLimits.uniform(JOINTS, -3.0, 3.0, 3.0), rate_hz=100.0, time_constant_s=0.05),
-        state_topic=f"{prefix}/joint_states", command_topic=f"{prefix}/command",
-        command_type=command_type, publish_rate_hz=50.0, reverse_joint_order=True, extra_joints=("camera_tilt",), node_name="sim_driver",
-    ))
-
-
-class Camera:
-    """A node publishing 64x64 images at 10 Hz while ``on``: ``sensor_msgs/Image`` (rgb8) or
-    ``sensor_msgs/CompressedImage`` (JPEG)."""
-
-    def __init__(self, topic: str, compressed: bool = False) -> None:
-        import cv2
-        from sensor_msgs.msg import CompressedImage, Image
-
-        self.on = True
-        self.published = 0
-        self.thread = NodeThread(NodeThreadConfig("test_camera"))
-        node = self.thread.start()
-        self.pub = node.create_publisher(CompressedImage if compressed else Image, topic, 10)
-        rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
-        if compressed:
-            self.messages = [CompressedImage(format="jpeg", data=cv2.imencode(".jpg", f)[1].tobytes()) for f in frames]
-        else:
-            self.messages = [rgb_to_image(f) for f in frames]
-        node.create_timer(0.1, self._tick)
-
-    def _tick(self) -> None:
-        if self.on:
-            self.pub.publish(self.messages[self.published % len(self.messages)])
-            self.published += 1
-
-    def stop(self) -> None:
-        self.thread.stop()
-
-
-class Monitor:
-    """Records commands (receipt time, message) and our node's /diagnostics statuses; calls services."""
-
-    def __init__(self, command_topic: str, status_name: str = "policy_node: policy") -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from trajectory_msgs.msg import JointTrajectory
-
-        self.commands: list[tuple[float, object]] = []
-        self.statuses: list[tuple[float, object]] = []
-        self.thread = NodeThread(NodeThreadConfig("test_monitor"))
-        self.node = self.thread.start()
-        self.node.create_subscription(JointTrajectory, command_topic,
-                                      lambda m: self.commands.append((time.monotonic(), m)), 100)
-        self.node.create_subscription(
-            DiagnosticArray, "/diagnostics",
-            lambda m: self.statuses.extend((time.monotonic(), s) for s in m.status if s.name == status_name), 10)
-
-    def call(self, srv_type, name: str, request, timeout_s: float = 10.0):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout_s), f"service {name} not available"
-        future = client.call_async(request)
-        assert wait_until(future.done, timeout_s), f"service {name} did not answer"
-        return future.result()
-
-    def wait_status(self, predicate, since: float, timeout_s: float = 8.0):
-        """The first status received after ``since`` that satisfies ``predicate`` (fails on timeout)."""
-        found = []
-
-        def check() -> bool:
-            found[:] = [s for t, s in list(self.statuses) if t > since and predicate(s)]
-            return bool(found)
-
-        assert wait_until(check, timeout_s, poll_s=0.05), (
-            f"no matching /diagnostics status; last: {[_describe(s) for _, s in self.statuses[-3:]]}")
-        return found[0]
-
-    def stop(self) -> None:
-        self.thread.stop()
-
-
-def _values(status) -> dict[str, str]:
-    return {kv.key: kv.value for kv in status.values}
-
-
-def _describe(status) -> str:
-    return f"level={status.level!r} {status.message!r}"
-
-
-def _set_bool(monitor: Monitor, data: bool):
-    from std_srvs.srv import SetBool
-
-    return monitor.call(SetBool, "/policy_node/enable", SetBool.Request(data=data))
+    return build_toy_checkpoint(tmp_path_factory.mktemp("policy_node"))
 
 
 def test_node_commands_only_when_enabled_and_holds_on_stale_camera(checkpoint):

@@ -309,3 +309,66 @@ def test_late_actions_are_dropped_never_executed(policy):
     stats = rt.stats()
     assert stats["dropped_late"] == 1 and stats["late_overruns"] == 1 and stats["commands"] == 0
     assert stats["recommended_delay_steps"] is None  # needs two measured inferences
+
+
+def test_stats_never_blocks_the_control_tick(policy, monkeypatch):
+    # stats() used to compute percentiles over 100,000-sample histories holding the lock that
+    # control_tick needs (~17 ms per call); now it copies a bounded window and computes outside
+    import df_policy.runtime.runner as runner
+
+    rt = make_runtime(policy, config("chunk"), FakeClock())
+    rt.push_observation(random_observation(policy.config, np.random.default_rng(0)), stamp=0.0)
+    rt.run_inference_once()
+    for _ in range(3 * runner.STATS_WINDOW):
+        rt.control_tick(0.0)
+    assert len(rt.control_tick_s) == runner.STATS_WINDOW
+    inside, release = threading.Event(), threading.Event()
+    original = runner._percentile_ms
+
+    def slow_percentile(values, q):
+        inside.set()
+        assert release.wait(10.0)
+        return original(values, q)
+
+    monkeypatch.setattr(runner, "_percentile_ms", slow_percentile)
+    reporter = threading.Thread(target=rt.stats)
+    reporter.start()
+    try:
+        assert inside.wait(10.0)  # stats() is computing percentiles ...
+        done = threading.Event()
+        ticker = threading.Thread(target=lambda: (rt.control_tick(0.0), done.set()))
+        ticker.start()
+        assert done.wait(5.0), "control_tick waited for stats()"  # ... and the tick goes through
+    finally:
+        release.set()
+        reporter.join(10.0)
+
+
+def test_a_failing_control_tick_stops_the_loop_and_latches(policy, monkeypatch):
+    rt = make_runtime(policy, config(), MonotonicClock())
+    sent = []
+    loop = ControlLoop(rt, sent.append, period_s=0.01).start()
+    assert wait_for(lambda: loop.ticks >= 3)
+
+    def broken(now=None, measured=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rt, "control_tick", broken)
+    assert wait_for(lambda: not loop.alive), "the loop must stop"
+    assert loop.failure == "control loop stopped: RuntimeError: boom" and loop.report()["failure"] == loop.failure
+    n = len(sent)
+    time.sleep(0.05)
+    assert len(sent) == n  # nothing sent after the failure
+    monkeypatch.undo()
+    loop.start()  # a restart clears it
+    assert wait_for(lambda: len(sent) > n) and loop.failure is None
+    loop.stop()
+
+
+def wait_for(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()

@@ -68,7 +68,7 @@ def test_position_velocity_acceleration_limits_clip_and_count():
 
 def test_initial_command_makes_rate_limits_apply_from_the_start():
     f = SafetyFilter(SafetyConfig(max_velocity=1.0), action_dim=1, period_s=0.1)
-    f.reset(last_command=np.array([0.0]), time=0.0)
+    f.reset(last_command=np.array([0.0]))
     c = f.filter(np.array([5.0]), now=0.1)
     np.testing.assert_allclose(c.action, [0.1])
     assert c.violations == ("velocity",)
@@ -88,3 +88,49 @@ def test_late_actions_and_stale_observations_hold():
     assert f.holds == {**f.holds, "late_action": 1, "stale_observation": 2}
     default = SafetyFilter(SafetyConfig(), action_dim=1, period_s=0.1)
     assert default.max_action_age_s == pytest.approx(0.05)  # half a period
+
+
+def test_velocity_limit_follows_the_command_time_not_the_wall_time():
+    # the hardware reaches each command in command_dt_s (the published time_from_start): a
+    # stall of 1 s between two sends must not allow a 1 s worth of motion in one command
+    f = SafetyFilter(SafetyConfig(max_velocity=1.0, command_dt_s=0.05), action_dim=1, period_s=0.1)
+    f.reset(last_command=np.array([0.0]))
+    np.testing.assert_allclose(f.filter(np.array([5.0]), now=0.1).action, [0.05])
+    np.testing.assert_allclose(f.filter(np.array([5.0]), now=1.1).action, [0.10])  # after a stall
+    with pytest.raises(ValueError, match="command_dt_s"):
+        SafetyConfig(command_dt_s=0.0)
+
+
+def test_tracking_bound_against_the_measured_position_faults_and_latches():
+    cfg = SafetyConfig(max_velocity=10.0, max_tracking_error=[0.2, 0.5])
+    f = SafetyFilter(cfg, action_dim=2, period_s=0.1)
+    measured = np.array([0.0, 0.0])
+    f.reset(last_command=measured)
+    # no measured position: never sent
+    h = f.filter(np.array([0.1, 0.1]), now=0.0)
+    assert isinstance(h, Hold) and h.kind == "no_measurement"
+    assert isinstance(f.filter(np.array([0.1, 0.1]), now=0.1, measured=measured), Command)
+    # a dead controller: the arm stays at 0 while the commands walk away (velocity-limited
+    # steps of 1.0 rad each): the first command beyond 0.2 in dimension 0 is never sent
+    h = f.filter(np.array([0.3, 0.1]), now=0.2, measured=measured)
+    assert isinstance(h, Hold) and h.kind == "tracking_error"
+    assert "dimension 0 is 0.3000 from the measured position 0.0000" in h.reason and f.fault == h.reason
+    # latched: even a command at the measured position is refused until reset
+    h = f.filter(np.array([0.0, 0.0]), now=0.3, measured=measured)
+    assert isinstance(h, Hold) and h.kind == "tracking_error" and f.holds["tracking_error"] == 2
+    f.reset(last_command=measured)
+    assert f.fault is None and isinstance(f.filter(np.zeros(2), now=0.4, measured=measured), Command)
+    with pytest.raises(ValueError, match="tracking_mode"):
+        SafetyConfig(tracking_mode="ignore")
+
+
+def test_tracking_clip_mode_keeps_every_command_near_the_measured_arm():
+    f = SafetyFilter(SafetyConfig(max_tracking_error=0.1, tracking_mode="clip", low=-1.0, high=1.0),
+                     action_dim=2, period_s=0.1)
+    rng = np.random.default_rng(3)
+    for k in range(100):
+        measured = rng.uniform(-1.0, 1.0, 2)
+        c = f.filter(rng.normal(0, 5, 2), now=0.1 * k, measured=measured)
+        assert isinstance(c, Command)
+        assert (np.abs(c.action - measured) <= 0.1 + 1e-12).all() and (np.abs(c.action) <= 1.0).all()
+    assert f.violations["tracking"] > 50 and f.fault is None

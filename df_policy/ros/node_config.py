@@ -30,6 +30,7 @@ __all__ = [
     "JOINT_STATE_FIELDS",
     "MAPPING_FIELDS",
     "PLANNER_MODES",
+    "TRACKING_MODES",
     "PolicyNodeConfig",
     "PolicyNodeConfigError",
 ]
@@ -39,6 +40,7 @@ COMMAND_TYPES = ("trajectory", "multiarray")
 CAMERA_TYPES = ("image", "compressed")
 """``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``."""
 PLANNER_MODES = ("stream", "chunk", "autoregressive")
+TRACKING_MODES = ("fault", "clip")
 """See :class:`df_policy.runtime.planning.PlannerConfig`."""
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
 MAPPING_FIELDS = ("camera_topics", "camera_types", "lowdim_fields")
@@ -143,6 +145,16 @@ class PolicyNodeConfig:
         max_velocity: joint speed limit between consecutive commands (units/s), one number for
             all joints or one per joint. Required.
         max_acceleration: optional acceleration limit (units/s^2), scalar or per joint.
+        max_tracking_error: largest allowed distance between a command and the latest
+            **measured** joint position (units), scalar or per joint; ``null`` turns the bound
+            off (not recommended on hardware). A gripper that squeezes an object needs a larger
+            value than the arm joints.
+        tracking_mode: ``fault`` (a command beyond the bound is never published; the node
+            latches a fault, ERROR on ``/diagnostics``, until ``~/enable``) or ``clip`` (clip the
+            command into ``measured ± max_tracking_error`` and count it, like LeRobot's
+            ``ensure_safe_goal_position``).
+        action_unit: unit of the joint positions the node commands (``rad``; ``deg`` for a
+            driver in degrees); a checkpoint whose action unit is recorded and differs is refused.
         max_obs_age_s: the node holds when the newest complete observation (every camera and
             the joint state) is older than this; enabling needs every input younger than this.
         device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``).
@@ -173,6 +185,9 @@ class PolicyNodeConfig:
     command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     command_type: str = "trajectory"
     max_acceleration: float | tuple[float, ...] | None = None
+    max_tracking_error: float | tuple[float, ...] | None = 0.5
+    tracking_mode: str = "fault"
+    action_unit: str = "rad"
     max_obs_age_s: float = 0.5
     device: str = "cpu"
     rate_hz: float | None = None
@@ -209,6 +224,12 @@ class PolicyNodeConfig:
         s(self, "position_upper", hi)
         s(self, "max_velocity", self._rate_limit(self.max_velocity, "max_velocity", n, required=True))
         s(self, "max_acceleration", self._rate_limit(self.max_acceleration, "max_acceleration", n, required=False))
+        s(self, "max_tracking_error",
+          self._rate_limit(self.max_tracking_error, "max_tracking_error", n, required=False))
+        if self.tracking_mode not in TRACKING_MODES:
+            _fail(f"tracking_mode must be one of {TRACKING_MODES}, got {self.tracking_mode!r}")
+        if not isinstance(self.action_unit, str) or not self.action_unit:
+            _fail(f"action_unit must be a unit name such as 'rad' or 'deg', got {self.action_unit!r}")
 
         cams = _str_mapping(self.camera_topics, "camera_topics")
         for k, topic in cams.items():

@@ -56,11 +56,19 @@ Faults
   nothing is published (the controller keeps its last goal); ``/diagnostics`` WARN
   ``stale_observation``. Commands resume by themselves when fresh inputs return.
 * inference slower than ``delay_steps`` periods: ``overrun`` / ``late_action`` holds (WARN).
+* a command farther than ``max_tracking_error`` from the latest measured joint position (the
+  controller is inactive, the arm blocked): never published; ``tracking_mode: fault`` latches a
+  fault (ERROR) until ``~/enable``, ``clip`` clips it into ``measured ± max_tracking_error``.
+  Velocity limits use the published ``time_from_start`` (one period), not the wall time.
+* ``~/enable`` refuses while nothing subscribes to ``command_topic``; a subscriber that
+  disappears while enabled, or a control-loop thread that died, latches a fault (ERROR).
+* the checkpoint's action unit must equal ``action_unit`` (checked at start-up).
 * NaN/Inf in an observation: ``invalid_observation`` hold (ERROR) until a valid one arrives.
 * a message that cannot be converted (missing joint, bad encoding, wrong size): dropped,
   counted (``observation_errors``), logged (throttled), WARN.
 * last line of defence: right before publishing every command is checked again (shape,
-  finite, inside ``position_lower``/``position_upper``, not later than the safety layer's
+  finite, inside ``position_lower``/``position_upper``, within ``max_tracking_error`` of the
+  tick's measured position, not later than the safety layer's
   ``max_action_age_s`` plus half a period). A stale one is dropped and counted. A non-finite or
   out-of-limit one (a bug upstream) is never published: the node **latches a fault** (ERROR),
   stops commanding and stays disabled until ``~/enable`` is called again.
@@ -193,6 +201,15 @@ def observation_inputs(config: PolicyNodeConfig, loaded: Any) -> dict[str, Obser
         raise PolicyNodeConfigError(
             f"the checkpoint's action has {pcfg.action_dim} dimensions but joint_names lists {len(joints)} joints"
         )
+    unit = schema.keys[schema.action_key].unit
+    if unit and unit != config.action_unit:
+        raise PolicyNodeConfigError(
+            f"the checkpoint's actions are in {unit!r} ({path}) but the node commands {config.action_unit!r} "
+            f"(action_unit): its actions would be clipped into limits of another unit; convert the data or set "
+            f"action_unit, position limits and speeds in {unit!r} for a driver that takes {unit!r}"
+        )
+    if not unit:
+        log.warning("checkpoint %s records no action unit; trusting action_unit=%s", path, config.action_unit)
     image_keys = list(pcfg.image_shapes)
     missing = [k for k in image_keys if k not in config.camera_topics]
     if missing:
@@ -428,8 +445,10 @@ class PolicyNode:
         cfg, node, loaded = self.config, self.node, self._loaded
         runtime_config = RuntimeConfig(
             planner=PlannerConfig(mode=cfg.planner_mode, delay_steps=cfg.delay_steps),
+            # command_dt_s = None: one control period, the time_from_start every published point gets
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
-                                max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s),
+                                max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,
+                                max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode),
             period_s=cfg.command_period_s, device=cfg.device,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)
@@ -440,7 +459,10 @@ class PolicyNode:
                 "the policy's actions are spaced for its training rate")
         self._runtime_observation_error = RuntimeObservationError
         self.period_s = self.runtime.period_s
-        self.loop = ControlLoop(self.runtime, self._on_result, self.period_s)
+        self.loop = ControlLoop(self.runtime, self._on_result, self.period_s, measure=self._measure_for_tick)
+        self._tick_measured: np.ndarray | None = None
+        self._track = (None if cfg.max_tracking_error is None
+                       else np.broadcast_to(np.asarray(cfg.max_tracking_error, np.float64), (len(cfg.joint_names),)))
         self._joints = JointStateConverter(cfg.joint_names, check_finite=())
         self._commands = CommandConverter(cfg.joint_names)
         self._low = np.asarray(cfg.position_lower, dtype=np.float64)
@@ -468,6 +490,7 @@ class PolicyNode:
             self._topic_of[topic] = node.resolve_topic_name(topic)
         cmd_type = ("JointTrajectory", "trajectory_msgs") if cfg.command_type == "trajectory" else (
             "Float64MultiArray", "std_msgs")
+        self._command_topic = node.resolve_topic_name(cfg.command_topic)
         self._command_pub = node.create_publisher(ros_message_class(cmd_type[1], cmd_type[0]), cfg.command_topic,
                                                   cfg.qos_depth)
         self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
@@ -563,6 +586,15 @@ class PolicyNode:
             raise RuntimeError(f"the joint state on {topic} has non-finite positions {q.tolist()}")
         return q
 
+    def _measure_for_tick(self) -> np.ndarray | None:
+        """The measured position the safety filter checks this tick's command against (control
+        thread); kept for the last-line check of the same tick. ``None`` when it is unusable."""
+        try:
+            self._tick_measured = self.measured_position()
+        except RuntimeError:
+            self._tick_measured = None
+        return self._tick_measured
+
     def enable(self) -> tuple[bool, str]:
         """Start commanding from the current measured position; ``(success, message)``."""
         with self._state_lock:
@@ -570,6 +602,9 @@ class PolicyNode:
                 return True, "already enabled"
             if self._enabled:  # a fault latched since the last diagnostics tick: stop first
                 self.disable(f"fault: {self._fault}")
+            if self.command_subscriber_count == 0:
+                return False, (f"cannot enable: nothing subscribes to {self._command_topic} "
+                               "(is the controller loaded and active?)")
             try:
                 q = self.measured_position()
             except RuntimeError as exc:
@@ -656,6 +691,15 @@ class PolicyNode:
         if bad.any():
             joints = [f"{self.config.joint_names[i]}={action[i]:.4f}" for i in np.flatnonzero(bad)]
             return "unsafe", f"command outside the position limits: {', '.join(joints)}"
+        measured = self._tick_measured
+        if self._track is not None:
+            if measured is None:
+                return "unsafe", "no usable measured joint position to check the command against"
+            far = np.abs(action - measured) > self._track + 1e-9
+            if far.any():
+                joints = [f"{self.config.joint_names[i]} {action[i]:.4f} vs measured {measured[i]:.4f}"
+                          for i in np.flatnonzero(far)]
+                return "unsafe", f"command farther than max_tracking_error from the measured position: {', '.join(joints)}"
         late = time.monotonic() - command.target_time
         if late > self.runtime.safety.max_action_age_s + 0.5 * self.period_s:
             return "stale", f"command for t={command.target_time:.3f} is {late:.3f} s late at publishing"
@@ -689,6 +733,9 @@ class PolicyNode:
                 self._last_result = result
             return
         # Hold: publish nothing new; the controller keeps its last goal
+        if result.kind == "tracking_error" and self._fault is None:
+            self._fault = result.reason
+            self.node.get_logger().error(f"NOT published, commanding stopped (fault): {result.reason}")
         now = time.monotonic()
         with self._lock:
             self.counters[f"hold.{result.kind}"] += 1
@@ -769,7 +816,20 @@ class PolicyNode:
             return "OK", "enabled, waiting for the first tick", values
         return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
 
+    def _check_liveness(self) -> None:
+        """Latch a fault when, while enabled, the control loop died or the controller went away."""
+        if not self._enabled or self._fault is not None:
+            return
+        if self.loop.failure is not None or not self.loop.alive:
+            self._fault = self.loop.failure or "the control loop thread is not running"
+        elif self.command_subscriber_count == 0:
+            self._fault = (f"nothing subscribes to {self._command_topic} any more "
+                           "(controller stopped or unloaded)")
+        if self._fault is not None:
+            self.node.get_logger().error(f"commanding stopped (fault): {self._fault}")
+
     def _publish_diagnostics(self) -> None:
+        self._check_liveness()
         if self._fault is not None and self._enabled:
             self.disable(f"fault: {self._fault}")
         level, message, values = self.status()

@@ -94,9 +94,12 @@ class TickRecord:
     source: QueuedAction | None
 
 
-def _percentile_ms(values: Any, q: float) -> float | None:
-    arr = np.asarray(list(values), dtype=np.float64)
-    return float(np.percentile(arr, q) * 1000.0) if arr.size else None
+STATS_WINDOW = 2048
+"""Latency percentiles in :meth:`PolicyRuntime.stats` cover the most recent this many samples."""
+
+
+def _percentile_ms(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q) * 1000.0) if values.size else None
 
 
 class PolicyRuntime:
@@ -160,7 +163,7 @@ class PolicyRuntime:
         """
         with self._planner_lock, self._lock:
             self.planner.reset()
-            self.safety.reset(initial_command, None if initial_command is None else self.clock.now())
+            self.safety.reset(initial_command)
             self.queue = ActionQueue()
             self._t0 = None if t0 is None else float(t0)
             self._history: dict[int, tuple[dict[str, np.ndarray], float]] = {}
@@ -172,8 +175,8 @@ class PolicyRuntime:
             self._epoch = getattr(self, "_epoch", 0) + 1
             self._ever_planned = False
             self.counters = collections.Counter()
-            self.inference_latency_s: collections.deque[float] = collections.deque(maxlen=100_000)
-            self.control_tick_s: collections.deque[float] = collections.deque(maxlen=100_000)
+            self.inference_latency_s: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
+            self.control_tick_s: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
             self.last_error: str | None = None
             self.last_tick: TickRecord | None = None
 
@@ -318,8 +321,10 @@ class PolicyRuntime:
                 self._stop.wait(self.period_s)
 
     # ------------------------------------------------------------------ control
-    def control_tick(self, now: float | None = None) -> Command | Hold:
-        """The command for this control period (never blocks on inference)."""
+    def control_tick(self, now: float | None = None, measured: np.ndarray | None = None) -> Command | Hold:
+        """The command for this control period (never blocks on inference); ``measured`` is the
+        robot's latest measured position in action space (robot units), which the safety filter
+        checks every command against when ``safety.max_tracking_error`` is set."""
         t_start = time.perf_counter()
         with self._lock:
             now = self.clock.now() if now is None else float(now)
@@ -343,7 +348,7 @@ class PolicyRuntime:
                                    f"{self.config.planner.delay_steps}); increase delay_steps")
                         result = self.safety.hold(kind, why, now)
                     else:
-                        result = self.safety.filter(source.action, now, source.time, source.step)
+                        result = self.safety.filter(source.action, now, source.time, source.step, measured)
             if result.action is not None and self._t0 is not None:
                 step = result.step if isinstance(result, Command) else self.step_of(now)
                 self._executed[step] = self.preprocessor.normalize_action(result.action)
@@ -356,32 +361,38 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict[str, Any]:
-        """Counters and latency percentiles (ms) since the last :meth:`reset`."""
+        """Counters since the last :meth:`reset` and latency percentiles (ms) over the last
+        :data:`STATS_WINDOW` samples. The lock that :meth:`control_tick` needs is held only to
+        copy (bounded, O(window)); percentiles are computed after releasing it."""
         with self._lock:
             safety = self.safety.report()
-            c = self.counters
-            return {
-                "ticks": c["ticks"], "commands": safety["commands"], "holds": safety["holds"],
-                "overruns": safety["holds"]["overrun"], "violations": safety["violations"],
-                "violations_per_dim": safety["violations_per_dim"],
-                "dropped_late": self.queue.dropped_late, "superseded": self.queue.superseded,
-                "observations": c["observations"], "invalid_observations": c["invalid_observations"],
-                "inferences": c["inferences"], "network_calls": c["network_calls"],
-                "encoder_calls": c["encoder_calls"], "planned_actions": c["planned_actions"],
-                "network_calls_per_action": c["network_calls"] / max(1, safety["commands"]),
-                "inference_ms_p50": _percentile_ms(self.inference_latency_s, 50),
-                "inference_ms_p99": _percentile_ms(self.inference_latency_s, 99),
-                "control_tick_ms_p50": _percentile_ms(self.control_tick_s, 50),
-                "control_tick_ms_p99": _percentile_ms(self.control_tick_s, 99),
-                "inference_errors": c["inference_errors"], "last_error": self.last_error,
-                "late_overruns": c["late_overruns"],
-                "recommended_delay_steps": self._recommended_delay(),
-            }
+            c = collections.Counter(self.counters)
+            inference = np.fromiter(self.inference_latency_s, np.float64, len(self.inference_latency_s))
+            ticks = np.fromiter(self.control_tick_s, np.float64, len(self.control_tick_s))
+            dropped_late, superseded, last_error = self.queue.dropped_late, self.queue.superseded, self.last_error
+            fault = self.safety.fault
+        return {
+            "ticks": c["ticks"], "commands": safety["commands"], "holds": safety["holds"],
+            "overruns": safety["holds"]["overrun"], "violations": safety["violations"],
+            "violations_per_dim": safety["violations_per_dim"], "fault": fault,
+            "dropped_late": dropped_late, "superseded": superseded,
+            "observations": c["observations"], "invalid_observations": c["invalid_observations"],
+            "inferences": c["inferences"], "network_calls": c["network_calls"],
+            "encoder_calls": c["encoder_calls"], "planned_actions": c["planned_actions"],
+            "network_calls_per_action": c["network_calls"] / max(1, safety["commands"]),
+            "inference_ms_p50": _percentile_ms(inference, 50),
+            "inference_ms_p99": _percentile_ms(inference, 99),
+            "control_tick_ms_p50": _percentile_ms(ticks, 50),
+            "control_tick_ms_p99": _percentile_ms(ticks, 99),
+            "inference_errors": c["inference_errors"], "last_error": last_error,
+            "late_overruns": c["late_overruns"],
+            "recommended_delay_steps": self._recommended_delay(inference),
+        }
 
-    def _recommended_delay(self) -> int | None:
+    def _recommended_delay(self, latency_s: np.ndarray) -> int | None:
         """``ceil(p99 inference latency / period)`` over the inferences after the first (which
         may include priming), at least 1; ``None`` before two inferences."""
-        lat = list(self.inference_latency_s)[1:]
-        if not lat:
+        lat = latency_s[1:]
+        if not lat.size:
             return None
         return max(1, int(np.ceil(np.percentile(lat, 99) / self.period_s)))

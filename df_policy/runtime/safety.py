@@ -3,15 +3,24 @@
 Units: robot units (the store's action units, *not* normalised), seconds on the runtime's
 monotonic clock. The action vector is treated as a position target (absolute action spaces,
 e.g. joint or end-effector positions); velocity and acceleration are finite differences of
-consecutive *sent* commands over the actual time between them.
+consecutive *sent* commands over ``command_dt_s``, the time the hardware is given to reach each
+command (a trajectory point's ``time_from_start``; default one control period), **not** the wall
+time between sends: after a stall the allowed step per command stays ``max_velocity *
+command_dt_s``, because that is the velocity the controller will execute.
 
 Per command, in this order:
 
-1. NaN/Inf guard: a non-finite command is never sent; the result is a :class:`Hold`.
-2. Lateness guard: a command whose target time is more than ``max_action_age_s`` in the past
+1. Latched fault: after a tracking fault every command is refused until :meth:`SafetyFilter.reset`.
+2. NaN/Inf guard: a non-finite command is never sent; the result is a :class:`Hold`.
+3. Lateness guard: a command whose target time is more than ``max_action_age_s`` in the past
    is never sent (:class:`Hold`).
-3. Acceleration limit, then velocity limit, relative to the last sent command.
-4. Position limits (they win over the acceleration limit when both cannot hold).
+4. Acceleration limit, then velocity limit, relative to the last sent command.
+5. Position limits (they win over the acceleration limit when both cannot hold).
+6. Tracking bound against the **measured** position (``max_tracking_error``): a command farther
+   than that from where the robot is (a dead controller, a blocked arm, an e-stop) is never sent;
+   ``tracking_mode="fault"`` latches a ``tracking_error`` fault, ``"clip"`` clips the command into
+   ``measured ± max_tracking_error`` (LeRobot's ``ensure_safe_goal_position``) and counts it. With
+   the bound set, a command without a measured position is refused (``no_measurement``).
 
 Clipped commands are sent, and every clip is counted per kind and per dimension and listed on
 the :class:`Command` (``violations``); every hold is counted per kind. Holding means re-sending
@@ -30,7 +39,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-VIOLATION_KINDS = ("position", "velocity", "acceleration")
+VIOLATION_KINDS = ("position", "velocity", "acceleration", "tracking")
 """Kinds of limit violation that are clipped (the command is still sent)."""
 
 HOLD_KINDS = (
@@ -40,6 +49,8 @@ HOLD_KINDS = (
     "invalid_observation", # the newest observation contained NaN/Inf
     "no_action",           # nothing planned yet (start-up)
     "overrun",             # inference fell behind and the clean actions ran out
+    "no_measurement",      # max_tracking_error is set but no measured position was given
+    "tracking_error",      # latched: a command was too far from the measured position
 )
 """Kinds of hold (nothing new is sent)."""
 
@@ -57,6 +68,10 @@ class SafetyConfig:
         max_obs_age_s: hold when the newest observation is older than this (watchdog).
         max_action_age_s: a command more than this late (now - target time) is never sent;
             ``None`` = half the control period (set by the runtime).
+        max_tracking_error: per-dimension bound on ``|command - measured position|``.
+        tracking_mode: ``"fault"`` (refuse and latch until reset) or ``"clip"``.
+        command_dt_s: time the hardware takes to execute one command, the ``dt`` of the
+            velocity and acceleration limits; ``None`` = one control period.
     """
 
     low: Limit = None
@@ -65,12 +80,15 @@ class SafetyConfig:
     max_acceleration: Limit = None
     max_obs_age_s: float = 0.5
     max_action_age_s: float | None = None
+    max_tracking_error: Limit = None
+    tracking_mode: str = "fault"
+    command_dt_s: float | None = None
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
             raise ValueError(f"SafetyConfig: {msg}")
 
-        for name in ("low", "high", "max_velocity", "max_acceleration"):
+        for name in ("low", "high", "max_velocity", "max_acceleration", "max_tracking_error"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -90,6 +108,10 @@ class SafetyConfig:
             fail(f"max_obs_age_s must be a positive number, got {self.max_obs_age_s}")
         if self.max_action_age_s is not None and not self.max_action_age_s >= 0:
             fail(f"max_action_age_s must be >= 0 or None, got {self.max_action_age_s}")
+        if self.tracking_mode not in ("fault", "clip"):
+            fail(f"tracking_mode must be 'fault' or 'clip', got {self.tracking_mode!r}")
+        if self.command_dt_s is not None and not (self.command_dt_s > 0 and math.isfinite(self.command_dt_s)):
+            fail(f"command_dt_s must be a positive number or None, got {self.command_dt_s}")
 
     def vector(self, name: str, dim: int) -> np.ndarray | None:
         """Limit ``name`` broadcast to ``(dim,)`` float64, or ``None``; raises on a size mismatch."""
@@ -161,27 +183,29 @@ class SafetyFilter:
         self._high = self.config.vector("high", self.action_dim)
         self._vmax = self.config.vector("max_velocity", self.action_dim)
         self._amax = self.config.vector("max_acceleration", self.action_dim)
+        self._track = self.config.vector("max_tracking_error", self.action_dim)
+        self.command_dt_s = float(self.config.command_dt_s or self.period_s)
         self.max_action_age_s = (0.5 * self.period_s if self.config.max_action_age_s is None
                                  else float(self.config.max_action_age_s))
         self.reset()
 
     # ------------------------------------------------------------------ state
-    def reset(self, last_command: np.ndarray | None = None, time: float | None = None) -> None:
+    def reset(self, last_command: np.ndarray | None = None) -> None:
         """Forget history and counters; ``last_command`` (robot units, e.g. the robot's current
-        position) makes the velocity/acceleration limits apply from the first command."""
+        position) makes the velocity/acceleration limits apply from the first command. Clears a
+        latched tracking fault."""
         self.violations = {k: 0 for k in VIOLATION_KINDS}
         self.violations_per_dim = {k: np.zeros(self.action_dim, dtype=np.int64) for k in VIOLATION_KINDS}
         self.holds = {k: 0 for k in HOLD_KINDS}
         self.commands = 0
+        self.fault: str | None = None
         self._last: np.ndarray | None = None
-        self._last_time: float | None = None
         self._last_velocity = np.zeros(self.action_dim)
         if last_command is not None:
             last = np.asarray(last_command, dtype=np.float64).reshape(-1)
             if last.shape != (self.action_dim,) or not np.isfinite(last).all():
                 raise ValueError(f"last_command must be a finite ({self.action_dim},) vector, got {last_command!r}")
             self._last = self._clip_position(last.copy(), count=False)
-            self._last_time = time
 
     @property
     def last_command(self) -> np.ndarray | None:
@@ -195,9 +219,7 @@ class SafetyFilter:
             raise ValueError(f"unknown hold kind {kind!r}; expected one of {HOLD_KINDS}")
         self.holds[kind] += 1
         (log.warning if self.holds[kind] == 1 else log.debug)("hold (%s): %s", kind, reason)
-        if self._last is not None:
-            self._last_velocity = np.zeros(self.action_dim)
-            self._last_time = now
+        self._last_velocity = np.zeros(self.action_dim)
         return Hold(kind, reason, self.last_command, now)
 
     def check_observation(self, newest_obs_time: float | None, now: float) -> Hold | None:
@@ -226,12 +248,22 @@ class SafetyFilter:
         (log.warning if self.violations[kind] == 1 else log.debug)(
             "%s limit clipped in dimensions %s", kind, np.flatnonzero(dims).tolist())
 
-    def filter(self, action: np.ndarray, now: float, target_time: float | None = None, step: int = -1) -> Command | Hold:
-        """Check and clip one command (robot units) about to be sent at ``now``."""
+    def filter(self, action: np.ndarray, now: float, target_time: float | None = None, step: int = -1,
+               measured: np.ndarray | None = None) -> Command | Hold:
+        """Check and clip one command (robot units) about to be sent at ``now``; ``measured`` is
+        the robot's latest measured position in action space (needed when ``max_tracking_error``
+        is set)."""
         raw = np.asarray(action, dtype=np.float64).reshape(-1)
         target = now if target_time is None else float(target_time)
         if raw.shape != (self.action_dim,):
             raise ValueError(f"command must have shape ({self.action_dim},), got {np.shape(action)}")
+        if self.fault is not None:
+            return self.hold("tracking_error", f"latched until reset: {self.fault}", now)
+        if self._track is not None:
+            measured = None if measured is None else np.asarray(measured, dtype=np.float64).reshape(-1)
+            if measured is None or measured.shape != (self.action_dim,) or not np.isfinite(measured).all():
+                return self.hold("no_measurement", "max_tracking_error is set but there is no finite measured "
+                                 f"position ({self.action_dim} values) to check the command against", now)
         if not np.isfinite(raw).all():
             return self.hold("non_finite_action", f"policy produced a non-finite command {raw.tolist()}", now)
         if now - target > self.max_action_age_s:
@@ -239,10 +271,8 @@ class SafetyFilter:
                              f"(max_action_age_s={self.max_action_age_s:.3f})", now)
         x = raw.copy()
         kinds: list[str] = []
+        dt = self.command_dt_s
         if self._last is not None and (self._vmax is not None or self._amax is not None):
-            dt = now - self._last_time if self._last_time is not None else self.period_s
-            if not dt > 0:
-                dt = self.period_s
             v = (x - self._last) / dt
             if self._amax is not None:
                 lo, hi = self._last_velocity - self._amax * dt, self._last_velocity + self._amax * dt
@@ -262,10 +292,22 @@ class SafetyFilter:
         x = self._clip_position(x, count=True)
         if not np.array_equal(before, x):
             kinds.append("position")
-        if self._last is not None and self._last_time is not None:
-            dt = now - self._last_time
-            self._last_velocity = (x - self._last) / dt if dt > 0 else np.zeros(self.action_dim)
-        self._last, self._last_time = x, now
+        if self._track is not None:
+            error = np.abs(x - measured)
+            far = error > self._track
+            if far.any() and self.config.tracking_mode == "clip":
+                self._count("tracking", far)
+                kinds.append("tracking")
+                x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
+            elif far.any():
+                worst = int(np.argmax(error - self._track))
+                self.fault = (f"command {x[worst]:.4f} in dimension {worst} is {error[worst]:.4f} from the measured "
+                              f"position {measured[worst]:.4f} (max_tracking_error {self._track[worst]:g}); "
+                              "the controller or the arm is not following")
+                return self.hold("tracking_error", self.fault, now)
+        if self._last is not None:
+            self._last_velocity = (x - self._last) / dt
+        self._last = x
         self.commands += 1
         return Command(x.copy(), now, target, step, tuple(kinds), raw)
 
