@@ -189,11 +189,17 @@ def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint):
         PolicyNode(_config(checkpoint, prefix, camera_topics={"scene": "/a", "wrist": "/b"})).start()
     with pytest.raises(PolicyNodeConfigError, match="cannot load checkpoint"):
         PolicyNode(_config(checkpoint.parent / "missing", prefix)).start()
-    # a camera topic can come from a ROS parameter alone
-    node = PolicyNode(_config(checkpoint, prefix, camera_topics={}), ros_args=["-p", f"camera_topics.scene:={prefix}/cam"])
+    # a typo in a -p override is refused, not silently ignored
+    with pytest.raises(PolicyNodeConfigError, match=r"unknown parameters \['max_velocty'\]"):
+        PolicyNode(_config(checkpoint, prefix), ros_args=["-p", "max_velocty:=0.5"]).start()
+    # a camera topic can come from a ROS parameter alone; YAML lists may mix ints and floats
+    settings = {**_config(checkpoint, prefix, camera_topics={}).to_dict(),
+                "position_lower": [-1.9, -1.7, -1.6, -1.6, -1, 0], "max_tracking_error": [0.5, 0.5, 0.5, 0.5, 1, 1]}
+    node = PolicyNode(settings, ros_args=["-p", f"camera_topics.scene:={prefix}/cam"])
     try:
         node.start()
         assert node.config.camera_topics == {"scene": f"{prefix}/cam"}
+        assert node.config.position_lower[-2:] == (-1.0, 0.0) and node.config.max_tracking_error[-1] == 1.0
         assert not node.enabled
     finally:
         node.stop()

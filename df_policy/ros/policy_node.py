@@ -159,8 +159,12 @@ def _flatten_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
         if name in MAPPING_FIELDS:
             for key, item in dict(value or {}).items():
                 out[f"{name}.{key}"] = item
-        elif isinstance(value, tuple):
-            out[name] = list(value)
+        elif isinstance(value, (tuple, list)):
+            items = list(value)
+            numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if numbers and len(numbers) == len(items) and any(isinstance(v, float) for v in items):
+                items = [float(v) for v in items]  # [-1.9, 0, 1.2]: ROS parameters need one element type
+            out[name] = items
         else:
             out[name] = value
     return out
@@ -406,6 +410,12 @@ class PolicyNode:
         values: dict[str, Any] = {}
         for name, default in _flatten_parameters(merged).items():
             values[name] = self._declare(name, default)
+        unknown = sorted(n for n in getattr(self.node, "_parameter_overrides", {})
+                         if not self.node.has_parameter(n) and n not in values
+                         and not n.startswith(tuple(f"{m}." for m in MAPPING_FIELDS)))
+        if unknown:
+            raise PolicyNodeConfigError(
+                f"unknown parameters {unknown} (from -p or --params-file); known: {sorted(values)}")
         values = PolicyNodeConfig.normalize_mapping(values)
         values.update(self._overrides)
         config = PolicyNodeConfig.from_mapping(values)
