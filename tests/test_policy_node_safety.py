@@ -23,7 +23,17 @@ pytest.importorskip("trajectory_msgs.msg")
 pytest.importorskip("diagnostic_msgs.msg")
 pytest.importorskip("std_srvs.srv")
 
-from fixtures.policy_node_harness import JOINTS, Camera, Monitor, build_toy_checkpoint, node_config, status_values
+from fixtures.policy_node_harness import (
+    JOINTS,
+    LOWER,
+    UPPER,
+    Camera,
+    Monitor,
+    build_toy_checkpoint,
+    node_config,
+    sim_driver,
+    status_values,
+)
 from fixtures.ros_env import loopback_ros_environment
 
 from df_policy.ros.node_config import PolicyNodeConfigError
@@ -185,3 +195,37 @@ def test_a_checkpoint_in_another_unit_is_refused(checkpoint, tmp_path):
         node.start()
     finally:
         node.stop()
+
+
+def test_trajectory_chunk_publishes_the_bounded_plan(checkpoint):
+    """``command_type: trajectory_chunk``: each tick publishes the command plus the planned clean
+    actions, one period apart, velocity- and position-limited point to point; the simulated
+    controller follows them."""
+    prefix = f"{RUN}/chunk"
+    camera = Camera(f"{prefix}/camera/image_raw")
+    monitor = Monitor(f"{prefix}/command")
+    driver = sim_driver(prefix)
+    node = PolicyNode(node_config(checkpoint, prefix, command_type="trajectory_chunk", chunk_points=5,
+                                  planner_mode="chunk", max_tracking_error=None))
+    try:
+        driver.start()
+        node.start()
+        assert wait_until(lambda: _inputs_fresh(node) and node.command_subscriber_count >= 1, 10.0)
+        assert node.enable()[0]
+        assert wait_until(lambda: len(monitor.commands) >= 12, 15.0)
+        lengths = []
+        for _, msg in list(monitor.commands):
+            points = np.asarray([p.positions for p in msg.points])
+            times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
+            lengths.append(len(points))
+            assert 1 <= len(points) <= 6
+            np.testing.assert_allclose(times, 0.1 * np.arange(1, len(points) + 1), atol=1e-9)
+            assert (points >= np.asarray(LOWER) - 1e-9).all() and (points <= np.asarray(UPPER) + 1e-9).all()
+            assert (np.abs(np.diff(points, axis=0)) <= 1.0 * 0.1 + 1e-9).all()  # max_velocity 1.0, 0.1 s apart
+        assert max(lengths) > 1, "no planned points were published"
+        assert driver.stats.commands_rejected == 0 and driver.stats.commands_executed > 0
+    finally:
+        node.stop()
+        driver.stop()
+        monitor.stop()
+        camera.stop()

@@ -134,3 +134,12 @@ def test_tracking_clip_mode_keeps_every_command_near_the_measured_arm():
         assert isinstance(c, Command)
         assert (np.abs(c.action - measured) <= 0.1 + 1e-12).all() and (np.abs(c.action) <= 1.0).all()
     assert f.violations["tracking"] > 50 and f.fault is None
+
+
+def test_bound_future_limits_every_planned_point_and_cuts_at_nan():
+    f = SafetyFilter(SafetyConfig(max_velocity=1.0, low=-0.25, high=1.0), action_dim=1, period_s=0.1)
+    out = f.bound_future(np.array([0.0]), np.array([[0.5], [0.5], [-1.0], [-1.0], [np.nan], [0.0]]))
+    np.testing.assert_allclose(out[:, 0], [0.1, 0.2, 0.1, 0.0])  # 0.1 per point, cut at the NaN
+    out = f.bound_future(np.array([0.0]), np.array([[-1.0]] * 4))
+    np.testing.assert_allclose(out[:, 0], [-0.1, -0.2, -0.25, -0.25])  # position limit
+    assert f.report()["commands"] == 0 and sum(f.violations.values()) == 0  # pure

@@ -35,7 +35,7 @@ __all__ = [
     "PolicyNodeConfigError",
 ]
 
-COMMAND_TYPES = ("trajectory", "multiarray")
+COMMAND_TYPES = ("trajectory", "trajectory_chunk", "multiarray")
 """``trajectory_msgs/JointTrajectory`` or ``std_msgs/Float64MultiArray``."""
 CAMERA_TYPES = ("image", "compressed")
 """``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``."""
@@ -138,8 +138,12 @@ class PolicyNodeConfig:
         command_topic: where position targets are published.
         command_type: ``"trajectory"`` (``JointTrajectory``, one point reached one control
             period after receipt, e.g. ros2_control's joint_trajectory_controller) or
-            ``"multiarray"`` (``Float64MultiArray`` of ``len(joint_names)`` positions, e.g. a
-            forward_command_controller).
+            ``"trajectory_chunk"`` (``JointTrajectory`` of the tick's command plus up to
+            ``chunk_points`` planned clean actions, one period apart, replacing the previous
+            one each tick: the controller interpolates through the plan and keeps moving
+            smoothly if a tick is late) or ``"multiarray"`` (``Float64MultiArray`` of
+            ``len(joint_names)`` positions, e.g. a forward_command_controller).
+        chunk_points: ``trajectory_chunk`` only: planned points after the tick's command (>= 0).
         position_lower, position_upper: per-joint position limits (rad / m), one value per
             joint. Required: every command is clipped into them and re-checked before publishing.
         max_velocity: joint speed limit between consecutive commands (units/s), one number for
@@ -184,6 +188,7 @@ class PolicyNodeConfig:
     joint_state_topic: str = "/joint_states"
     command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     command_type: str = "trajectory"
+    chunk_points: int = 7
     max_acceleration: float | tuple[float, ...] | None = None
     max_tracking_error: float | tuple[float, ...] | None = 0.5
     tracking_mode: str = "fault"
@@ -271,7 +276,7 @@ class PolicyNodeConfig:
                 _fail(f"rate_hz must be > 0 (or 0 / null for the checkpoint's fps), got {rate}")
             rate = rate or None
         s(self, "rate_hz", rate)
-        for name, low in (("delay_steps", 0), ("qos_depth", 1)):
+        for name, low in (("delay_steps", 0), ("qos_depth", 1), ("chunk_points", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 _fail(f"{name} must be an integer >= {low}, got {value!r}")

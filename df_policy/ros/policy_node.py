@@ -498,7 +498,7 @@ class PolicyNode:
             msg_type = ros_message_class("sensor_msgs", "CompressedImage" if compressed else "Image")
             node.create_subscription(msg_type, topic, self._camera_callback(topic), sensor_qos)
             self._topic_of[topic] = node.resolve_topic_name(topic)
-        cmd_type = ("JointTrajectory", "trajectory_msgs") if cfg.command_type == "trajectory" else (
+        cmd_type = ("JointTrajectory", "trajectory_msgs") if cfg.command_type != "multiarray" else (
             "Float64MultiArray", "std_msgs")
         self._command_topic = node.resolve_topic_name(cfg.command_topic)
         self._command_pub = node.create_publisher(ros_message_class(cmd_type[1], cmd_type[0]), cfg.command_topic,
@@ -731,7 +731,13 @@ class PolicyNode:
                 else:
                     self.node.get_logger().warning(f"NOT published: {why}", throttle_duration_sec=1.0)
                 return
-            if self.config.command_type == "trajectory":
+            if self.config.command_type == "trajectory_chunk":
+                future = self.runtime.planned_after(result, self.config.chunk_points)
+                bad = (~np.isfinite(future).all(axis=1)) | ((future < self._low) | (future > self._high)).any(axis=1)
+                if bad.any():  # cannot happen after bound_future: a bug upstream; publish the tick's point only
+                    future = future[: int(np.argmax(bad))]
+                msg = self._commands.to_trajectory(np.vstack([result.action, future]), self.period_s)
+            elif self.config.command_type == "trajectory":
                 msg = self._commands.to_trajectory(result.action, self.period_s)
             else:
                 msg = self._commands.to_multiarray(result.action)

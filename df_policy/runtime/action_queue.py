@@ -66,6 +66,13 @@ class ActionQueue:
             return self._items.pop(step)
         return None
 
+    def following(self, step: int, n: int) -> list[QueuedAction]:
+        """Up to ``n`` queued actions for steps ``step + 1, step + 2, ...``, stopping at the first gap."""
+        out = []
+        while len(out) < n and step + 1 + len(out) in self._items:
+            out.append(self._items[step + 1 + len(out)])
+        return out
+
     def last_step(self) -> int | None:
         """Largest queued step, or None when empty."""
         return max(self._items) if self._items else None

@@ -359,6 +359,16 @@ class PolicyRuntime:
             self.control_tick_s.append(time.perf_counter() - t_start)
             return result
 
+    def planned_after(self, command: Command, n: int) -> np.ndarray:
+        """Up to ``n`` clean planned actions for the steps after ``command`` (robot units,
+        ``(k, Da)``), bounded by :meth:`SafetyFilter.bound_future`: what a trajectory controller
+        may follow if the next command does not arrive. Empty when nothing is planned."""
+        with self._lock:
+            future = [a.action for a in self.queue.following(command.step, n)]
+        if not future:
+            return np.zeros((0, self.action_dim))
+        return self.safety.bound_future(command.action, np.stack(future))
+
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict[str, Any]:
         """Counters since the last :meth:`reset` and latency percentiles (ms) over the last

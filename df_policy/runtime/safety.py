@@ -311,6 +311,26 @@ class SafetyFilter:
         self.commands += 1
         return Command(x.copy(), now, target, step, tuple(kinds), raw)
 
+    def bound_future(self, start: np.ndarray, future: np.ndarray) -> np.ndarray:
+        """Planned actions ``(k, Da)`` after the command ``start`` (robot units), made safe to hand
+        to a trajectory controller: each point is velocity-limited from the previous one over
+        ``command_dt_s`` (the point spacing) and position-limited; non-finite points and
+        everything after them are cut. Pure: counters and state are unchanged. Since the first
+        command passed the tracking bound, point ``j`` is within ``max_tracking_error + (j + 1) *
+        max_velocity * command_dt_s`` of the measured position."""
+        prev = np.asarray(start, dtype=np.float64).reshape(self.action_dim)
+        out = []
+        for point in np.asarray(future, dtype=np.float64).reshape(-1, self.action_dim):
+            if not np.isfinite(point).all():
+                break
+            x = point
+            if self._vmax is not None:
+                step = self._vmax * self.command_dt_s
+                x = np.clip(x, prev - step, prev + step)
+            prev = self._clip_position(x, count=False)
+            out.append(prev)
+        return np.asarray(out, dtype=np.float64).reshape(-1, self.action_dim)
+
     def report(self) -> dict:
         """Counters as plain JSON-able values."""
         return {
