@@ -201,9 +201,17 @@ def test_trajectory_chunk_publishes_the_bounded_plan(checkpoint):
     """``command_type: trajectory_chunk``: each tick publishes the command plus the planned clean
     actions, one period apart, velocity- and position-limited point to point; the simulated
     controller follows them."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
     prefix = f"{RUN}/chunk"
     camera = Camera(f"{prefix}/camera/image_raw")
     monitor = Monitor(f"{prefix}/command")
+    seen: dict[str, list] = {"planned": [], "raw": [], "sent": [], "state": []}
+    for topic, msg_type, key in [("planned_trajectory", JointTrajectory, "planned"), ("command_raw", JointState, "raw"),
+                                 ("command_sent", JointState, "sent")]:
+        monitor.node.create_subscription(msg_type, f"/policy_node/{topic}", seen[key].append, 100)
     driver = sim_driver(prefix)
     node = PolicyNode(node_config(checkpoint, prefix, command_type="trajectory_chunk", chunk_points=5,
                                   planner_mode="chunk", max_tracking_error=None))
@@ -224,6 +232,22 @@ def test_trajectory_chunk_publishes_the_bounded_plan(checkpoint):
             assert (np.abs(np.diff(points, axis=0)) <= 1.0 * 0.1 + 1e-9).all()  # max_velocity 1.0, 0.1 s apart
         assert max(lengths) > 1, "no planned points were published"
         assert driver.stats.commands_rejected == 0 and driver.stats.commands_executed > 0
+        # what the policy intended, for recording: the plan, the raw and the sent command
+        assert wait_until(lambda: min(len(seen[k]) for k in ("planned", "raw", "sent")) >= 5, 5.0)
+        sent = {tuple(m.position) for m in seen["sent"]}
+        assert all(tuple(m.points[0].positions) in sent for _, m in list(monitor.commands)[:5])
+        assert all(tuple(m.name) == JOINTS for m in seen["raw"] + seen["sent"])
+        # ~/state is latched: a subscriber that comes late still gets it (transient local)
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        monitor.node.create_subscription(String, "/policy_node/state", lambda m: seen["state"].append(json.loads(m.data)),
+                                         latched)
+        assert wait_until(lambda: seen["state"], 5.0)
+        assert seen["state"][-1]["enabled"] and seen["state"][-1]["activity"] in ("commanding", "holding: overrun")
+        node.disable("test")
+        assert wait_until(lambda: seen["state"][-1]["enabled"] is False, 5.0)
+        assert seen["state"][-1]["activity"] == "disabled" and seen["state"][-1]["reason"] == "test"
     finally:
         node.stop()
         driver.stop()

@@ -20,6 +20,10 @@ Topics (names as configured; relative names resolve in the node's namespace)
   ``joint_names`` order: a ``trajectory_msgs/JointTrajectory`` with one point whose
   ``time_from_start`` is one control period (header stamp zero = "start on receipt"), or a
   ``std_msgs/Float64MultiArray`` of ``len(joint_names)`` values.
+* publishes ``~/planned_trajectory`` (the command plus the planned clean actions),
+  ``~/command_raw`` / ``~/command_sent`` (``sensor_msgs/JointState``: before and after the
+  safety layer) with every command, and ``~/state`` (``std_msgs/String`` JSON, latched) when the
+  node's state changes;
 * publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) every
   ``diagnostics_period_s``: one status named ``<node name>: policy`` with level OK (disabled,
   or commanding), WARN (holding: stale observation, overrun, no action yet, late action;
@@ -505,6 +509,17 @@ class PolicyNode:
                                                   cfg.qos_depth)
         self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
                                                "/diagnostics", cfg.qos_depth)
+        # what the policy intended, for `ros2 bag record` / Foxglove / RViz
+        joint_state = ros_message_class("sensor_msgs", "JointState")
+        self._planned_pub = node.create_publisher(ros_message_class("trajectory_msgs", "JointTrajectory"),
+                                                  "~/planned_trajectory", cfg.qos_depth)
+        self._raw_pub = node.create_publisher(joint_state, "~/command_raw", cfg.qos_depth)
+        self._sent_pub = node.create_publisher(joint_state, "~/command_sent", cfg.qos_depth)
+        latched = qos.QoSProfile(depth=1, durability=qos.DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=qos.ReliabilityPolicy.RELIABLE)
+        self._state_pub = node.create_publisher(ros_message_class("std_msgs", "String"), "~/state", latched)
+        self._published_state: tuple[Any, ...] | None = None
+        self._publish_state("disabled", "waiting for ~/enable")
         srv = import_ros("std_srvs.srv")
         node.create_service(srv.SetBool, "~/enable", self._on_enable_service)
         node.create_service(srv.Trigger, "~/reset", self._on_reset_service)
@@ -645,6 +660,7 @@ class PolicyNode:
             self.loop.start()
             self.counters["enables"] += 1
             msg = f"enabled from measured position {np.round(q, 4).tolist()}"
+            self._publish_state("enabled", msg)
             self.node.get_logger().info(msg)
             return True, msg
 
@@ -659,6 +675,7 @@ class PolicyNode:
                 self.runtime.stop(timeout=2.0)
             if was and self.node is not None:
                 self.node.get_logger().info(f"commanding stopped: {why}")
+                self._publish_state("disabled", why)
             return True, ("disabled" if was else "already disabled")
 
     def reset(self) -> tuple[bool, str]:
@@ -728,20 +745,27 @@ class PolicyNode:
                 if kind == "unsafe":
                     self._fault = why
                     self.node.get_logger().error(f"NOT published, commanding stopped (fault): {why}")
+                    self._publish_state("fault", why)
                 else:
                     self.node.get_logger().warning(f"NOT published: {why}", throttle_duration_sec=1.0)
                 return
+            future = self.runtime.planned_after(result, self.config.chunk_points)
+            bad = (~np.isfinite(future).all(axis=1)) | ((future < self._low) | (future > self._high)).any(axis=1)
+            if bad.any():  # cannot happen after bound_future: a bug upstream; keep the points before it
+                future = future[: int(np.argmax(bad))]
+            plan = self._commands.to_trajectory(np.vstack([result.action, future]), self.period_s)
             if self.config.command_type == "trajectory_chunk":
-                future = self.runtime.planned_after(result, self.config.chunk_points)
-                bad = (~np.isfinite(future).all(axis=1)) | ((future < self._low) | (future > self._high)).any(axis=1)
-                if bad.any():  # cannot happen after bound_future: a bug upstream; publish the tick's point only
-                    future = future[: int(np.argmax(bad))]
-                msg = self._commands.to_trajectory(np.vstack([result.action, future]), self.period_s)
+                msg = plan
             elif self.config.command_type == "trajectory":
                 msg = self._commands.to_trajectory(result.action, self.period_s)
             else:
                 msg = self._commands.to_multiarray(result.action)
             self._command_pub.publish(msg)
+            self._planned_pub.publish(plan)
+            self._publish_joint_vector(self._sent_pub, result.action)
+            if result.raw is not None:
+                self._publish_joint_vector(self._raw_pub, result.raw)
+            self._publish_state("commanding")
             with self._lock:
                 self.counters["commands_published"] += 1
                 self._window["commands"] += 1
@@ -752,6 +776,7 @@ class PolicyNode:
         if result.kind == "tracking_error" and self._fault is None:
             self._fault = result.reason
             self.node.get_logger().error(f"NOT published, commanding stopped (fault): {result.reason}")
+        self._publish_state("fault" if self._fault else f"holding: {result.kind}", result.reason)
         now = time.monotonic()
         with self._lock:
             self.counters[f"hold.{result.kind}"] += 1
@@ -765,6 +790,28 @@ class PolicyNode:
             self.node.get_logger().info(f"holding ({result.kind}): {result.reason}")
         elif due:
             self.node.get_logger().warning(f"holding ({result.kind}): {result.reason}")
+
+    def _publish_joint_vector(self, publisher: Any, values: np.ndarray) -> None:
+        msg = ros_message_class("sensor_msgs", "JointState")()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.name = list(self.config.joint_names)
+        msg.position = [float(v) for v in values]
+        publisher.publish(msg)
+
+    def _publish_state(self, activity: str, reason: str = "") -> None:
+        """Latch ``~/state`` (JSON: enabled, fault, activity, reason) whenever it changes."""
+        import json
+
+        if self.node is None or not hasattr(self, "_state_pub"):
+            return
+        state = (self._enabled, self._fault, activity)
+        if state == self._published_state:
+            return
+        self._published_state = state
+        msg = ros_message_class("std_msgs", "String")()
+        msg.data = json.dumps({"enabled": self._enabled, "fault": self._fault, "activity": activity,
+                               "reason": reason})
+        self._state_pub.publish(msg)
 
     # ------------------------------------------------------------------ diagnostics (executor thread)
     def status(self) -> tuple[str, str, dict[str, Any]]:
@@ -843,6 +890,7 @@ class PolicyNode:
                            "(controller stopped or unloaded)")
         if self._fault is not None:
             self.node.get_logger().error(f"commanding stopped (fault): {self._fault}")
+            self._publish_state("fault", self._fault)
 
     def _publish_diagnostics(self) -> None:
         self._check_liveness()
