@@ -1,7 +1,7 @@
 """Per-tick latency of the streaming runtime: ``stream`` vs ``chunk`` (and ``autoregressive``).
 
     python benchmarks/bench_runtime.py [--ticks 80] [--threads 1] [--checkpoint RUN_OR_CKPT]
-        [--device cpu|cuda] [--model pusht_cpu|gpu_sized]
+        [--device cpu|cuda] [--model pusht_cpu|gpu_sized] [--accelerate off channels_last compile]
 
 Without ``--checkpoint`` the model is the policy of ``df_policy/configs/pusht_cpu.yaml`` with
 random weights and PushT shapes (img 96x96 centre-cropped to 84, agent_pos 2, action 2, To=2,
@@ -13,12 +13,16 @@ Each tick is what the runtime does per control period: push one raw observation 
 units), run inference synchronously (preprocessing + planner), run the control tick
 (queue + safety filter). Timing is wall clock (``time.perf_counter``), on a fake control clock
 so no tick is ever late. The first ``--warmup`` ticks (the stream mode's priming tick among
-them) are reported separately. Prints JSON.
+them) are reported separately. ``--accelerate`` runs each mode once per inference path
+(``RuntimeConfig.accelerate``; ``off`` is the eager code as it was before the fast paths) in
+the same process, after :meth:`PolicyRuntime.warmup` (compilation, reported as ``warmup_s``),
+and adds ``speedup_vs_off`` ratios (p50, p99). Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -30,6 +34,7 @@ import yaml
 
 from df_policy.model.policy import DiffusionForcingConfig
 from df_policy.runtime import FakeClock, PlannerConfig, PolicyRuntime, RuntimeConfig
+from df_policy.runtime.acceleration import ACCELERATE_MODES
 from df_policy.runtime.testing import make_policy, make_runtime, pusht_cpu_policy_config
 
 MODELS = ("pusht_cpu", "gpu_sized")
@@ -50,8 +55,8 @@ def gpu_sized_policy_config() -> DiffusionForcingConfig:
 
 
 def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, device: str = "cpu",
-          model: str = "pusht_cpu") -> tuple[PolicyRuntime, dict]:
-    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), device=device)
+          model: str = "pusht_cpu", accelerate: str = "channels_last") -> tuple[PolicyRuntime, dict]:
+    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), device=device, accelerate=accelerate)
     if checkpoint:
         rt = PolicyRuntime.from_checkpoint(checkpoint, cfg, clock)
         pcfg = rt.policy.config
@@ -65,13 +70,14 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, devic
         return rt, sizes
     pcfg = gpu_sized_policy_config() if model == "gpu_sized" else pusht_cpu_policy_config()
     policy = make_policy(pcfg, seed=0).to(device)
-    cfg = RuntimeConfig(cfg.planner, cfg.safety, 0.1, cfg.early_tolerance, device)
+    cfg = dataclasses.replace(cfg, period_s=0.1)
     return make_runtime(policy, cfg, clock, value_range=(0.0, 512.0), crop_shape=(84, 84)), {"img": (96, 96)}
 
 
-def run_mode(mode: str, args: argparse.Namespace) -> dict:
+def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_last") -> dict:
     clock = FakeClock()
-    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model)
+    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate)
+    warmup_s = rt.warmup()
     cuda = torch.device(args.device).type == "cuda"
     rng = np.random.default_rng(0)
     pcfg = rt.policy.config
@@ -100,7 +106,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         "network_calls_per_action": round(float(np.sum(calls[steady]) / args.ticks), 3),
         "network_calls_per_tick": sorted(set(calls[steady])),
         "control_tick_ms_p99": s["control_tick_ms_p99"] and round(s["control_tick_ms_p99"], 3),
-        "commands": s["commands"], "overruns": s["overruns"],
+        "commands": s["commands"], "overruns": s["overruns"], "warmup_s": round(warmup_s, 2),
     }
 
 
@@ -113,11 +119,21 @@ def main() -> None:
     p.add_argument("--delay-steps", type=int, default=1)
     p.add_argument("--modes", nargs="+", default=["stream", "chunk", "autoregressive"])
     p.add_argument("--device", default="cpu", help="torch device for the policy and inference (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--accelerate", nargs="+", default=["channels_last"], choices=ACCELERATE_MODES,
+                   help="inference paths to compare (RuntimeConfig.accelerate); off = eager")
     p.add_argument("--model", choices=MODELS, default="pusht_cpu",
                    help="random-weight model when no --checkpoint: pusht_cpu or gpu_sized (ignored with --checkpoint)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    results = {mode: run_mode(mode, args) for mode in args.modes}
+    results = {}
+    for mode in args.modes:
+        for acc in args.accelerate:
+            results[f"{mode}/{acc}"] = run_mode(mode, args, acc)
+        base = results.get(f"{mode}/off")
+        for acc in args.accelerate:
+            if base is not None and acc != "off":
+                r = results[f"{mode}/{acc}"]
+                r["speedup_vs_off"] = {q: round(base[f"tick_ms_{q}"] / r[f"tick_ms_{q}"], 2) for q in ("p50", "p99")}
     dev = torch.device(args.device)
     device_name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
                    else platform.processor() or platform.machine())

@@ -372,3 +372,32 @@ def wait_for(predicate, timeout_s=5.0):
             return True
         time.sleep(0.005)
     return predicate()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, raised while compiling
+def test_fast_paths_give_the_same_actions_as_eager():
+    """``accelerate``: channels_last and torch.compile against eager on the same observations and
+    noise; max abs difference of the executed actions in normalised units <= 1e-5 (issue 11)."""
+    actions = {}
+    for mode in ("off", "channels_last", "compile"):
+        policy = make_policy(tiny_policy_config(), seed=0)
+        rt = make_runtime(policy, RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=1), period_s=PERIOD,
+                                                accelerate=mode), FakeClock())
+        assert rt.accelerate == mode
+        rt.warmup()
+        assert rt.stats()["ticks"] == 0 and rt.stats()["inferences"] == 0  # warm-up leaves no trace
+        rng = np.random.default_rng(11)
+        sent = []
+        for k in range(25):
+            result, _, _ = rt.step_synchronously(random_observation(policy.config, rng), k * PERIOD)
+            if isinstance(result, Command):
+                sent.append(rt.preprocessor.normalize_action(result.action))
+        actions[mode] = np.stack(sent)
+        assert (policy._inference_denoiser is not None) == (mode == "compile")
+        assert "_inference_denoiser" not in str(list(policy.state_dict()))  # checkpoints unchanged
+    assert actions["off"].shape == actions["compile"].shape and len(actions["off"]) >= 20
+    for mode in ("channels_last", "compile"):
+        diff = np.abs(actions[mode] - actions["off"]).max()
+        assert diff <= 1e-5, f"{mode}: max abs difference {diff:.2e} in normalised action units"
+    with pytest.raises(ValueError, match="accelerate must be one of"):
+        RuntimeConfig(period_s=PERIOD, accelerate="tensorrt")

@@ -137,8 +137,11 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: Tensor, cond: Tensor, allowed: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
+    def forward(self, x: Tensor, cond: Tensor, allowed: Tensor, cos: Tensor, sin: Tensor,
+                modulation: Tensor | None = None) -> Tensor:
+        """``modulation``: ``self.modulation(cond)`` when already known (level lookup tables)."""
+        mod = self.modulation(cond) if modulation is None else modulation
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
         x = x + gate1 * self.drop(self.attn(h, allowed, cos, sin))
         h = self.norm2(x) * (1 + scale2) + shift2
@@ -202,6 +205,23 @@ class CausalDenoiser(nn.Module):
         self.head = nn.Linear(d, actions_per_token * action_dim)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self._level_tables: tuple[Tensor, list[Tensor], list[Tensor]] | None = None
+
+    @torch.no_grad()
+    def freeze_level_tables(self) -> None:
+        """Inference: tabulate what depends only on the integer level (its embedding, each
+        block's adaLN modulation; ``K + 1`` rows each) and the observation tokens' constant
+        modulation, so a forward pass looks them up instead of running the level MLP and the
+        modulation layers. Dropped by ``train()``; rebuild after changing the weights in eval mode."""
+        levels = torch.arange(self.num_levels + 1, device=self.head.weight.device)
+        emb = self.level_mlp(sinusoidal_embedding(levels.float() * (1000.0 / self.num_levels), self.config.d_model))
+        self._level_tables = (emb, [b.modulation(emb) for b in self.blocks],
+                              [b.modulation(self.obs_cond) for b in self.blocks])
+
+    def train(self, mode: bool = True) -> "CausalDenoiser":
+        if mode:
+            self._level_tables = None
+        return super().train(mode)
 
     def forward(
         self,
@@ -241,9 +261,13 @@ class CausalDenoiser(nn.Module):
         if obs_times.shape != (To,) or action_times.shape != (N,):
             raise ValueError(f"obs_times must be ({To},) and action_times ({N},)")
 
-        scaled_levels = levels.float() * (1000.0 / self.num_levels)
-        level_emb = self.level_mlp(sinusoidal_embedding(scaled_levels, self.config.d_model))
-        level_emb = level_emb.to(noisy_actions.dtype)  # (B, N, d), one vector per token
+        tables = None if self.training else self._level_tables
+        if tables is not None:
+            level_emb = tables[0][levels].to(noisy_actions.dtype)
+        else:
+            scaled_levels = levels.float() * (1000.0 / self.num_levels)
+            level_emb = self.level_mlp(sinusoidal_embedding(scaled_levels, self.config.d_model))
+            level_emb = level_emb.to(noisy_actions.dtype)  # (B, N, d), one vector per token
         act = self.action_in(noisy_actions.reshape(B, N, A * Da)) + level_emb + self.type_embedding[1]
         obs = self.obs_in(obs_features.to(act.dtype))
         if obs_missing is not None:
@@ -255,7 +279,11 @@ class CausalDenoiser(nn.Module):
         allowed = causal_time_mask(obs_times, action_times, self.config.future_attention)
         head_dim = self.config.d_model // self.config.n_heads
         cos, sin = rope_tables(torch.cat([obs_times, action_times]), head_dim, self.config.rope_base)
-        for block in self.blocks:
-            x = block(x, cond, allowed, cos, sin)
+        for i, block in enumerate(self.blocks):
+            modulation = None
+            if tables is not None:  # the same values as block.modulation(cond), looked up
+                obs_mod = tables[2][i].to(x.dtype).expand(B, To, -1)
+                modulation = torch.cat([obs_mod, tables[1][i][levels].to(x.dtype)], dim=1)
+            x = block(x, cond, allowed, cos, sin, modulation)
         out = self.head(self.norm_out(x[:, To:]))
         return out.reshape(B, N * A, Da)

@@ -196,8 +196,27 @@ class DiffusionForcingPolicy(nn.Module):
         )
         self._action_queue: deque[Tensor] = deque()
         self._obs_history: deque[dict[str, Tensor]] = deque(maxlen=config.n_obs_steps)
+        self.set_inference_modules(None, None)
 
     # ------------------------------------------------------------------ helpers
+    def set_inference_modules(self, obs_encoder: Any | None, denoiser: Any | None) -> None:
+        """Callables that replace ``obs_encoder`` / ``denoiser`` in eval mode (e.g. compiled
+        copies sharing these weights, see :mod:`df_policy.runtime.acceleration`); ``None`` =
+        eager. Kept outside the module tree: no state-dict keys, ``train()`` always runs eager."""
+        object.__setattr__(self, "_inference_encoder", obs_encoder)
+        object.__setattr__(self, "_inference_denoiser", denoiser)
+
+    def run_obs_encoder(self, obs: Mapping[str, Tensor]) -> Tensor:
+        """``obs_encoder(obs)``, through the inference module when one is set and not training."""
+        if self._inference_encoder is not None and not self.training:
+            return self._inference_encoder(obs)
+        return self.obs_encoder(obs)
+
+    def _run_denoiser(self, *args: Any, **kwargs: Any) -> Tensor:
+        if self._inference_denoiser is not None and not self.training:
+            return self._inference_denoiser(*args, **kwargs)
+        return self.denoiser(*args, **kwargs)
+
     @property
     def device(self) -> torch.device:
         return self.denoiser.head.weight.device
@@ -232,7 +251,7 @@ class DiffusionForcingPolicy(nn.Module):
         if pad is not None:
             pad = pad.to(self.device, torch.bool)
             obs = {key: _zero_steps(value, pad) if key.startswith(OBS_PREFIX) else value for key, value in obs.items()}
-        features = self.obs_encoder(obs)
+        features = self.run_obs_encoder(obs)
         if pad is None:
             pad = torch.zeros(features.shape[:2], dtype=torch.bool, device=features.device)
         elif tuple(pad.shape) != tuple(features.shape[:2]):
@@ -373,9 +392,10 @@ class DiffusionForcingPolicy(nn.Module):
         ``v = v_full + w * (v_full - v_ref)``, ``v_ref`` from the reference history (latest
         observation only, or nothing). Both branches run as one batched call."""
         if history_guidance == 0.0:
-            return self.denoiser(x, levels, obs.features, obs.missing, obs_times=obs_times, action_times=action_times)
+            return self._run_denoiser(x, levels, obs.features, obs.missing, obs_times=obs_times,
+                                      action_times=action_times)
         ref_missing = self._reference_missing(obs.missing, guidance_reference)
-        v = self.denoiser(
+        v = self._run_denoiser(
             torch.cat([x, x]), torch.cat([levels, levels]), torch.cat([obs.features, obs.features]),
             torch.cat([obs.missing, ref_missing]), obs_times=obs_times, action_times=action_times,
         )

@@ -185,6 +185,8 @@ class ImageEncoder(nn.Module):
             raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
         if c.imagenet_normalize:
             x = (x - self.pixel_mean) / self.pixel_std
+        if self.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # weights converted for inference
         return self.proj(self.pool(self.backbone(x)))
 
 

@@ -251,8 +251,8 @@ class Planner(ABC):
         todo = [i for i in range(To) if not missing[0, i] and keys[i] not in self._features]
         if todo:
             index = torch.as_tensor(todo, device=dev)
-            fresh = self.policy.obs_encoder({k: v.index_select(1, index) for k, v in obs.items()
-                                             if k.startswith(OBS_PREFIX)})
+            fresh = self.policy.run_obs_encoder({k: v.index_select(1, index) for k, v in obs.items()
+                                                 if k.startswith(OBS_PREFIX)})
             for j, i in enumerate(todo):
                 self._features[keys[i]] = fresh[:, j]
         zeros = torch.zeros(1, self.policy.obs_encoder.out_dim, device=dev)

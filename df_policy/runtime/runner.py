@@ -22,6 +22,7 @@ normalised units, and fed back to the planner as context.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from df_policy.model.observation import OBS_PREFIX
 from df_policy.model.policy import DiffusionForcingPolicy
 from df_policy.runtime.action_queue import ActionQueue, QueuedAction
 from df_policy.runtime.clock import Clock, FakeClock, MonotonicClock
@@ -53,6 +55,9 @@ class RuntimeConfig:
         early_tolerance: an action may be sent up to this fraction of a period before its
             target time (the lateness bound is ``safety.max_action_age_s``).
         device: torch device for inference.
+        accelerate: inference fast path, one of
+            :data:`~df_policy.runtime.acceleration.ACCELERATE_MODES` (``"off"`` = eager for
+            debugging; ``"compile"``: call :meth:`PolicyRuntime.warmup` before commanding).
     """
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -60,8 +65,13 @@ class RuntimeConfig:
     period_s: float | None = None
     early_tolerance: float = 0.5
     device: str = "cpu"
+    accelerate: str = "channels_last"
 
     def __post_init__(self) -> None:
+        from df_policy.runtime.acceleration import ACCELERATE_MODES
+
+        if self.accelerate not in ACCELERATE_MODES:
+            raise ValueError(f"RuntimeConfig: accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
         if isinstance(self.planner, Mapping):
             self.planner = PlannerConfig(**self.planner)
         if isinstance(self.safety, Mapping):
@@ -109,7 +119,10 @@ class PolicyRuntime:
                  clock: Clock | None = None) -> None:
         if config.period_s is None:
             raise ValueError("PolicyRuntime needs config.period_s (from_checkpoint fills it from the data fps)")
+        from df_policy.runtime.acceleration import accelerate
+
         self.policy = policy.eval()
+        self.accelerate = accelerate(self.policy, config.accelerate)  # in place: inference only
         self.preprocessor = preprocessor
         self.config = config
         self.clock = clock or MonotonicClock()
@@ -140,7 +153,7 @@ class PolicyRuntime:
                                  "Policy .zarr.zip without dataset.fps: pass the recording rate on the command line, "
                                  "e.g. `--fps 10` (PushT) to `dfp eval replay` / `dfp eval sim` "
                                  "(dfp serve: rate_hz in the node config; Python: RuntimeConfig(period_s=0.1))")
-            config = RuntimeConfig(config.planner, config.safety, 1.0 / float(fps), config.early_tolerance, config.device)
+            config = dataclasses.replace(config, period_s=1.0 / float(fps))
         return cls(loaded.policy, Preprocessor.from_loaded(loaded), config, clock)
 
     @classmethod
@@ -179,6 +192,24 @@ class PolicyRuntime:
             self.control_tick_s: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
             self.last_error: str | None = None
             self.last_tick: TickRecord | None = None
+
+    def warmup(self, ticks: int = 3) -> float:
+        """Run ``ticks`` inferences on synthetic (zero) observations, then :meth:`reset`; returns
+        the seconds it took. With ``accelerate="compile"`` this is where compilation happens:
+        call it before commanding a robot, never on the control path."""
+        t_start = time.perf_counter()
+        cfg = self.policy.config
+        step = {OBS_PREFIX + k: np.zeros((c, h, w), np.uint8) for k, (c, h, w) in cfg.image_shapes.items()}
+        step.update({OBS_PREFIX + k: np.zeros(d, np.float32) for k, d in cfg.lowdim_shapes.items()})
+        with self._planner_lock:
+            self.planner.reset()
+            for t in range(ticks):  # the first window has one frame, later ones To: every encoder shape
+                steps = [step if t - self.n_obs_steps + 1 + i >= 0 else None for i in range(self.n_obs_steps)]
+                stamps = [(t - self.n_obs_steps + 1 + i) * self.period_s if s is not None else None
+                          for i, s in enumerate(steps)]
+                self.planner.update(ObsWindow(self.preprocessor.window(steps), t, t * self.period_s, {}, stamps))
+        self.reset()
+        return time.perf_counter() - t_start
 
     def start(self) -> "PolicyRuntime":
         """Run inference on a background thread (idempotent)."""
