@@ -401,3 +401,7 @@ def test_fast_paths_give_the_same_actions_as_eager():
         assert diff <= 1e-5, f"{mode}: max abs difference {diff:.2e} in normalised action units"
     with pytest.raises(ValueError, match="accelerate must be one of"):
         RuntimeConfig(period_s=PERIOD, accelerate="tensorrt")
+    from df_policy.ros.node_config import ACCELERATE_MODES as NODE_MODES
+    from df_policy.runtime.acceleration import ACCELERATE_MODES
+
+    assert NODE_MODES == ACCELERATE_MODES  # the node config's copy (it imports without torch)

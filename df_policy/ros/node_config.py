@@ -41,6 +41,8 @@ CAMERA_TYPES = ("image", "compressed")
 """``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``."""
 PLANNER_MODES = ("stream", "chunk", "autoregressive")
 TRACKING_MODES = ("fault", "clip")
+ACCELERATE_MODES = ("off", "channels_last", "compile")
+"""See :mod:`df_policy.runtime.acceleration` (kept here so the config imports without torch)."""
 """See :class:`df_policy.runtime.planning.PlannerConfig`."""
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
 MAPPING_FIELDS = ("camera_topics", "camera_types", "lowdim_fields")
@@ -162,6 +164,9 @@ class PolicyNodeConfig:
         max_obs_age_s: the node holds when the newest complete observation (every camera and
             the joint state) is older than this; enabling needs every input younger than this.
         device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``).
+        accelerate: inference fast path (``off``, ``channels_last``, ``compile``; see
+            :mod:`df_policy.runtime.acceleration`); the node warms it up at start-up, before
+            ``~/enable`` can succeed, so compilation never happens on the control path.
         rate_hz: control rate; ``None`` or 0 = the checkpoint's fps (running at another rate
             than the policy was trained at changes its dynamics; a warning is logged).
         planner_mode: ``stream`` (Diffusion Forcing pyramid, one network call per tick),
@@ -195,6 +200,7 @@ class PolicyNodeConfig:
     action_unit: str = "rad"
     max_obs_age_s: float = 0.5
     device: str = "cpu"
+    accelerate: str = "channels_last"
     rate_hz: float | None = None
     planner_mode: str = "stream"
     delay_steps: int = 1
@@ -281,6 +287,8 @@ class PolicyNodeConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 _fail(f"{name} must be an integer >= {low}, got {value!r}")
         s(self, "start_enabled", _to_bool(self.start_enabled, "start_enabled"))
+        if self.accelerate not in ACCELERATE_MODES:
+            _fail(f"accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
         if not isinstance(self.device, str) or not self.device:
             _fail(f"device must be a torch device string (cpu, cuda, cuda:0), got {self.device!r}")
         nn = self.node_name

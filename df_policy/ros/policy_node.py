@@ -463,9 +463,11 @@ class PolicyNode:
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
                                 max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,
                                 max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode),
-            period_s=cfg.command_period_s, device=cfg.device,
+            period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)
+        warmup_s = self.runtime.warmup()  # compiles the fast path now, never on the control path
+        node.get_logger().info(f"inference path {self.runtime.accelerate!r} warmed up in {warmup_s:.1f} s")
         fps = loaded.fps
         if fps and abs(1.0 / self.runtime.period_s - float(fps)) > 1e-6:
             node.get_logger().warning(
