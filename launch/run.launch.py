@@ -11,6 +11,9 @@ Launch arguments (all strings, as ``ros2 launch`` passes them):
   ``false``: the node waits for ``ros2 service call /<ns>/policy_node/enable std_srvs/srv/SetBool "{data: true}"``.
 * ``device``: torch device (overrides the config's ``device``).
 * ``namespace``: ROS namespace of the node (its services and relative topic names).
+* ``params_file``: a ROS 2 parameters YAML (``--params-file``; node settings as flat names,
+  winning over ``config``; unknown names stop the node with a message).
+* ``log_level``: ``debug``, ``info``, ``warn``, ``error`` or ``fatal`` (``--log-level``).
 
 The mapping from launch arguments to the node's namespace and command line is the pure function
 :func:`node_settings`, which the tests call; ``launch`` / ``launch_ros`` are imported only in
@@ -28,6 +31,8 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("enable", "false", "true: start commanding once every input is fresh, without ~/enable"),
     ("device", "", "torch device, e.g. cpu or cuda (overrides the config)"),
     ("namespace", "", "ROS namespace of the node"),
+    ("params_file", "", "ROS 2 parameters YAML for the node (wins over config)"),
+    ("log_level", "", "debug | info | warn | error | fatal"),
 )
 """``(name, default, description)`` of every launch argument."""
 
@@ -67,14 +72,23 @@ def node_arguments(checkpoint: str = "", config: str = "", enable: str = "false"
     return args
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
 def node_settings(checkpoint: str = "", config: str = "", enable: str = "false", device: str = "",
-                  namespace: str = "") -> dict:
-    """Every launch argument -> the ``launch_ros`` ``Node`` settings: ``namespace`` and ``arguments``."""
+                  namespace: str = "", params_file: str = "", log_level: str = "") -> dict:
+    """Every launch argument -> the ``launch_ros`` ``Node`` settings: ``namespace``,
+    ``arguments``, ``parameters`` (the params file, if any) and ``ros_arguments``."""
     ns = str(namespace).strip().strip("/")
     if ns and not all(part and (part[0].isalpha() or part[0] == "_") and all(c.isalnum() or c == "_" for c in part)
                       for part in ns.split("/")):
         raise ValueError(f"launch argument namespace:={namespace!r} is not a valid ROS namespace")
-    return {"namespace": ns, "arguments": node_arguments(checkpoint, config, enable, device)}
+    params_file, level = str(params_file).strip(), str(log_level).strip().lower()
+    if level and level not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level:={log_level!r} must be one of {LOG_LEVELS}")
+    return {"namespace": ns, "arguments": node_arguments(checkpoint, config, enable, device),
+            "parameters": [params_file] if params_file else [],
+            "ros_arguments": ["--log-level", level] if level else []}
 
 
 def generate_launch_description():

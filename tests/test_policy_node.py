@@ -176,7 +176,7 @@ def test_node_commands_only_when_enabled_and_holds_on_stale_camera(checkpoint):
     assert node.node is None
 
 
-def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint):
+def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint, tmp_path):
     prefix = f"{RUN}/bad"
     with pytest.raises(PolicyNodeConfigError, match=r"do not match the checkpoint's joint order .*different order"):
         PolicyNode(_config(checkpoint, prefix, joint_names=JOINTS[::-1])).start()
@@ -192,6 +192,14 @@ def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint):
     # a typo in a -p override is refused, not silently ignored
     with pytest.raises(PolicyNodeConfigError, match=r"unknown parameters \['max_velocty'\]"):
         PolicyNode(_config(checkpoint, prefix), ros_args=["-p", "max_velocty:=0.5"]).start()
+    # ... and so is one in a parameters file (what launch's params_file passes); known names apply
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"max_velocity": 0.7, "tracking_mod": "clip"}}}))
+    with pytest.raises(PolicyNodeConfigError, match=r"unknown parameters \['tracking_mod'\]"):
+        PolicyNode(_config(checkpoint, prefix), ros_args=["--params-file", str(params)]).start()
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"max_velocity": 0.7}}}))
+    with PolicyNode(_config(checkpoint, prefix), ros_args=["--params-file", str(params)]) as node:
+        assert node.config.max_velocity == 0.7
     # a camera topic can come from a ROS parameter alone; YAML lists may mix ints and floats
     settings = {**_config(checkpoint, prefix, camera_topics={}).to_dict(),
                 "position_lower": [-1.9, -1.7, -1.6, -1.6, -1, 0], "max_tracking_error": [0.5, 0.5, 0.5, 0.5, 1, 1]}
@@ -284,7 +292,8 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
     # the ROS package installs the launch files through its launch/ symlink to the top-level folder
     assert (REPO / "ros_ws" / "src" / "df_policy" / "launch").resolve() == (REPO / "launch").resolve()
     launch = _load_launch_file()
-    assert [a[0] for a in launch.LAUNCH_ARGUMENTS] == ["checkpoint", "config", "enable", "device", "namespace"]
+    assert [a[0] for a in launch.LAUNCH_ARGUMENTS] == ["checkpoint", "config", "enable", "device", "namespace",
+                                                        "params_file", "log_level"]
     assert (launch.PACKAGE, launch.EXECUTABLE) == ("df_policy", "policy_node")
     assert callable(launch.generate_launch_description)
 
@@ -306,6 +315,15 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
         launch.node_settings(**defaults)
     with pytest.raises(ValueError, match="not a valid ROS namespace"):
         launch.node_settings(checkpoint="r", namespace="my arm")
+    # params_file / log_level: what launch_ros turns into --ros-args --params-file F --log-level L
+    settings = launch.node_settings(checkpoint="r", params_file=" /etc/p.yaml ", log_level="DEBUG")
+    assert settings["parameters"] == ["/etc/p.yaml"] and settings["ros_arguments"] == ["--log-level", "debug"]
+    args = build_arg_parser().parse_args([*settings["arguments"], "--ros-args", "--params-file", "/etc/p.yaml",
+                                          *settings["ros_arguments"]])
+    assert args.ros_args == ["--params-file", "/etc/p.yaml", "--log-level", "debug"]
+    assert launch.node_settings(checkpoint="r")["parameters"] == []
+    with pytest.raises(ValueError, match="log_level"):
+        launch.node_settings(checkpoint="r", log_level="loud")
 
 
 def test_config_yaml_params_file_and_validation(tmp_path):
