@@ -2,6 +2,8 @@
 # One call on a lent GPU machine: trains the PushT image policy (config pusht_gpu) and the
 # low-dimensional ablation variants (benchmarks/pusht_ablation.py) side by side on one GPU, then
 # packs the EMA checkpoints, curves and logs into $OUT for closed-loop evaluation on the CPU.
+# Before training, it measures the runtime's tick on the GPU (eager vs fast paths, issue 11;
+# RUNTIME_BENCH=0 skips it).
 #   bash scripts/gpu_pusht.sh        env: IMG_MIN (7.5), LD_MIN (6.5), DATA (.gpu/pusht...zip), OUT
 # Needs torch on the machine; carries zarr as wheels in .whl/ (see docs/BENCHMARKS.md).
 set -uo pipefail
@@ -19,6 +21,13 @@ RUNS=${RUNS:-/tmp/gpu_runs}; rm -rf "$RUNS"; mkdir -p "$RUNS"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   "$PY" -c "import torch, zarr; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'zarr', zarr.__version__)"
   nproc; } | tee "$OUT/machine.txt"
+# issue 11 first, on the idle GPU: tick latency eager vs channels_last vs compiled (CUDA graphs)
+if [ "${RUNTIME_BENCH:-1}" = 1 ]; then
+  for model in pusht_cpu gpu_sized; do
+    timeout 240 "$PY" benchmarks/bench_runtime.py --device cuda --model "$model" --ticks 200 --warmup 10 \
+      --modes stream chunk --delay-steps 1 --accelerate off channels_last compile > "$OUT/bench_runtime_$model.json" 2>&1
+  done
+fi
 t0=$(date +%s)
 ( "$PY" -m df_policy.training.trainer --data "$DATA" --out "$RUNS/image" --config pusht_gpu \
     train.max_minutes="$IMG_MIN" > "$RUNS/image.log" 2>&1; echo "image trainer exit $?" >> "$RUNS/image.log" ) &
