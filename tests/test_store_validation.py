@@ -106,3 +106,13 @@ def test_replay_buffer_length_mismatch(tmp_path):
     root.create_group("meta").create_array("episode_ends", data=np.array([4, 10]))
     with pytest.raises(StoreError, match=r"length mismatch: data/state has 9 steps but episode_ends says 10"):
         ReplayBufferReader(tmp_path / "dp.zarr")
+
+
+@pytest.mark.parametrize("doc", ["data/action/zarr.json", "zarr.json"])
+def test_corrupt_array_or_group_metadata_names_the_file(synth_store, doc):
+    (synth_store / doc).write_text("{not json")
+    with pytest.raises(StoreError, match=re.escape(str(synth_store / doc))):
+        EpisodeStore.open(synth_store)
+    (problem,) = validate_store(synth_store)
+    assert str(synth_store / doc) in problem and "JSONDecodeError" not in problem.split(":")[0]
+    assert dfp(["data", "validate", str(synth_store)]) == 1

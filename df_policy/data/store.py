@@ -82,6 +82,18 @@ def _remove_temp_files(path: Path) -> None:
         f.unlink(missing_ok=True)
 
 
+def _unreadable_metadata(path: Path) -> str | None:
+    """The first ``zarr.json`` under ``path`` that is not valid JSON, or ``None``."""
+    import json
+
+    for f in sorted(path.rglob("zarr.json")):
+        try:
+            json.loads(f.read_text())
+        except (OSError, ValueError):
+            return str(f)
+    return None
+
+
 def is_zarr_dir(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
@@ -127,9 +139,14 @@ class EpisodeStore:
             self._load_attrs()
             self._check_structure()
             self.partial = self._find_partial()
-        except BaseException:
+        except StoreError:
             self.close()
             raise
+        except Exception as e:  # e.g. a corrupt array zarr.json: name the file, not a raw JSONDecodeError
+            self.close()
+            bad = _unreadable_metadata(path)
+            raise StoreError(f"{path}: cannot read the store's metadata"
+                             f"{f' ({bad})' if bad else ''}: {type(e).__name__}: {e}") from e
 
     def close(self) -> None:
         """Release the writer lock (a no-op for read-only stores); the object is read-only after."""
@@ -200,7 +217,8 @@ class EpisodeStore:
         except Exception as e:  # corrupt metadata document
             if lock is not None:
                 lock.release()
-            raise StoreError(f"{path}: cannot open the Zarr group: {e}") from e
+            bad = _unreadable_metadata(path)
+            raise StoreError(f"{path}: cannot open the Zarr group{f' ({bad})' if bad else ''}: {e}") from e
         return cls(path, root, read_only, lock)
 
     # ------------------------------------------------------------------ consistency
