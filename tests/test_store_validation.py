@@ -116,3 +116,20 @@ def test_corrupt_array_or_group_metadata_names_the_file(synth_store, doc):
     (problem,) = validate_store(synth_store)
     assert str(synth_store / doc) in problem and "JSONDecodeError" not in problem.split(":")[0]
     assert dfp(["data", "validate", str(synth_store)]) == 1
+
+
+def test_missing_chunk_file_is_reported_not_read_as_zeros(tmp_path):
+    from df_policy.data.synthetic import make_synthetic_store
+
+    path = tmp_path / "s.zarr"
+    store = make_synthetic_store(path, n_episodes=2, length=10, image_size=16)
+    with EpisodeStore.open(path, mode="r+") as writer:  # black frames are data: they are written
+        black = store.episode(0)
+        black["image"][:] = 0
+        writer.append_episode(black)
+    assert validate_store(path) == []
+    (path / "data" / "image" / "c" / "1" / "0" / "0" / "0").unlink()  # steps 4..7: a partial rsync
+    problems = validate_store(path)
+    assert problems == ["data/image: chunk file data/image/c/1/0/0/0 for steps [4, 8) is missing "
+                        "(it would read as zeros)"]
+    assert dfp(["data", "validate", str(path)]) == 1

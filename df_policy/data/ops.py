@@ -62,6 +62,8 @@ def validate_store(path: str | os.PathLike, deep: bool = True, progress: bool = 
         return problems
     for key, spec in tqdm(list(reader.schema.keys.items()), desc="validate", disable=not progress):
         chunk = int(reader.array(key).chunks[0])
+        if isinstance(reader, EpisodeStore):  # Zarr reads a missing chunk file as zeros: find them first
+            problems += _missing_chunk_files(reader, key, chunk)
         for s, e in _block_ranges(reader.n_steps, chunk * max(1, 2048 // chunk)):
             try:
                 block = reader.read(key, s, e)
@@ -78,6 +80,22 @@ def validate_store(path: str | os.PathLike, deep: bool = True, progress: bool = 
                 bad = s + int(np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))[0])
                 problems.append(f"data/{key}: NaN or Inf at step {bad}")
     return problems
+
+
+def _missing_chunk_files(store: EpisodeStore, key: str, chunk: int) -> list[str]:
+    """Committed steps of ``data/<key>`` whose chunk file is absent (partial copy, disk error).
+
+    Stores written by df_policy write every chunk, zeros included; a store from an older version
+    may lack chunks whose values were all zero (then the frames there are black: re-check them).
+    """
+    ndim = len(store.schema.keys[key].shape)
+    out = []
+    for i, (s, e) in enumerate(_block_ranges(store.n_steps, chunk)):
+        f = store.path / "data" / key / "c" / str(i) / Path(*(["0"] * ndim))
+        if not f.is_file():
+            out.append(f"data/{key}: chunk file {f.relative_to(store.path)} for steps [{s}, {e}) is missing "
+                       "(it would read as zeros)")
+    return out
 
 
 def _block_ranges(n: int, step: int) -> Iterator[tuple[int, int]]:
