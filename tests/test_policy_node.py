@@ -279,8 +279,7 @@ def test_command_line_errors_and_dfp_serve(checkpoint, tmp_path, capsys):
     assert (args.checkpoint, args.enable, args.namespace, args.ros_args) == ("runs/x", True, "arm", ["-p", "rate_hz:=5.0"])
 
 
-def _load_launch_file():
-    path = REPO / "launch" / "run.launch.py"
+def _load_launch_file(path: Path):
     spec = importlib.util.spec_from_file_location("df_policy_run_launch", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # imports without launch / launch_ros (they are imported lazily)
@@ -288,10 +287,16 @@ def _load_launch_file():
 
 
 def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
-    py_compile.compile(str(REPO / "launch" / "run.launch.py"), cfile=str(tmp_path / "launch.pyc"), doraise=True)
-    # the ROS package installs the launch files through its launch/ symlink to the top-level folder
-    assert (REPO / "ros_ws" / "src" / "df_policy" / "launch").resolve() == (REPO / "launch").resolve()
-    launch = _load_launch_file()
+    from df_policy.ros import launch_description as launch
+
+    # the repository's launch file and the ROS package's (a real file: the package is copyable,
+    # no symlink out of ros_ws/) are the same thin import of df_policy.ros.launch_description
+    files = [REPO / "launch" / "run.launch.py", REPO / "ros_ws" / "src" / "df_policy" / "launch" / "run.launch.py"]
+    assert not any(f.is_symlink() or f.parent.is_symlink() for f in files)
+    assert files[0].read_text() == files[1].read_text()
+    for f in files:
+        py_compile.compile(str(f), cfile=str(tmp_path / "launch.pyc"), doraise=True)
+        assert _load_launch_file(f).generate_launch_description is launch.generate_launch_description
     assert [a[0] for a in launch.LAUNCH_ARGUMENTS] == ["checkpoint", "config", "enable", "device", "namespace",
                                                         "params_file", "log_level"]
     assert (launch.PACKAGE, launch.EXECUTABLE) == ("df_policy", "policy_node")
@@ -364,9 +369,11 @@ def _colcon() -> str | None:
 
 @pytest.mark.skipif(_colcon() is None, reason="colcon not installed (pip install colcon-common-extensions)")
 def test_colcon_builds_the_ros_package(tmp_path):
-    """``colcon build`` of ros_ws/src/df_policy installs the executable and the launch file (~3 s)."""
+    """``colcon build`` of ros_ws/src/df_policy, copied into another workspace, installs the
+    executable and the launch file (~3 s)."""
     colcon = _colcon()
-    src = REPO / "ros_ws" / "src"
+    src = tmp_path / "other_ws" / "src"
+    shutil.copytree(REPO / "ros_ws" / "src" / "df_policy", src / "df_policy")  # copyable: nothing points outside
     listed = subprocess.run([colcon, "--log-base", str(tmp_path / "log"), "list", "--base-paths", str(src)],
                             capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "df_policy" in listed.stdout and "(ros.ament_python)" in listed.stdout, listed.stdout

@@ -16,12 +16,12 @@ from setuptools import setup
 
 PACKAGE = "df_policy"
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The launch files live in the repository's top-level launch/ folder; ./launch is a symlink to it
-# (../../../launch). colcon wants data_files relative to this directory, and a path through the
-# symlink (unlike one through "..") also works with `colcon build --symlink-install`.
+# ./launch holds thin launch files importing df_policy.ros.launch_description: the package has no
+# path out of its own directory, so it can be copied into any workspace.
 LAUNCH_FILES = sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, "launch", "*.launch.py")))
 if not LAUNCH_FILES:
-    raise SystemExit(f"no launch files in {os.path.join(HERE, 'launch')} (a symlink to the repository's launch/)")
+    raise SystemExit(f"no launch files in {os.path.join(HERE, 'launch')}")
+
 
 setup(
     name="df_policy_ros",
