@@ -233,3 +233,39 @@ def test_one_writer_at_a_time_across_processes(tmp_path):
         assert store.episode_meta[0].notes == "after the holder died"
     with pytest.raises(StoreError, match="read-only"):
         store.set_episode_meta(0, bad=True)  # a closed store keeps reading but writes nothing
+
+
+RECORDING = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    from df_policy.data.store import EpisodeStore
+    from df_policy.data.synthetic import synthetic_episode
+    store = EpisodeStore.open(sys.argv[1], mode="r+")
+    w = store.begin_episode()
+    w.flush_every = 3
+    ep = synthetic_episode(np.random.default_rng(0), 7, 8)
+    for t in range(7):  # 6 steps flushed, 1 buffered
+        w.add_step({k: v[t] for k, v in ep.items()})
+    print("RECORDING", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_reader_sees_a_recording_in_progress_not_a_crash(tmp_path):
+    path = tmp_path / "s.zarr"
+    make_synthetic_store(path, n_episodes=1, length=5, image_size=8)
+    proc = subprocess.Popen([sys.executable, "-c", RECORDING, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "RECORDING"
+        reader = EpisodeStore.open(path)
+        assert reader.n_episodes == 1 and reader.partial.steps == 6  # the committed snapshot
+        assert reader.partial.recording["pid"] == proc.pid
+        (problem,) = validate_store(path)
+        assert problem.startswith(f"recording in progress by pid {proc.pid} on ") and "6 steps" in problem
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    (problem,) = validate_store(path)  # the writer died: now it is an interrupted episode
+    assert problem.startswith("partial episode after the last committed one: 6 complete steps")

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from df_policy.data.schema import SCHEMA_ATTR, EpisodeMeta, SchemaError, StoreSchema
-from df_policy.data.writer_lock import LockHeldError, WriterLock
+from df_policy.data.writer_lock import LockHeldError, WriterLock, describe_holder, is_write_locked, read_holder
 
 try:  # zarr v3 needs Python >= 3.11; the runtime side of df_policy does not need it.
     import zarr
@@ -107,13 +107,22 @@ class PartialEpisode:
         steps: steps completely written to every array (what :meth:`EpisodeStore.recover_partial`
             keeps): the writer records this count after each flush.
         per_key: steps present per array.
+        recording: the live writer holding the store's lock (pid, host, command, since) when
+            the episode is being recorded right now, ``None`` when its writer is gone (a crash).
     """
 
     start: int
     steps: int
     per_key: dict[str, int]
+    recording: dict[str, Any] | None = None
 
     def describe(self) -> str:
+        if self.recording is not None:
+            return (
+                f"recording in progress by {describe_holder(self.recording)}: {self.steps} steps of the "
+                f"episode being recorded are flushed from step {self.start}; readers and training use "
+                "only the committed episodes"
+            )
         return (
             f"partial episode after the last committed one: {self.steps} complete steps from step "
             f"{self.start} (per array: {self.per_key}); run `dfp data recover STORE` to keep it "
@@ -281,7 +290,12 @@ class EpisodeStore:
         # Only steps whose flush completed (recorded after the data writes) are trusted:
         # an array may have been resized just before the kill, with its new chunks unwritten.
         flushed = int(self._schema_doc.get("uncommitted_steps", 0))
-        return PartialEpisode(start=n_steps, steps=max(0, min(flushed, *per_key.values())), per_key=per_key)
+        recording = None  # another process holds the writer lock: it is recording this episode now
+        if self._lock is None and is_write_locked(self.path):
+            holder = read_holder(self.path) or {}
+            recording = None if holder.get("pid") == os.getpid() else holder  # ourselves: not a recording
+        return PartialEpisode(start=n_steps, steps=max(0, min(flushed, *per_key.values())), per_key=per_key,
+                              recording=recording)
 
     # ------------------------------------------------------------------ reading
     @property
