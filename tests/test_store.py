@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -202,12 +203,22 @@ HOLDER = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def writer_process(script: str, path, ready: str):
+    """Run ``script`` on ``path`` in another process until it prints ``ready``; kill it after."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == ready
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
 def test_one_writer_at_a_time_across_processes(tmp_path):
     path = tmp_path / "s.zarr"
     make_synthetic_store(path, n_episodes=2, length=6, image_size=8)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "HOLDING"
+    with writer_process(HOLDER, path, "HOLDING") as proc:
         # a second writer is refused with the holder named; readers are not affected
         with pytest.raises(StoreLockedError, match=rf"open for writing by pid {proc.pid} .*command: -c"):
             EpisodeStore.open(path, mode="r+")
@@ -221,8 +232,6 @@ def test_one_writer_at_a_time_across_processes(tmp_path):
             EpisodeStore.open(path, mode="r+")
         assert tmp.exists()
         os.kill(proc.pid, signal.SIGKILL)  # the kernel frees the lock with the process
-    finally:
-        proc.kill()
         proc.wait(30)
     with EpisodeStore.open(path, mode="r+") as store:
         assert store._lock.previous_holder["pid"] == proc.pid  # who last held it, without releasing
@@ -255,17 +264,13 @@ RECORDING = textwrap.dedent(
 def test_a_reader_sees_a_recording_in_progress_not_a_crash(tmp_path):
     path = tmp_path / "s.zarr"
     make_synthetic_store(path, n_episodes=1, length=5, image_size=8)
-    proc = subprocess.Popen([sys.executable, "-c", RECORDING, str(path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "RECORDING"
+    with writer_process(RECORDING, path, "RECORDING") as proc:
         reader = EpisodeStore.open(path)
         assert reader.n_episodes == 1 and reader.partial.steps == 6  # the committed snapshot
         assert reader.partial.recording["pid"] == proc.pid
         (problem,) = validate_store(path)
         assert problem.startswith(f"recording in progress by pid {proc.pid} on ") and "6 steps" in problem
         os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
         proc.wait(30)
     (problem,) = validate_store(path)  # the writer died: now it is an interrupted episode
     assert problem.startswith("partial episode after the last committed one: 6 complete steps")
