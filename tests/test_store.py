@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,3 +275,23 @@ def test_a_reader_sees_a_recording_in_progress_not_a_crash(tmp_path):
         proc.wait(30)
     (problem,) = validate_store(path)  # the writer died: now it is an interrupted episode
     assert problem.startswith("partial episode after the last committed one: 6 complete steps")
+
+
+def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, monkeypatch):
+    import df_policy.data.store as store_module
+
+    path = tmp_path / "s.zarr"
+    synced = []
+    real = store_module._fsync_file
+    monkeypatch.setattr(store_module, "_fsync_file", lambda p: (synced.append(Path(p)), real(p)))
+    with EpisodeStore.create(path, synthetic_schema(8), image_chunk_frames=4) as store:
+        store.append_episode(synthetic_episode(np.random.default_rng(0), 10, 8))  # image chunks 0, 1, 2
+        first = len(synced)
+        store.append_episode(synthetic_episode(np.random.default_rng(1), 3, 8))  # steps 10..12: chunks 2, 3
+    rel = [p.relative_to(path).as_posix() for p in synced]
+    assert {"data/image/c/0/0/0/0", "data/image/c/1/0/0/0", "data/image/c/2/0/0/0"} <= set(rel[:first])
+    assert set(r for r in rel[first:] if r.startswith("data/image/c/")) == {"data/image/c/2/0/0/0",
+                                                                           "data/image/c/3/0/0/0"}
+    for part in (rel[:first], rel[first:]):  # data and episode_ends before the commit record, which is last
+        assert part[-1] == "zarr.json" and "meta/episode_ends/zarr.json" in part[:-1]
+        assert all((path / r).is_file() for r in part)

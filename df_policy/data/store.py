@@ -25,6 +25,11 @@ crash or ``kill -9``: it is reported on open and can be discarded or recovered
 the chunk they share with the new episode is rewritten whole (atomically) with their
 bytes unchanged.
 
+Durability: committing an episode fsyncs its chunk files, the arrays' metadata and their
+directories, then ``meta/episode_ends``, then writes the commit record and fsyncs it and the
+store directory, so after a power loss the committed episodes are those whose commit record
+reached the disk, with their data (``kill -9`` needs none of this: renames are atomic).
+
 One writer per store at a time, enforced: opening for writing (``create``, ``open(mode="r+")``)
 takes the store's writer lock (:mod:`df_policy.data.writer_lock`) until :meth:`EpisodeStore.close`;
 a second writer gets a :class:`StoreLockedError` naming the holder. A writer that takes the
@@ -74,6 +79,32 @@ def _take_writer_lock(path: Path) -> WriterLock:
 def _require_zarr() -> None:
     if zarr is None:
         raise StoreError("episode stores need zarr>=3, which needs Python >= 3.11")
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path`` to the disk: a file's data, or a directory's entries (the renames into it).
+
+    A missing file is skipped (nothing to make durable); a directory fsync the filesystem does
+    not support is ignored; any other error (EIO, ENOSPC) propagates."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    _fsync(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync(path, directory=True)
 
 
 def _remove_temp_files(path: Path) -> None:
@@ -371,10 +402,30 @@ class EpisodeStore:
         ends[n] = new_end
         meta.length = length
         self._episodes.append(meta)
+        _fsync_file(self.path / "meta" / "episode_ends" / "zarr.json")
+        for f in sorted((self.path / "meta" / "episode_ends" / "c").glob("*")):
+            _fsync_file(f)
         self._commit_attrs()  # commit point
+        _fsync_file(self.path / "zarr.json")  # ... then the commit record (and the renames into place)
+        _fsync_dir(self.path)
         self.episode_ends = np.append(self.episode_ends, np.int64(new_end))
         self.partial = None
         return n
+
+    def _sync_steps(self, start: int, stop: int) -> None:
+        """fsync every chunk file holding steps ``[start, stop)`` and each array's metadata, and
+        their directories (Zarr writes through rename; the rename is durable once the directory is)."""
+        for key, spec in self.schema.keys.items():
+            arr_dir = self.path / "data" / key
+            chunk = int(self.array(key).chunks[0])
+            dirs = {arr_dir}
+            for i in range(start // chunk, (stop - 1) // chunk + 1):
+                f = arr_dir / "c" / str(i) / Path(*(["0"] * len(spec.shape)))
+                _fsync_file(f)
+                dirs.add(f.parent)
+            _fsync_file(arr_dir / "zarr.json")
+            for d in sorted(dirs):
+                _fsync_dir(d)
 
     def _truncate_to(self, n_steps: int, n_episodes: int) -> None:
         for key in self.schema.keys:
@@ -408,6 +459,7 @@ class EpisodeStore:
         if steps == 0:
             self.partial = None
             return None
+        self._sync_steps(self.n_steps, self.n_steps + steps)
         return self._commit_episode(steps, EpisodeMeta(notes=notes))
 
     def set_episode_meta(self, i: int, **fields: Any) -> None:
@@ -492,6 +544,7 @@ class EpisodeWriter:
         if not meta.start_time:
             meta.start_time = _dt.datetime.now(_dt.timezone.utc).isoformat()
         self._closed = True
+        self.store._sync_steps(self.start, self.start + self.written)  # the data is on disk first ...
         return self.store._commit_episode(self.written, meta)
 
     def discard(self) -> None:
