@@ -85,7 +85,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import collections
-import dataclasses
 import logging
 import signal
 import sys
@@ -106,12 +105,12 @@ from .messages import (
     compressed_image_to_rgb,
 )
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
+from .node_setup import flatten_parameters, observation_inputs, parameter_value
 from .observation import (
     MissingInputError,
     ObservationAssembler,
     ObservationAssemblerConfig,
     ObservationError,
-    ObservationInput,
 )
 
 __all__ = ["PolicyNode", "PolicyNodeConfig", "PolicyNodeConfigError", "build_arg_parser", "main", "run_from_args"]
@@ -147,113 +146,6 @@ class _RgbImage:
     def from_rgb(cls, rgb: np.ndarray) -> _RgbImage:
         h, w = rgb.shape[:2]
         return cls(h, w, 3 * w, np.ascontiguousarray(rgb).tobytes())
-
-
-def _flatten_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Config values -> ROS parameter name -> value (``<mapping field>.<key>``; tuples as lists)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(PolicyNodeConfig):
-        name = f.name
-        if name in values:
-            value = values[name]
-        elif f.default is not dataclasses.MISSING:
-            value = f.default
-        else:  # required (no default) or a mapping (empty by default)
-            value = None
-        if name in MAPPING_FIELDS:
-            for key, item in dict(value or {}).items():
-                out[f"{name}.{key}"] = item
-        elif isinstance(value, (tuple, list)):
-            items = list(value)
-            numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if numbers and len(numbers) == len(items) and any(isinstance(v, float) for v in items):
-                items = [float(v) for v in items]  # [-1.9, 0, 1.2]: ROS parameters need one element type
-            out[name] = items
-        else:
-            out[name] = value
-    return out
-
-
-def _parameter_value(value: Any) -> Any:
-    """A ROS parameter value as a plain Python value (arrays -> lists)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return list(value)
-
-
-# =========================================================================== checkpoint
-
-
-def observation_inputs(config: PolicyNodeConfig, loaded: Any) -> dict[str, ObservationInput]:
-    """Where each raw observation key the checkpoint needs comes from, checked against the checkpoint.
-
-    Raises :class:`PolicyNodeConfigError` naming the key when the joint names differ from the
-    checkpoint's, a checkpoint image key has no camera topic (or a camera topic names no
-    checkpoint image key), or a low-dim key does not fit the joint state.
-    """
-    from df_policy.runtime.preprocess import Preprocessor
-
-    schema, pcfg = loaded.schema, loaded.policy.config
-    path = getattr(loaded, "path", config.checkpoint)
-    joints = list(config.joint_names)
-    trained = list(schema.joint_names) or list(schema.keys[schema.action_key].names or [])
-    if trained and trained != joints:
-        order = " (same joints, different order)" if sorted(trained) == sorted(joints) else ""
-        raise PolicyNodeConfigError(
-            f"joint_names {joints} do not match the checkpoint's joint order {trained}{order} ({path}); "
-            "joint_names must list the checkpoint's joints in its action order"
-        )
-    if not trained:
-        log.warning("checkpoint %s records no joint names; trusting joint_names=%s", path, joints)
-    if pcfg.action_dim != len(joints):
-        raise PolicyNodeConfigError(
-            f"the checkpoint's action has {pcfg.action_dim} dimensions but joint_names lists {len(joints)} joints"
-        )
-    unit = schema.keys[schema.action_key].unit
-    if unit and unit != config.action_unit:
-        raise PolicyNodeConfigError(
-            f"the checkpoint's actions are in {unit!r} ({path}) but the node commands {config.action_unit!r} "
-            f"(action_unit): its actions would be clipped into limits of another unit; convert the data or set "
-            f"action_unit, position limits and speeds in {unit!r} for a driver that takes {unit!r}"
-        )
-    if not unit:
-        log.warning("checkpoint %s records no action unit; trusting action_unit=%s", path, config.action_unit)
-    image_keys = list(pcfg.image_shapes)
-    missing = [k for k in image_keys if k not in config.camera_topics]
-    if missing:
-        raise PolicyNodeConfigError(
-            f"the checkpoint reads camera images {missing} but camera_topics has no topic for them "
-            f"(configured: {dict(config.camera_topics)}); set camera_topics.{missing[0]}: <image topic>"
-        )
-    extra = [k for k in config.camera_topics if k not in image_keys]
-    if extra:
-        raise PolicyNodeConfigError(
-            f"camera_topics names {extra}, which the checkpoint does not read (its image keys: {image_keys})"
-        )
-    inputs: dict[str, ObservationInput] = {}
-    for key in image_keys:
-        spec = schema.keys.get(key)
-        size = tuple(int(s) for s in spec.shape[:2]) if spec is not None and len(spec.shape) == 3 else None
-        inputs[key] = ObservationInput("camera", config.camera_topics[key], size)
-    lowdim_sources = [k for k in Preprocessor.from_loaded(loaded).source_keys() if k not in pcfg.image_shapes]
-    unknown = [k for k in config.lowdim_fields if k not in lowdim_sources]
-    if unknown:
-        raise PolicyNodeConfigError(
-            f"lowdim_fields names {unknown}, which the checkpoint does not read (its low-dim inputs: {lowdim_sources})"
-        )
-    for key in lowdim_sources:
-        spec = schema.keys.get(key)
-        dim = int(np.prod(spec.shape)) if spec is not None else pcfg.lowdim_shapes.get(key)
-        if dim != len(joints):
-            raise PolicyNodeConfigError(
-                f"the checkpoint's low-dim input {key!r} has {dim} values; the node reads low-dim inputs from "
-                f"the JointState, which gives {len(joints)} (one per joint)"
-            )
-        names = list(spec.names or []) if spec is not None else []
-        if names and names != joints:
-            raise PolicyNodeConfigError(f"the checkpoint's {key!r} is ordered {names}, joint_names is {joints}")
-        inputs[key] = ObservationInput("joint_state", config.lowdim_fields.get(key, "position"))
-    return inputs
 
 
 # =========================================================================== node
@@ -403,7 +295,7 @@ class PolicyNode:
         descriptor = ros_message_class("rcl_interfaces", "ParameterDescriptor")(dynamic_typing=True)
         if isinstance(default, (list, tuple)) and not default:
             default = None  # an empty list has no ROS type
-        return _parameter_value(self.node.declare_parameter(name, default, descriptor).value)
+        return parameter_value(self.node.declare_parameter(name, default, descriptor).value)
 
     def _configure(self) -> None:
         """Declare every setting as a parameter, read the overrides, validate, load the checkpoint."""
@@ -412,7 +304,7 @@ class PolicyNode:
         merged = dict(self._base)
         merged.update(self._overrides)
         values: dict[str, Any] = {}
-        for name, default in _flatten_parameters(merged).items():
+        for name, default in flatten_parameters(merged).items():
             values[name] = self._declare(name, default)
         unknown = sorted(n for n in getattr(self.node, "_parameter_overrides", {})
                          if not self.node.has_parameter(n) and n not in values
