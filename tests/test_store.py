@@ -282,8 +282,14 @@ def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, mon
 
     path = tmp_path / "s.zarr"
     synced = []
-    real = store_module._fsync_file
-    monkeypatch.setattr(store_module, "_fsync_file", lambda p: (synced.append(Path(p)), real(p)))
+    real = store_module._fsync
+
+    def record(p, directory=False):  # files only: the commit order of the data and the record
+        if not directory:
+            synced.append(Path(p))
+        real(p, directory)
+
+    monkeypatch.setattr(store_module, "_fsync", record)
     with EpisodeStore.create(path, synthetic_schema(8), image_chunk_frames=4) as store:
         store.append_episode(synthetic_episode(np.random.default_rng(0), 10, 8))  # image chunks 0, 1, 2
         first = len(synced)

@@ -88,10 +88,9 @@ def _missing_chunk_files(store: EpisodeStore, key: str, chunk: int) -> list[str]
     Stores written by df_policy write every chunk, zeros included; a store from an older version
     may lack chunks whose values were all zero (then the frames there are black: re-check them).
     """
-    ndim = len(store.schema.keys[key].shape)
     out = []
     for i, (s, e) in enumerate(_block_ranges(store.n_steps, chunk)):
-        f = store.path / "data" / key / "c" / str(i) / Path(*(["0"] * ndim))
+        f = store.chunk_file(key, i)
         if not f.is_file():
             out.append(f"data/{key}: chunk file {f.relative_to(store.path)} for steps [{s}, {e}) is missing "
                        "(it would read as zeros)")

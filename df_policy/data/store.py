@@ -99,14 +99,6 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
-    _fsync(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync(path, directory=True)
-
-
 def _remove_temp_files(path: Path) -> None:
     """Delete Zarr's write-then-rename temporaries (``*.partial``); call only holding the writer lock."""
     for f in path.rglob("*.partial"):
@@ -363,6 +355,11 @@ class EpisodeStore:
         s, e = self.episode_bounds(i)
         return {k: self.read(k, s, e) for k in (keys or self.schema.keys)}
 
+    def chunk_file(self, key: str, i: int) -> Path:
+        """The file of chunk ``i`` (along time) of ``data/<key>``: Zarr v3's default chunk keys;
+        every other dimension is one chunk."""
+        return self.path / "data" / key / "c" / str(i) / Path(*(["0"] * len(self.schema.keys[key].shape)))
+
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
@@ -402,12 +399,12 @@ class EpisodeStore:
         ends[n] = new_end
         meta.length = length
         self._episodes.append(meta)
-        _fsync_file(self.path / "meta" / "episode_ends" / "zarr.json")
+        _fsync(self.path / "meta" / "episode_ends" / "zarr.json")
         for f in sorted((self.path / "meta" / "episode_ends" / "c").glob("*")):
-            _fsync_file(f)
+            _fsync(f)
         self._commit_attrs()  # commit point
-        _fsync_file(self.path / "zarr.json")  # ... then the commit record (and the renames into place)
-        _fsync_dir(self.path)
+        _fsync(self.path / "zarr.json")  # ... then the commit record (and the renames into place)
+        _fsync(self.path, directory=True)
         self.episode_ends = np.append(self.episode_ends, np.int64(new_end))
         self.partial = None
         return n
@@ -415,17 +412,17 @@ class EpisodeStore:
     def _sync_steps(self, start: int, stop: int) -> None:
         """fsync every chunk file holding steps ``[start, stop)`` and each array's metadata, and
         their directories (Zarr writes through rename; the rename is durable once the directory is)."""
-        for key, spec in self.schema.keys.items():
+        for key in self.schema.keys:
             arr_dir = self.path / "data" / key
             chunk = int(self.array(key).chunks[0])
             dirs = {arr_dir}
             for i in range(start // chunk, (stop - 1) // chunk + 1):
-                f = arr_dir / "c" / str(i) / Path(*(["0"] * len(spec.shape)))
-                _fsync_file(f)
+                f = self.chunk_file(key, i)
+                _fsync(f)
                 dirs.add(f.parent)
-            _fsync_file(arr_dir / "zarr.json")
+            _fsync(arr_dir / "zarr.json")
             for d in sorted(dirs):
-                _fsync_dir(d)
+                _fsync(d, directory=True)
 
     def _truncate_to(self, n_steps: int, n_episodes: int) -> None:
         for key in self.schema.keys:

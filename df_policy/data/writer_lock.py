@@ -58,7 +58,11 @@ def is_write_locked(store_path: str | os.PathLike) -> bool:
     path = Path(store_path) / LOCK_FILE
     if not path.exists():
         return False
-    with open(path, "a+") as f:
+    try:
+        f = open(path)  # read-only: flock needs no write access, so readers of read-only copies work
+    except OSError:
+        return False
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -92,10 +96,6 @@ class WriterLock:
         self._file.truncate()
         self._file.write(json.dumps(_holder_record()))
         self._file.flush()
-
-    @property
-    def held(self) -> bool:
-        return self._file is not None
 
     def release(self) -> None:
         if self._file is None:
