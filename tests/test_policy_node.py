@@ -29,12 +29,13 @@ pytest.importorskip("trajectory_msgs.msg")
 pytest.importorskip("diagnostic_msgs.msg")
 pytest.importorskip("std_srvs.srv")
 
-from fixtures.policy_node_harness import JOINTS, LOWER, UPPER, Camera, Monitor, build_toy_checkpoint
+from fixtures.policy_node_harness import JOINTS, LOWER, UPPER, Camera, Monitor
+from fixtures.policy_node_harness import checkpoint, ros_env  # noqa: F401 - pytest fixtures
 from fixtures.policy_node_harness import node_config as _config
 from fixtures.policy_node_harness import set_bool as _set_bool
 from fixtures.policy_node_harness import sim_driver as _driver
 from fixtures.policy_node_harness import status_values as _values
-from fixtures.ros_env import loopback_ros_env, loopback_ros_environment
+from fixtures.ros_env import loopback_ros_env
 
 from df_policy.ros.node_config import PolicyNodeConfig, PolicyNodeConfigError
 from df_policy.ros.node_thread import wait_until
@@ -46,18 +47,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = f"/pn{os.getpid()}"  # topic prefix: even a domain-id collision with another run cannot cross-talk
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_env():
-    """Loopback-only DDS, unique domain, set before any rclpy.init() in this module."""
-    with loopback_ros_environment() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, one_torch_thread) -> Path:
-    return build_toy_checkpoint(tmp_path_factory.mktemp("policy_node"))
 
 
 def test_node_commands_only_when_enabled_and_holds_on_stale_camera(checkpoint):

@@ -29,12 +29,12 @@ from fixtures.policy_node_harness import (
     UPPER,
     Camera,
     Monitor,
-    build_toy_checkpoint,
+    checkpoint,  # noqa: F401 - pytest fixture
     node_config,
+    ros_env,  # noqa: F401 - pytest fixture
     sim_driver,
     status_values,
 )
-from fixtures.ros_env import loopback_ros_environment
 
 from df_policy.ros.node_config import PolicyNodeConfigError
 from df_policy.ros.node_thread import NodeThread, NodeThreadConfig, wait_until
@@ -47,17 +47,6 @@ RUN = f"/pns{os.getpid()}"
 # every joint inside the test limits; wrist_roll at 0 while the demonstrations hold it above
 # 1.39 rad, so the toy policy's commands head away from where this "arm" is
 FROZEN = np.array([0.0, 0.2, -0.2, 0.3, 0.0, 0.5])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros_env():
-    with loopback_ros_environment() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, one_torch_thread) -> Path:
-    return build_toy_checkpoint(tmp_path_factory.mktemp("policy_node_safety"))
 
 
 class FrozenArm:

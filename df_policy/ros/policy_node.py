@@ -85,6 +85,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import collections
+import json
 import logging
 import signal
 import sys
@@ -369,8 +370,7 @@ class PolicyNode:
         self.period_s = self.runtime.period_s
         self.loop = ControlLoop(self.runtime, self._on_result, self.period_s, measure=self._measure_for_tick)
         self._tick_measured: np.ndarray | None = None
-        self._track = (None if cfg.max_tracking_error is None
-                       else np.broadcast_to(np.asarray(cfg.max_tracking_error, np.float64), (len(cfg.joint_names),)))
+        self._track = self.runtime.safety.config.vector("max_tracking_error", len(cfg.joint_names))
         self._joints = JointStateConverter(cfg.joint_names, check_finite=())
         self._commands = CommandConverter(cfg.joint_names)
         self._low = np.asarray(cfg.position_lower, dtype=np.float64)
@@ -694,8 +694,6 @@ class PolicyNode:
 
     def _publish_state(self, activity: str, reason: str = "") -> None:
         """Latch ``~/state`` (JSON: enabled, fault, activity, reason) whenever it changes."""
-        import json
-
         if self.node is None or not hasattr(self, "_state_pub"):
             return
         state = (self._enabled, self._fault, activity)
