@@ -91,3 +91,28 @@ def test_horizon_not_fixed_and_prefix_consistent() -> None:
     out_long = model(long_x, long_levels, obs)
     assert out_long.shape == (2, 20, 3)
     torch.testing.assert_close(out_long[:, :6], model(x, levels, obs), atol=1e-5, rtol=0)
+
+
+def test_level_tables_in_a_large_training_batch_are_the_per_token_function_with_its_gradients() -> None:
+    """A training batch with more action tokens than levels gathers from per-level tables;
+    output and every parameter gradient must equal running the level MLP and modulations per token."""
+    model = _model().train()
+    noisy, _, obs = _inputs(B=24, T=6)  # 144 action tokens > 101 levels: the table path
+    levels = torch.randint(0, 101, (24, 6), generator=torch.Generator().manual_seed(3))
+    assert 24 * 6 > model.num_levels + 1
+
+    def run(force_per_token: bool):
+        model.zero_grad()
+        if force_per_token:  # the same batch in slices small enough for the per-token path
+            out = torch.cat([model(noisy[i:i + 4], levels[i:i + 4], obs[i:i + 4]) for i in range(0, 24, 4)])
+        else:
+            out = model(noisy, levels, obs)
+        (out ** 2).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    out_tab, grads_tab = run(False)
+    out_tok, grads_tok = run(True)
+    torch.testing.assert_close(out_tab, out_tok, atol=1e-5, rtol=1e-5)
+    assert grads_tab.keys() == grads_tok.keys() and "blocks.0.modulation.1.weight" in grads_tab
+    for name in grads_tok:
+        torch.testing.assert_close(grads_tab[name], grads_tok[name], atol=1e-4, rtol=1e-4, msg=name)

@@ -207,16 +207,20 @@ class CausalDenoiser(nn.Module):
         nn.init.zeros_(self.head.bias)
         self._level_tables: tuple[Tensor, list[Tensor], list[Tensor]] | None = None
 
-    @torch.no_grad()
-    def freeze_level_tables(self) -> None:
-        """Inference: tabulate what depends only on the integer level (its embedding, each
-        block's adaLN modulation; ``K + 1`` rows each) and the observation tokens' constant
-        modulation, so a forward pass looks them up instead of running the level MLP and the
-        modulation layers. Dropped by ``train()``; rebuild after changing the weights in eval mode."""
+    def level_tables(self) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """What depends only on the integer level, for every level ``0..K``: its embedding
+        ``(K + 1, d)``, each block's adaLN modulation ``(K + 1, 6d)``, and each block's constant
+        modulation of the observation tokens ``(6d,)``. Differentiable."""
         levels = torch.arange(self.num_levels + 1, device=self.head.weight.device)
         emb = self.level_mlp(sinusoidal_embedding(levels.float() * (1000.0 / self.num_levels), self.config.d_model))
-        self._level_tables = (emb, [b.modulation(emb) for b in self.blocks],
-                              [b.modulation(self.obs_cond) for b in self.blocks])
+        return emb, [b.modulation(emb) for b in self.blocks], [b.modulation(self.obs_cond) for b in self.blocks]
+
+    @torch.no_grad()
+    def freeze_level_tables(self) -> None:
+        """Inference: keep :meth:`level_tables` so a forward pass looks the level embedding and
+        modulations up instead of running the level MLP and the modulation layers. Dropped by
+        ``train()``; rebuild after changing the weights in eval mode."""
+        self._level_tables = self.level_tables()
 
     def train(self, mode: bool = True) -> "CausalDenoiser":
         if mode:
@@ -262,6 +266,11 @@ class CausalDenoiser(nn.Module):
             raise ValueError(f"obs_times must be ({To},) and action_times ({N},)")
 
         tables = None if self.training else self._level_tables
+        if tables is None and B * N > self.num_levels + 1:
+            # a large batch has more action tokens than there are levels: running the level MLP
+            # and the modulation layers once per level and gathering is the same function
+            # (gradients included) at a fraction of the cost (training at batch 256: ~4x fewer rows)
+            tables = self.level_tables()
         if tables is not None:
             level_emb = tables[0][levels].to(noisy_actions.dtype)
         else:
