@@ -1,4 +1,4 @@
-"""Cost of the simulated SO-101 arm (``data_collection.sim``) on this CPU, and the scripted
+"""Cost of the simulated SO-101 arm (``df_policy.sim``) on this CPU, and the scripted
 expert's success rate. Prints one JSON object.
 
 Per GL backend (each in its own process, since MuJoCo reads ``MUJOCO_GL`` once):
@@ -39,7 +39,7 @@ def _stats(samples_s: list[float]) -> dict[str, float]:
 def child(backend: str, sizes: list[int], steps: int) -> dict:
     os.environ["MUJOCO_GL"] = backend
     sys.path.insert(0, str(REPO))
-    from data_collection.sim import SceneConfig, ScriptedExpert, SimArmConfig, SimArmEnv
+    from df_policy.sim import SceneConfig, ScriptedExpert, SimArmConfig, SimArmEnv
 
     out: dict = {"backend": backend}
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def child(backend: str, sizes: list[int], steps: int) -> dict:
 def expert_success(episodes: int) -> dict:
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from data_collection.sim import ScriptedExpert, SimArmEnv, run_expert_episode
+    from df_policy.sim import ScriptedExpert, SimArmEnv, run_expert_episode
 
     env = SimArmEnv()
     expert = ScriptedExpert(env)

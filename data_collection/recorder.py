@@ -562,19 +562,15 @@ def record_sim(
     seed ``seed + i`` (stored in the notes as ``seed=N``). ``robot_factory(env)`` may replace
     the robot (tests wrap it to observe commands). ``task``: stored in the episodes' metadata
     (default: the pick-and-place description). ``env_config``: the
-    :class:`~data_collection.sim.arm_env.SimArmConfig` (task variant, image size; ``None`` =
+    :class:`~df_policy.sim.arm_env.SimArmConfig` (task variant, image size; ``None`` =
     the default task).
     """
-    from data_collection.sim.gl import select_gl_backend
+    from df_policy.sim.gl import select_gl_backend
 
     select_gl_backend()
     from data_collection.cameras.base import CameraConfig
-    from data_collection.sim import (
-        SimArmCamera,
-        SimArmEnv,
-        SimArmRobot,
-        SimArmRobotConfig,
-    )
+    from data_collection.sim import SimArmCamera, SimArmRobot, SimArmRobotConfig
+    from df_policy.sim import SimArmEnv
     from data_collection.teleop.scripted import ScriptedTeleop
 
     env = SimArmEnv(env_config)

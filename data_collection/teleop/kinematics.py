@@ -10,8 +10,8 @@ Conventions
   e.g. the arm without its gripper), in that order, radians (or metres for prismatic joints).
 
 :class:`SimArmKinematics` is the implementation for the simulated SO-101 arm
-(:class:`~data_collection.sim.arm_env.SimArmEnv`): the ``grasp`` tool point over the five arm
-joints, solved with :class:`~data_collection.sim.ik.ArmIK` (damped least squares, its own
+(:class:`~df_policy.sim.arm_env.SimArmEnv`): the ``grasp`` tool point over the five arm
+joints, solved with :class:`~df_policy.sim.ik.ArmIK` (damped least squares, its own
 ``MjData``, never touching the simulation state). ``mujoco`` is imported only when one is
 built. Note that the SO-101 has 5 arm joints: it cannot reach every orientation at every
 position (the tool's heading about the vertical follows the shoulder pan), so
@@ -61,12 +61,12 @@ class Kinematics(abc.ABC):
 class SimArmKinematics(Kinematics):
     """Kinematics of the simulated SO-101 ``env`` (a :class:`SimArmEnv`) for ``site`` (default:
     the ``grasp`` tool point reported as ``ee_pos``) over ``joints`` (default: the 5 arm
-    joints). ``ik_config``: :class:`~data_collection.sim.ik.IKConfig`. Thread-safe."""
+    joints). ``ik_config``: :class:`~df_policy.sim.ik.IKConfig`. Thread-safe."""
 
     def __init__(self, env: Any, site: str = "grasp", joints: tuple[str, ...] | None = None, ik_config: Any = None):
-        from data_collection.sim.arm_env import SimArmEnv  # lazy: imports mujoco
-        from data_collection.sim.assets import SO101_ARM_JOINTS
-        from data_collection.sim.ik import ArmIK
+        from df_policy.sim.arm_env import SimArmEnv  # lazy: imports mujoco
+        from df_policy.sim.assets import SO101_ARM_JOINTS
+        from df_policy.sim.ik import ArmIK
 
         if not isinstance(env, SimArmEnv):
             raise TeleopError(f"SimArmKinematics needs a SimArmEnv, got {type(env).__name__}")
@@ -113,7 +113,7 @@ def kinematics_for_robot(robot: Any) -> Kinematics | None:
     env = getattr(robot, "env", None)
     if env is None:
         return None
-    from data_collection.sim.arm_env import (
+    from df_policy.sim.arm_env import (
         SimArmEnv,  # lazy: imports mujoco; only for robots with an env
     )
 

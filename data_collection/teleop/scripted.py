@@ -1,4 +1,4 @@
-"""``ScriptedTeleop``: the simulated arm's :class:`~data_collection.sim.expert.ScriptedExpert`
+"""``ScriptedTeleop``: the simulated arm's :class:`~df_policy.sim.expert.ScriptedExpert`
 as a teleoperator stand-in.
 
 Events: once the expert is done and ``hold_steps`` further steps were commanded, it emits
@@ -53,7 +53,7 @@ class ScriptedTeleop(TeleopDevice):
 
     def __init__(self, env, config: ScriptedTeleopConfig | None = None) -> None:  # env: SimArmEnv
         super().__init__()
-        from data_collection.sim import ScriptedExpert  # lazy: imports mujoco
+        from df_policy.sim import ScriptedExpert  # lazy: imports mujoco
 
         self.env = env
         self.config = config or ScriptedTeleopConfig()

@@ -93,10 +93,10 @@ def evaluate_arm(checkpoint: str | Path, env_config: Any = None, episodes: int =
     """
     from tqdm import tqdm
 
-    from data_collection.sim.gl import select_gl_backend
+    from df_policy.sim.gl import select_gl_backend
 
     select_gl_backend()
-    from data_collection.sim import SimArmEnv
+    from df_policy.sim import SimArmEnv
     from df_policy.runtime.clock import FakeClock
     from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
     from df_policy.runtime.safety import SafetyConfig

@@ -14,6 +14,7 @@ Callbacks should catch their own exceptions; one that escapes is counted in
 from __future__ import annotations
 
 import atexit
+import signal
 import threading
 import time
 import weakref
@@ -181,3 +182,18 @@ class NodeThread:
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"NodeThread({self.config.node_name!r}, {state})"
+
+
+def serve_until_signal(stop: Callable[[], None], banner: str = "READY") -> None:
+    """Print ``banner`` (a parent process waits for it), block until SIGINT/SIGTERM, then call
+    ``stop``; the previous signal handlers are restored. For a node run as its own process."""
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(banner, flush=True)
+        while not done.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop()

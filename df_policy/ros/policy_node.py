@@ -87,7 +87,6 @@ import atexit
 import collections
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -107,6 +106,7 @@ from .messages import (
 )
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
 from .node_setup import flatten_parameters, observation_inputs, parameter_value
+from .node_thread import serve_until_signal
 from .observation import (
     MissingInputError,
     ObservationAssembler,
@@ -856,16 +856,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (PolicyNodeConfigError, ValueError) as exc:
         print(f"policy_node: error: {exc}", file=sys.stderr)
         return 2
-    done = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        print("READY", flush=True)
-        while not done.wait(0.2):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        node.stop()
+    serve_until_signal(node.stop)
     return 0
 
 

@@ -68,7 +68,7 @@ def select_gl_backend(candidates: tuple[str, ...] = GL_BACKENDS, disable_on_fail
     already imported, returns the backend it was imported with (no probing). Raises
     :class:`NoGLBackendError` if none works; with ``disable_on_failure`` it first sets
     ``MUJOCO_GL=disable``, so that ``import mujoco`` still works for physics (rendering then
-    raises :class:`~data_collection.sim.arm_env.SimRenderError`).
+    raises :class:`~df_policy.sim.arm_env.SimRenderError`).
     """
     current = os.environ.get("MUJOCO_GL", "").strip().lower()
     if "mujoco" in sys.modules:

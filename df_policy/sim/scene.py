@@ -16,7 +16,7 @@ Frames and units
 * Cameras follow MuJoCo's convention (look along their ``-z``, ``y`` up in the image).
 
 Rendering cost is set here: the arm's meshes are replaced by simplified ones
-(:func:`~data_collection.sim.assets.simplified_mesh`), shadows, reflections and multisampling
+(:func:`~df_policy.sim.assets.simplified_mesh`), shadows, reflections and multisampling
 are off and there is no skybox.
 """
 
@@ -104,7 +104,7 @@ DEFAULT_CAMERAS: tuple[SimCameraSpec, ...] = (
     SimCameraSpec("scene", pos=(0.42, 0.17, 0.32), lookat=(0.18, 0.0, 0.03), fovy_deg=50.0),
 )
 """One fixed camera, front-right of the arm and above the table. At 96x96 it sees the whole
-cube / target area of the default :class:`~data_collection.sim.arm_env.SimArmConfig` up to the
+cube / target area of the default :class:`~df_policy.sim.arm_env.SimArmConfig` up to the
 carry height, with the cube ~10 px wide; the top of the raised arm leaves the frame."""
 
 
@@ -125,7 +125,7 @@ class SceneConfig:
         noslip_iterations: MuJoCo's no-slip solver passes; without them the held cube creeps
             out of the jaws (the expert's success drops from 100 % to ~25 %).
         mesh_cell_m: grid size for simplifying the arm meshes (see
-            :func:`~data_collection.sim.assets.simplified_mesh`); ``None`` keeps the original
+            :func:`~df_policy.sim.assets.simplified_mesh`); ``None`` keeps the original
             ~320k-triangle meshes (slow to render on a CPU).
         max_render_size: largest image width/height any renderer may ask for (offscreen buffer).
         gravity_compensation: cancel gravity on the arm's links (MuJoCo ``gravcomp``). The

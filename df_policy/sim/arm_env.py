@@ -201,7 +201,7 @@ class SimArmEnv:
     Attributes:
         config: the :class:`SimArmConfig`.
         model, data: the MuJoCo model and state (hold :attr:`lock` to touch ``data``).
-        joint_names: the action / joint order, :data:`~data_collection.sim.assets.SO101_JOINTS`.
+        joint_names: the action / joint order, :data:`~df_policy.sim.assets.SO101_JOINTS`.
         lower, upper: ``float64 (6,)`` joint target limits, rad.
         camera_names: the scene's cameras, in :attr:`SceneConfig.cameras` order.
     """
@@ -550,7 +550,7 @@ class SimArmEnv:
                 backend = os.environ.get("MUJOCO_GL", "<unset>")
                 raise SimRenderError(
                     f"could not create a MuJoCo renderer with MUJOCO_GL={backend}: {exc!r}. Set MUJOCO_GL=egl or "
-                    "osmesa before importing mujoco (see data_collection.sim.gl.select_gl_backend) and install "
+                    "osmesa before importing mujoco (see df_policy.sim.gl.select_gl_backend) and install "
                     "libegl1 libegl-mesa0 / libosmesa6"
                 ) from exc
             if len(self._renderers) == 1:

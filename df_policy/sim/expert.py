@@ -1,9 +1,9 @@
-"""Scripted expert for :class:`~data_collection.sim.arm_env.SimArmEnv`: the teleoperator's
+"""Scripted expert for :class:`~df_policy.sim.arm_env.SimArmEnv`: the teleoperator's
 stand-in that records demonstrations.
 
 It reads the privileged task state (cube and target poses), plans a top-down pick-and-place
 in Cartesian space and outputs the env's action: **joint position targets** ``(6,)`` rad,
-computed by :class:`~data_collection.sim.ik.ArmIK`. Phases::
+computed by :class:`~df_policy.sim.ik.ArmIK`. Phases::
 
     APPROACH  tool point above the cube (hover height), jaws open and aligned with a cube face
     DESCEND   down to the cube centre
