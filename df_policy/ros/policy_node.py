@@ -192,6 +192,8 @@ class PolicyNode:
         self._hold_logged: dict[str, float] = {}
         self._window: collections.Counter[str] = collections.Counter()
         self._publish_times: collections.deque[float] = collections.deque(maxlen=4096)
+        # seconds from an observation's arrival to the publish of a command planned from it
+        self._obs_to_command_s: collections.deque[float] = collections.deque(maxlen=2048)
         self._last_result: Any = None
         self._enabled_since: float | None = None
         self._seen_inference_errors = 0
@@ -630,6 +632,11 @@ class PolicyNode:
         if not self._enabled or self._fault is not None:
             return
         if isinstance(result, self._command_cls):
+            if self.command_subscriber_count == 0:  # checked every tick, not only by the diagnostics timer
+                self._fault = self._no_subscriber_fault()
+                self.node.get_logger().error(f"NOT published, commanding stopped (fault): {self._fault}")
+                self._publish_state("fault", self._fault)
+                return
             problem = self._last_line_check(result)
             if problem is not None:
                 kind, why = problem
@@ -660,10 +667,14 @@ class PolicyNode:
             if result.raw is not None:
                 self._publish_joint_vector(self._raw_pub, result.raw)
             self._publish_state("commanding")
+            published = time.monotonic()
+            source = getattr(self.runtime.last_tick, "source", None)
             with self._lock:
                 self.counters["commands_published"] += 1
                 self._window["commands"] += 1
-                self._publish_times.append(time.monotonic())
+                self._publish_times.append(published)
+                if source is not None:  # obs_time: the observation's (oldest input's) receipt time
+                    self._obs_to_command_s.append(published - source.obs_time)
                 self._last_result = result
             return
         # Hold: publish nothing new; the controller keeps its last goal
@@ -719,6 +730,7 @@ class PolicyNode:
             counters = dict(self.counters)
             since = max(now - 2.0, self._enabled_since or now)
             recent = sum(1 for t in self._publish_times if t > since)
+            obs_to_command = np.asarray(self._obs_to_command_s, dtype=np.float64)
         rate = recent / (now - since) if self._enabled and now - since > 0.2 else 0.0
         stats = self.runtime.stats()
         loop = self.loop.report()
@@ -729,6 +741,10 @@ class PolicyNode:
             "enabled": self._enabled, "fault": self._fault or "",
             "checkpoint": str(self._loaded.path), "rate_hz": round(1.0 / self.period_s, 3),
             "command_rate_hz": round(rate, 2),
+            "obs_to_command_ms_p50": (round(float(np.percentile(obs_to_command, 50)) * 1e3, 2)
+                                      if obs_to_command.size else None),
+            "obs_to_command_ms_p99": (round(float(np.percentile(obs_to_command, 99)) * 1e3, 2)
+                                      if obs_to_command.size else None),
             "hold_kind": "", "hold_reason": "",
             "ticks": stats["ticks"], "commands": stats["commands"],
             "commands_published": counters.get("commands_published", 0),
@@ -771,6 +787,9 @@ class PolicyNode:
             return "OK", "enabled, waiting for the first tick", values
         return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
 
+    def _no_subscriber_fault(self) -> str:
+        return f"nothing subscribes to {self._command_topic} any more (controller stopped or unloaded)"
+
     def _check_liveness(self) -> None:
         """Latch a fault when, while enabled, the control loop died or the controller went away."""
         if not self._enabled or self._fault is not None:
@@ -778,8 +797,7 @@ class PolicyNode:
         if self.loop.failure is not None or not self.loop.alive:
             self._fault = self.loop.failure or "the control loop thread is not running"
         elif self.command_subscriber_count == 0:
-            self._fault = (f"nothing subscribes to {self._command_topic} any more "
-                           "(controller stopped or unloaded)")
+            self._fault = self._no_subscriber_fault()
         if self._fault is not None:
             self.node.get_logger().error(f"commanding stopped (fault): {self._fault}")
             self._publish_state("fault", self._fault)

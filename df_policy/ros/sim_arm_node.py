@@ -8,7 +8,9 @@ Publishes (stamps: the node clock when the state was computed):
   rendered from the same state as the JointState of that instant;
 * ``~/task`` (``std_msgs/String``, JSON, at ``camera_hz``): ``seed``, ``time_s`` since reset,
   ``success``, ``solved_for_s`` (how long the task has been solved without a break),
-  ``progress`` and the controller's ``accepted`` / ``rejected`` counts and last rejection.
+  ``progress``, the controller's ``accepted`` / ``rejected`` counts and last rejection, and the
+  physics thread's ``overruns`` (periods it could not keep up with real time) and
+  ``max_step_ms`` (longest step since the previous message).
 
 Accepts on ``command_topic`` what a real controller accepts, with its strictness
 (:class:`~df_policy.sim.controller.JointPositionController`): ``controller: jtc`` takes
@@ -141,6 +143,7 @@ class SimArmNode:
         self._camera_on = True
         self._solved_for_s = 0.0
         self.overruns = 0
+        self._max_step_s = 0.0  # longest physics step (+ render) since the last ~/task message
         self.steps = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -264,6 +267,7 @@ class SimArmNode:
         every = round(cfg.physics_hz / cfg.camera_hz)
         next_t = time.monotonic()
         while not self._stop.is_set():
+            t_step = time.monotonic()
             with self._lock:
                 result = self.env.step(self.controller.target(time.time()))
                 self._solved_for_s = self._solved_for_s + period if result.success else 0.0
@@ -278,7 +282,9 @@ class SimArmNode:
                     task = {"seed": self._seed, "time_s": round(self.env.time_s, 4), "success": bool(result.success),
                             "solved_for_s": round(self._solved_for_s, 4), "progress": round(result.progress, 4),
                             "accepted": stats.accepted, "rejected": stats.rejected,
-                            "last_rejection": stats.last_rejection}
+                            "last_rejection": stats.last_rejection, "overruns": self.overruns,
+                            "max_step_ms": round(self._max_step_s * 1e3, 2)}
+                    self._max_step_s = 0.0
             try:
                 self._state_pub.publish(self._states.to_msg(pos, vel, stamp=stamp))
                 for cam, rgb in images.items():
@@ -289,6 +295,7 @@ class SimArmNode:
                 if self._stop.is_set():
                     return
                 raise
+            self._max_step_s = max(self._max_step_s, time.monotonic() - t_step)
             next_t += period
             delay = next_t - time.monotonic()
             if delay < 0:  # overrun: skip the missed periods instead of bursting to catch up

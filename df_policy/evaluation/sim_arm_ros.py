@@ -1,0 +1,297 @@
+"""Closed loop on the simulated SO-101 arm **through ROS 2**: the policy node and the
+simulated-arm node run as separate processes and talk over real DDS (loopback only).
+
+What runs (:func:`evaluate_arm_ros`):
+
+* ``python -m df_policy.ros.sim_arm_node`` (:mod:`df_policy.ros.sim_arm_node`): the MuJoCo arm
+  behind a JTC-like controller, publishing JointState at 50 Hz and the camera at 10 Hz, in
+  real time;
+* ``python -m df_policy.ros.policy_node`` with the checkpoint: the production node, with the
+  example SO-101 safety settings (``node_so101.yaml``: tracking bound 0.35 rad arm / 1.0 rad
+  gripper) and the simulator's joint limits and speed limit;
+* in this process, an evaluator node that for each episode disables the policy, calls the
+  simulator's ``~/reset`` (seeds ``seed, seed + 1, ...``: the in-process evaluation's seeds),
+  waits ``settle_s`` for fresh images, calls ``~/enable`` and watches the simulator's ``~/task``
+  until the task has stayed solved for ``solved_hold_s`` (success) or ``episode_time_s`` of
+  simulated time have passed since enabling (failure).
+
+Unlike :func:`~df_policy.evaluation.sim_arm.evaluate_arm` (inference on a simulated clock, no
+transport), everything here runs in real time on this machine: inference latency, DDS, the
+controller's interpolation from the measured state and the safety checks all act on the arm.
+The summary adds the node's own figures (observation-to-command latency, tick jitter, holds,
+refused commands, faults) from its last ``/diagnostics`` status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NodeProcess", "RosArmEpisode", "evaluate_arm_ros", "policy_node_settings"]
+
+SIM_NODE = "sim_arm"
+POLICY_NODE = "policy_node"
+
+
+@dataclass
+class RosArmEpisode:
+    """One episode through ROS: success, final task progress, solve time (simulated seconds after
+    enabling, ``None`` if unsolved), and the policy node's state changes during it."""
+
+    seed: int
+    success: bool
+    progress: float
+    solve_s: float | None
+    enabled: bool
+    enable_message: str
+    faults: list[str] = field(default_factory=list)
+
+
+class NodeProcess:
+    """A child process that prints ``READY`` when up; stopped with SIGINT, then killed."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     start_new_session=True)
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._log.write(line)
+            self._log.flush()
+            if line.strip() == "READY":
+                self._ready.set()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
+                why = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "did not start in time"
+                raise RuntimeError(f"{self.name} {why}; its log ({self.log_path}) ends with:\n{tail}")
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5.0)
+        self._reader.join(2.0)
+        self._log.close()
+        return self.proc.returncode
+
+
+def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.ndarray, max_velocity: float,
+                         command_type: str = "trajectory", **overrides: Any) -> dict[str, Any]:
+    """The policy node's settings for the simulated arm: ``node_so101.yaml`` with the checkpoint,
+    the simulator's limits, and the simulator node's default topics."""
+    import yaml
+
+    from df_policy.training.config import resolve_config_path
+
+    settings = yaml.safe_load(resolve_config_path("node_so101").read_text())
+    settings.update({
+        "checkpoint": str(checkpoint), "device": "cpu", "position_lower": [float(v) for v in lower],
+        "position_upper": [float(v) for v in upper], "max_velocity": float(max_velocity),
+        "command_type": command_type, "start_enabled": False, "node_name": POLICY_NODE,
+    })
+    settings.update(overrides)
+    return settings
+
+
+class _Evaluator:
+    """This process's ROS node: services of both nodes, the task topic and diagnostics."""
+
+    def __init__(self) -> None:
+        from df_policy.ros._imports import import_ros, ros_message_class
+        from df_policy.ros.node_thread import NodeThread, NodeThreadConfig
+
+        self._thread = NodeThread(NodeThreadConfig("arm_ros_evaluator"))
+        node = self._thread.start()
+        qos = import_ros("rclpy.qos")
+        self._srv = import_ros("std_srvs.srv")
+        self._lock = threading.Lock()
+        self.task: dict[str, Any] | None = None
+        self.task_seq = 0
+        self.policy_state: dict[str, Any] | None = None
+        self.policy_status: dict[str, str] = {}
+        string = ros_message_class("std_msgs", "String")
+        node.create_subscription(string, f"/{SIM_NODE}/task", self._on_task, 10)
+        latched = qos.QoSProfile(depth=1, durability=qos.DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=qos.ReliabilityPolicy.RELIABLE)
+        node.create_subscription(string, f"/{POLICY_NODE}/state", self._on_state, latched)
+        node.create_subscription(ros_message_class("diagnostic_msgs", "DiagnosticArray"), "/diagnostics",
+                                 self._on_diagnostics, 10)
+        self._reset = node.create_client(self._srv.Trigger, f"/{SIM_NODE}/reset")
+        self._enable = node.create_client(self._srv.SetBool, f"/{POLICY_NODE}/enable")
+
+    def _on_task(self, msg: Any) -> None:
+        with self._lock:
+            self.task = json.loads(msg.data)
+            self.task_seq += 1
+
+    def _on_state(self, msg: Any) -> None:
+        with self._lock:
+            self.policy_state = json.loads(msg.data)
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"{POLICY_NODE}:"):
+                with self._lock:
+                    self.policy_status = {kv.key: kv.value for kv in status.values}
+                    self.policy_status["_message"] = status.message
+
+    def _call(self, client: Any, request: Any, timeout_s: float = 10.0) -> Any:
+        from df_policy.ros.node_thread import wait_until
+
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise RuntimeError(f"service {client.srv_name} is not available")
+        future = client.call_async(request)
+        if not wait_until(future.done, timeout_s):
+            raise RuntimeError(f"service {client.srv_name} did not answer in {timeout_s} s")
+        return future.result()
+
+    def reset(self) -> int:
+        response = self._call(self._reset, self._srv.Trigger.Request())
+        return int(response.message.split()[-1])
+
+    def enable(self, on: bool) -> tuple[bool, str]:
+        response = self._call(self._enable, self._srv.SetBool.Request(data=on))
+        return bool(response.success), str(response.message)
+
+    def wait_task(self, after_seq: int, timeout_s: float = 5.0) -> tuple[dict[str, Any], int]:
+        from df_policy.ros.node_thread import wait_until
+
+        if not wait_until(lambda: self.task_seq > after_seq, timeout_s):
+            raise RuntimeError(f"no ~/task message from the simulated arm for {timeout_s} s")
+        with self._lock:
+            return dict(self.task), self.task_seq
+
+    def stop(self) -> None:
+        self._thread.stop()
+
+
+def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_000, episode_time_s: float = 10.0,
+                     solved_hold_s: float = 1.0, settle_s: float = 0.5, command_type: str = "trajectory",
+                     node_overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """Run ``episodes`` closed-loop episodes through ROS 2 (see the module docstring); returns a
+    summary with ``success_rate``, ``mean_progress``, per-episode results and the node's figures.
+
+    DDS stays on 127.0.0.1 (:mod:`df_policy.ros.loopback`) with a domain id of this process.
+    ``log_dir`` keeps both nodes' logs (default: a temporary folder, kept on failure)."""
+    import yaml
+    from tqdm import tqdm
+
+    from df_policy.ros.loopback import loopback_ros_environment
+    from df_policy.sim.gl import select_gl_backend
+
+    if episodes < 1 or episode_time_s <= 0 or solved_hold_s <= 0 or settle_s < 0:
+        raise ValueError("need episodes >= 1, episode_time_s > 0, solved_hold_s > 0, settle_s >= 0")
+    select_gl_backend()
+    from df_policy.sim.arm_env import SimArmEnv
+    from df_policy.sim.tasks import demo_task_config
+
+    with SimArmEnv(demo_task_config()) as env:
+        lower, upper, vmax = env.lower.copy(), env.upper.copy(), env.config.velocity_max_rad_s
+    logs = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="dfp_arm_ros_"))
+    logs.mkdir(parents=True, exist_ok=True)
+    settings = policy_node_settings(checkpoint, lower, upper, vmax, command_type, **(node_overrides or {}))
+    (logs / "policy_node.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    results: list[RosArmEpisode] = []
+    with loopback_ros_environment() as ros_env:
+        env_vars = {**os.environ, **ros_env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                    "PYTHONUNBUFFERED": "1"}
+        sim = NodeProcess("simulated arm node", [sys.executable, "-m", "df_policy.ros.sim_arm_node", "--task", "demo",
+                                              "--seed", str(seed), "--node-name", SIM_NODE],
+                       env_vars, logs / "sim_arm_node.log")
+        policy = NodeProcess("policy node", [sys.executable, "-m", "df_policy.ros.policy_node", "--config",
+                                          str(logs / "policy_node.yaml")],
+                          env_vars, logs / "policy_node.log")
+        evaluator = None
+        t_start = time.monotonic()
+        try:
+            sim.wait_ready(120.0)
+            policy.wait_ready(180.0)
+            evaluator = _Evaluator()
+            _, seq = evaluator.wait_task(0, 30.0)
+            for _ in tqdm(range(episodes), desc="closed loop through ROS 2", disable=not progress):
+                results.append(_episode(evaluator, seq, episode_time_s, solved_hold_s, settle_s))
+                seq = evaluator.task_seq
+            evaluator.enable(False)
+            time.sleep(1.2)  # one more /diagnostics period with the final counters
+            status = dict(evaluator.policy_status)
+        finally:
+            if evaluator is not None:
+                evaluator.stop()
+            codes = {"policy_node": policy.stop(), "sim_arm_node": sim.stop()}
+    wall_s = time.monotonic() - t_start
+    solved = [r for r in results if r.success]
+    summary: dict[str, Any] = {
+        "episodes": episodes, "seed": seed, "episode_time_s": episode_time_s, "solved_hold_s": solved_hold_s,
+        "command_type": command_type, "success_rate": float(np.mean([r.success for r in results])),
+        "mean_progress": float(np.mean([r.progress for r in results])),
+        "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
+        "episodes_not_enabled": sum(not r.enabled for r in results),
+        "episodes_with_fault": sum(bool(r.faults) for r in results),
+        "wall_s": round(wall_s, 1), "exit_codes": codes, "logs": str(logs),
+        "node": {k: status.get(k) for k in (
+            "obs_to_command_ms_p50", "obs_to_command_ms_p99", "inference_ms_p50", "inference_ms_p99",
+            "tick_jitter_ms_p99", "missed_ticks", "commands_published", "refused_unsafe", "refused_stale",
+            "holds.overrun", "holds.stale_observation", "holds.no_action", "holds.tracking_error",
+            "clipped.position", "clipped.velocity", "clipped.tracking", "recommended_delay_steps", "delay_steps")},
+        "per_episode": [r.__dict__ for r in results],
+    }
+    return summary
+
+
+def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: float, settle_s: float,
+             enable_timeout_s: float = 15.0) -> RosArmEpisode:
+    ev.enable(False)
+    seed = ev.reset()
+    task, seq = ev.wait_task(seq)
+    while task["seed"] != seed or task["time_s"] < settle_s:  # images of the new episode fill the history
+        task, seq = ev.wait_task(seq)
+    enabled, message = ev.enable(True)
+    deadline = time.monotonic() + enable_timeout_s
+    while not enabled and time.monotonic() < deadline:  # discovery still matching the controller, ...
+        time.sleep(0.3)
+        enabled, message = ev.enable(True)
+    task, seq = ev.wait_task(seq)
+    t0 = task["time_s"]
+    faults: list[str] = []
+    solve_s = None
+    while enabled:
+        state = ev.policy_state or {}
+        if state.get("fault") and state["fault"] not in faults:
+            faults.append(state["fault"])
+        if task["solved_for_s"] > 0 and solve_s is None:
+            solve_s = task["time_s"] - t0 - task["solved_for_s"]
+        elif task["solved_for_s"] == 0:
+            solve_s = None
+        if task["solved_for_s"] >= solved_hold_s or task["time_s"] - t0 >= episode_time_s:
+            break
+        task, seq = ev.wait_task(seq)
+    success = enabled and task["solved_for_s"] >= solved_hold_s
+    ev.enable(False)
+    return RosArmEpisode(seed, bool(success), float(task["progress"]), solve_s if success else None, enabled,
+                         message, faults)
