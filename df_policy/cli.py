@@ -207,11 +207,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     from df_policy.evaluation.replay import add_eval_replay_command
     from df_policy.evaluation.sim import add_eval_sim_command
+    from df_policy.evaluation.sim_arm_ros import add_eval_arm_command
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint: offline replay or closed loop in simulation")
     esub = ev.add_subparsers(dest="eval_cmd", required=True)
     add_eval_replay_command(esub)
     add_eval_sim_command(esub)
+    add_eval_arm_command(esub)
 
 
 def add_demo_commands(sub: argparse._SubParsersAction) -> None:

@@ -34,8 +34,10 @@ def _stage(n: int, text: str) -> None:
 
 
 def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float = 7.0,
-             eval_episodes: int = 20, train_steps: int | None = None) -> dict[str, Any]:
-    """Run the five stages (see the module docstring); returns the summary (also in ``summary.json``)."""
+             eval_episodes: int = 20, train_steps: int | None = None, ros: bool = False) -> dict[str, Any]:
+    """Run the five stages (see the module docstring); returns the summary (also in ``summary.json``).
+    ``ros``: also run the closed-loop episodes through ROS 2 (policy node and simulated-arm node
+    as separate processes, :func:`~df_policy.evaluation.sim_arm_ros.evaluate_arm_ros`), same seeds."""
     from data_collection.recorder import record_sim
     from df_policy.data.ops import store_info, validate_store
     from df_policy.data.store import EpisodeStore
@@ -88,6 +90,14 @@ def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float 
     loop = evaluate_arm(run_dir, demo_task_config(), episodes=eval_episodes, seed=seed + 10_000,
                         demo_store=store_path, gif_path=out / "rollout.gif")
     lap("closed_loop_s")
+    loop_ros = None
+    if ros:
+        from df_policy.evaluation.sim_arm_ros import evaluate_arm_ros
+
+        _stage(4, f"closed loop through ROS 2: {eval_episodes} episodes, policy node + simulated arm node")
+        loop_ros = evaluate_arm_ros(run_dir, episodes=eval_episodes, seed=seed + 10_000, log_dir=out / "ros_logs")
+        (out / "closed_loop_ros.json").write_text(json.dumps(loop_ros, indent=2))
+        lap("closed_loop_ros_s")
 
     _stage(5, "report")
     summary = {
@@ -104,6 +114,9 @@ def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float 
         | {"episodes": eval_episodes, "runtime_counters": loop["policy"]["runtime_counters"],
            "hold_ticks": loop["policy"]["hold_ticks"]},
     }
+    if loop_ros is not None:
+        summary["closed_loop"]["policy_ros"] = {k: loop_ros[k] for k in ("success_rate", "mean_progress", "mean_solve_s")}
+        summary["closed_loop_ros"] = {k: v for k, v in loop_ros.items() if k != "per_episode"}
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     summary["seconds"] = timings
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -111,8 +124,10 @@ def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float 
     _plot_closed_loop(out / "closed_loop.png", summary["closed_loop"])
     _write_report(out, summary)
     c = summary["closed_loop"]
-    print(f"policy success {c['policy']['success_rate']:.2f} vs baselines: hold {c['hold']['success_rate']:.2f}, "
-          f"demo replay {c['replay']['success_rate']:.2f}; done in {timings['total_s']} s; see {out}/report.md")
+    through_ros = f", through ROS 2 {c['policy_ros']['success_rate']:.2f}" if "policy_ros" in c else ""
+    print(f"policy success {c['policy']['success_rate']:.2f}{through_ros} vs baselines: hold "
+          f"{c['hold']['success_rate']:.2f}, demo replay {c['replay']['success_rate']:.2f}; done in "
+          f"{timings['total_s']} s; see {out}/report.md")
     return summary
 
 
@@ -154,7 +169,10 @@ def _write_report(out: Path, s: dict[str, Any]) -> None:
         f"| baseline: hold the start pose | {c['hold']['success_rate']:.2f} | {c['hold']['mean_progress']:.2f} | "
         f"{solve('hold')} |",
         f"| baseline: open-loop replay of a demonstration | {c['replay']['success_rate']:.2f} | "
-        f"{c['replay']['mean_progress']:.2f} | {solve('replay')} |", "",
+        f"{c['replay']['mean_progress']:.2f} | {solve('replay')} |",
+        *([f"| trained policy **through ROS 2** (policy node + simulated-arm node, separate processes, real time) | "
+           f"{c['policy_ros']['success_rate']:.2f} | {c['policy_ros']['mean_progress']:.2f} | {solve('policy_ros')} |"]
+          if "policy_ros" in c else []), "",
         "An episode succeeds when the cube rests on the green square, released, for 1 s. The policy held "
         f"{c['hold_ticks']} ticks; runtime counters: {c['runtime_counters']}.", "",
         "![closed loop](closed_loop.png)", "",
@@ -183,5 +201,8 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-steps", type=int, default=None,
                    help="optimiser steps (default: the arm_demo config's; the time budget may stop earlier)")
     p.add_argument("--eval-episodes", type=int, default=20, help="closed-loop episodes per policy/baseline")
+    p.add_argument("--ros", action="store_true",
+                   help="also run the closed-loop episodes through ROS 2 (policy node + simulated-arm node as "
+                        "separate processes, loopback DDS) and report them beside the in-process figure")
     p.set_defaults(func=lambda a: (run_demo(Path(a.out), a.episodes, a.seed, a.train_minutes, a.eval_episodes,
-                                            a.train_steps), 0)[1])
+                                            a.train_steps, a.ros), 0)[1])

@@ -287,7 +287,15 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
         py_compile.compile(str(f), cfile=str(tmp_path / "launch.pyc"), doraise=True)
         assert _load_launch_file(f).generate_launch_description is launch.generate_launch_description
     assert [a[0] for a in launch.LAUNCH_ARGUMENTS] == ["checkpoint", "config", "enable", "device", "namespace",
-                                                        "params_file", "log_level"]
+                                                        "params_file", "log_level", "use_sim"]
+    assert launch.sim_node_settings("false") is None
+    sim = launch.sim_node_settings("true", "/arm/")
+    assert sim["namespace"] == "arm"
+    from df_policy.ros.sim_arm_node import build_arg_parser as sim_parser, config_from_args
+
+    assert config_from_args(sim_parser().parse_args(sim["arguments"])).task == "demo"
+    with pytest.raises(ValueError, match="use_sim"):
+        launch.sim_node_settings("maybe")
     assert (launch.PACKAGE, launch.EXECUTABLE) == ("df_policy", "policy_node")
     assert callable(launch.generate_launch_description)
 
@@ -298,7 +306,7 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
     args = build_arg_parser().parse_args([*settings["arguments"], "--ros-args", "-r", f"__ns:=/{settings['namespace']}"])
     assert (args.checkpoint, args.config, args.enable, args.device) == ("runs/r", "/etc/node.yaml", True, "cuda:0")
     assert args.ros_args == ["-r", "__ns:=/arm"]
-    defaults = {name: default for name, default, _ in launch.LAUNCH_ARGUMENTS}
+    defaults = {name: default for name, default, _ in launch.LAUNCH_ARGUMENTS if name != "use_sim"}
     settings = launch.node_settings(**{**defaults, "config": "n.yaml"})
     args = build_arg_parser().parse_args(settings["arguments"])
     assert settings["namespace"] == ""

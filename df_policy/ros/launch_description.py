@@ -19,6 +19,9 @@ Launch arguments (all strings, as ``ros2 launch`` passes them):
 * ``params_file``: a ROS 2 parameters YAML (``--params-file``; node settings as flat names,
   winning over ``config``; unknown names stop the node with a message).
 * ``log_level``: ``debug``, ``info``, ``warn``, ``error`` or ``fatal`` (``--log-level``).
+* ``use_sim``: ``true`` = also start the simulated SO-101 arm (``sim_arm_node``, the demo task:
+  JointState on ``/joint_states``, camera on ``/camera/color/image_raw``, a JTC-like controller
+  on ``/joint_trajectory_controller/joint_trajectory``), the topics ``node_so101.yaml`` uses.
 
 The mapping from launch arguments to the node's namespace and command line is the pure function
 :func:`node_settings`, which the tests call; ``launch`` / ``launch_ros`` are imported only in
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 PACKAGE = "df_policy"
 EXECUTABLE = "policy_node"
+SIM_EXECUTABLE = "sim_arm_node"
 
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("checkpoint", "", "checkpoint or training run directory (overrides the config)"),
@@ -38,6 +42,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "", "ROS namespace of the node"),
     ("params_file", "", "ROS 2 parameters YAML for the node (wins over config)"),
     ("log_level", "", "debug | info | warn | error | fatal"),
+    ("use_sim", "false", "true: also start the simulated SO-101 arm (sim_arm_node, demo task)"),
 )
 """``(name, default, description)`` of every launch argument."""
 
@@ -96,6 +101,13 @@ def node_settings(checkpoint: str = "", config: str = "", enable: str = "false",
             "ros_arguments": ["--log-level", level] if level else []}
 
 
+def sim_node_settings(use_sim: str = "false", namespace: str = "") -> dict | None:
+    """The simulated arm's ``launch_ros`` ``Node`` settings, or ``None`` when ``use_sim`` is false."""
+    if not parse_bool(use_sim, "use_sim"):
+        return None
+    return {"namespace": str(namespace).strip().strip("/"), "arguments": ["--task", "demo"]}
+
+
 def generate_launch_description():
     """The launch description: declared arguments + the node, resolved when launched."""
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -107,8 +119,13 @@ def generate_launch_description():
 
     def start_node(context, *args, **kwargs):
         values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
-        return [Node(package=PACKAGE, executable=EXECUTABLE, output="screen", emulate_tty=True,
-                     **node_settings(**values))]
+        use_sim = values.pop("use_sim")
+        nodes = [Node(package=PACKAGE, executable=EXECUTABLE, output="screen", emulate_tty=True,
+                      **node_settings(**values))]
+        sim = sim_node_settings(use_sim, values["namespace"])
+        if sim is not None:
+            nodes.append(Node(package=PACKAGE, executable=SIM_EXECUTABLE, output="screen", emulate_tty=True, **sim))
+        return nodes
 
     declared = [DeclareLaunchArgument(name, default_value=default, description=description)
                 for name, default, description in LAUNCH_ARGUMENTS]

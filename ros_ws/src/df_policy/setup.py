@@ -1,4 +1,5 @@
-"""ament_python build of the ``df_policy`` ROS 2 package: an executable and a launch file, no Python module.
+"""ament_python build of the ``df_policy`` ROS 2 package: two executables (the policy node, the simulated
+arm) and a launch file, no Python module.
 
 The node's code is the ``df_policy`` Python package installed with pip (``pip install -e
 <repo>[ros]`` or ``pip install <repo>``). This package must not ship a Python module named
@@ -38,5 +39,6 @@ setup(
     maintainer_email="df-policy-maintainers@example.com",
     description="ROS 2 policy node and launch file for df_policy (the node's code is the pip-installed df_policy)",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["policy_node = df_policy.ros.policy_node:main"]},
+    entry_points={"console_scripts": ["policy_node = df_policy.ros.policy_node:main",
+                                      "sim_arm_node = df_policy.ros.sim_arm_node:main"]},
 )
