@@ -392,3 +392,77 @@ def test_colcon_builds_the_ros_package(tmp_path):
     run = subprocess.run([sys.executable, str(script), "--help"], check=False, capture_output=True, text=True,
                          env=env, timeout=60)
     assert run.returncode == 0 and "--checkpoint" in run.stdout, run.stdout + run.stderr
+
+
+def test_command_groups_config_validation_and_ros_parameter_names():
+    from df_policy.ros.node_setup import flatten_parameters
+
+    base = {"checkpoint": "r", "joint_names": JOINTS, "position_lower": LOWER, "position_upper": UPPER,
+            "max_velocity": 1.0}
+    groups = {"arm": {"joints": list(JOINTS[:5]), "topic": "/arm/joint_trajectory"},
+              "gripper": {"joints": ["gripper"], "topic": "/gripper/commands", "type": "multiarray"}}
+    cfg = PolicyNodeConfig.from_mapping({**base, "command_groups": groups})
+    outputs = cfg.command_outputs()
+    assert list(outputs) == ["arm", "gripper"] and outputs["arm"].type == "trajectory"
+    assert outputs["gripper"].joints == ("gripper",)
+    assert PolicyNodeConfig.from_mapping(cfg.to_dict()) == cfg  # round trip through plain values
+    # as ROS parameters (what a params file or -p gives): command_groups.<group>.<attribute>
+    flat = flatten_parameters(cfg.to_dict())
+    assert flat["command_groups.gripper.joints"] == ["gripper"] and flat["command_groups.arm.topic"] == "/arm/joint_trajectory"
+    assert PolicyNodeConfig.from_mapping({k: v for k, v in flat.items()}) == cfg
+    # without groups: one output, the command topic
+    single = PolicyNodeConfig.from_mapping(base).command_outputs()
+    assert list(single) == ["command"] and single["command"].joints == JOINTS
+    bad = [
+        ({"arm": {**groups["arm"], "joints": list(JOINTS)}, "gripper": groups["gripper"]}, "exactly one group"),
+        ({"arm": groups["arm"]}, r"in none \['gripper'\]"),
+        ({**groups, "gripper": {**groups["gripper"], "joints": ["grip"]}}, r"\['grip'\] are not in joint_names"),
+        ({**groups, "gripper": {**groups["gripper"], "type": "effort"}}, "gripper.type must be one of"),
+        ({**groups, "gripper": {**groups["gripper"], "topic": "/arm/joint_trajectory"}}, "must be distinct"),
+        ({**groups, "gripper": {"joints": ["gripper"]}}, "needs joints and topic"),
+        ({**groups, "gripper": {**groups["gripper"], "speed": 1}}, r"unknown keys \['speed'\]"),
+    ]
+    for value, why in bad:
+        with pytest.raises(PolicyNodeConfigError, match=why):
+            PolicyNodeConfig.from_mapping({**base, "command_groups": value})
+    with pytest.raises(PolicyNodeConfigError, match="command_groups.<group>"):
+        PolicyNodeConfig.from_mapping({**base, "command_groups.arm.topics": "/x"})
+
+
+def test_command_groups_split_each_command_between_controllers(checkpoint):
+    """A 5-joint arm on a JTC-style topic and the gripper on a forward controller's topic: each gets
+    its joints by name / in its order; enabling needs both controllers."""
+    from std_msgs.msg import Float64MultiArray
+
+    prefix = f"{RUN}/groups"
+    groups = {"arm": {"joints": list(JOINTS[:5]), "topic": f"{prefix}/arm/joint_trajectory"},
+              "gripper": {"joints": ["gripper"], "topic": f"{prefix}/gripper/commands", "type": "multiarray"}}
+    camera = Camera(f"{prefix}/camera/image_raw")
+    driver = _driver(prefix)  # joint states; nothing is sent to its own command topic
+    arm = Monitor(groups["arm"]["topic"])
+    node = PolicyNode(_config(checkpoint, prefix, command_groups=groups)).start()
+    gripper = None
+    try:
+        driver.start()
+        assert wait_until(lambda: all(a is not None and a < 0.3 for a in node.input_ages().values()), 10.0)
+        assert wait_until(lambda: arm.node.count_publishers(groups["arm"]["topic"]) > 0, 10.0)
+        response = _set_bool(arm, True)  # the gripper controller is not running
+        assert not response.success and groups["gripper"]["topic"] in response.message, response.message
+        gripper = Monitor(groups["gripper"]["topic"], command_msg=Float64MultiArray)
+        assert wait_until(lambda: node.command_subscriber_count >= 1, 10.0)
+        response = _set_bool(arm, True)
+        assert response.success, response.message
+        assert wait_until(lambda: len(arm.commands) >= 5 and len(gripper.commands) >= 5, 10.0)
+        assert driver.stats.commands_executed == 0  # the single command_topic is not used
+        for _, msg in list(arm.commands):
+            assert tuple(msg.joint_names) == JOINTS[:5] and len(msg.points) == 1
+            q = np.asarray(msg.points[0].positions)
+            assert np.isfinite(q).all() and (q >= np.asarray(LOWER[:5])).all() and (q <= np.asarray(UPPER[:5])).all()
+        for _, msg in list(gripper.commands):
+            assert len(msg.data) == 1 and LOWER[5] <= msg.data[0] <= UPPER[5]
+        assert _set_bool(arm, False).success
+    finally:
+        node.stop()
+        for n in (arm, gripper, camera, driver):
+            if n is not None:
+                n.stop()

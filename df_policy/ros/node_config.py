@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "CAMERA_TYPES",
     "COMMAND_TYPES",
+    "CommandGroup",
     "JOINT_STATE_FIELDS",
     "MAPPING_FIELDS",
     "PLANNER_MODES",
@@ -47,6 +48,8 @@ ACCELERATE_MODES = ("off", "channels_last", "compile")
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
 MAPPING_FIELDS = ("camera_topics", "camera_types", "lowdim_fields")
 """Fields that map a checkpoint key to a value (``<field>.<key>`` as ROS parameters)."""
+GROUP_ATTRIBUTES = ("joints", "topic", "type")
+"""Attributes of one command group (``command_groups.<group>.<attribute>`` as ROS parameters)."""
 
 
 class PolicyNodeConfigError(ValueError):
@@ -118,6 +121,19 @@ def _to_bool(value: Any, name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class CommandGroup:
+    """One controller's share of the command: ``joints`` (a subset of ``joint_names``, sent in this
+    order), the ``topic`` it listens on and the message ``type`` (one of :data:`COMMAND_TYPES`)."""
+
+    joints: tuple[str, ...]
+    topic: str
+    type: str = "trajectory"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"joints": list(self.joints), "topic": self.topic, "type": self.type}
+
+
+@dataclass(frozen=True)
 class PolicyNodeConfig:
     """Settings of the policy node. Every field is also a ROS parameter of the same name.
 
@@ -146,6 +162,13 @@ class PolicyNodeConfig:
             smoothly if a tick is late) or ``"multiarray"`` (``Float64MultiArray`` of
             ``len(joint_names)`` positions, e.g. a forward_command_controller).
         chunk_points: ``trajectory_chunk`` only: planned points after the tick's command (>= 0).
+        command_groups: several controllers instead of one (e.g. a 5-joint arm on a JTC and the
+            gripper on a forward position controller): group name -> ``{joints: [...], topic:
+            ..., type: ...}``. Every joint of ``joint_names`` belongs to exactly one group; each
+            group's message carries its joints in the group's order (a ``Float64MultiArray``
+            in exactly that order, so the list must match the controller's ``joints``). When
+            set, ``command_topic`` / ``command_type`` are not used. ROS parameters:
+            ``command_groups.<group>.joints`` / ``.topic`` / ``.type``.
         position_lower, position_upper: per-joint position limits (rad / m), one value per
             joint. Required: every command is clipped into them and re-checked before publishing.
         max_velocity: joint speed limit between consecutive commands (units/s), one number for
@@ -194,6 +217,7 @@ class PolicyNodeConfig:
     command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     command_type: str = "trajectory"
     chunk_points: int = 7
+    command_groups: Mapping[str, Any] = field(default_factory=dict)
     max_acceleration: float | tuple[float, ...] | None = None
     max_tracking_error: float | tuple[float, ...] | None = 0.5
     tracking_mode: str = "fault"
@@ -268,6 +292,7 @@ class PolicyNodeConfig:
             _fail("joint_state_topic, command_topic and camera topics must all differ")
         if self.command_type not in COMMAND_TYPES:
             _fail(f"command_type must be one of {COMMAND_TYPES}, got {self.command_type!r}")
+        s(self, "command_groups", self._groups(self.command_groups, names, {self.joint_state_topic, *topics}))
         if self.planner_mode not in PLANNER_MODES:
             _fail(f"planner_mode must be one of {PLANNER_MODES}, got {self.planner_mode!r}")
         for name in ("max_obs_age_s", "diagnostics_period_s", "hold_log_period_s"):
@@ -294,6 +319,54 @@ class PolicyNodeConfig:
         nn = self.node_name
         if not isinstance(nn, str) or not nn or nn[0].isdigit() or not all(c.isalnum() or c == "_" for c in nn):
             _fail(f"node_name must be letters, digits and underscores, not starting with a digit, got {nn!r}")
+
+    @staticmethod
+    def _groups(value: Any, joint_names: tuple[str, ...], input_topics: set[str]) -> dict[str, CommandGroup]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            _fail(f"command_groups must map a group name to {{joints, topic, type}}, got {value!r}")
+        groups: dict[str, CommandGroup] = {}
+        for name, g in value.items():
+            where = f"command_groups.{name}"
+            if not isinstance(name, str) or not name or not all(c.isalnum() or c == "_" for c in name):
+                _fail(f"command_groups: group names must be letters, digits and underscores, got {name!r}")
+            if isinstance(g, CommandGroup):
+                g = g.to_dict()
+            if not isinstance(g, Mapping):
+                _fail(f"{where} must be a mapping with joints, topic and type, got {g!r}")
+            unknown = sorted(set(g) - set(GROUP_ATTRIBUTES))
+            if unknown or "joints" not in g or "topic" not in g:
+                _fail(f"{where} needs joints and topic (and optionally type); unknown keys {unknown}")
+            joints = _str_tuple(g["joints"], f"{where}.joints")
+            if not joints or len(set(joints)) != len(joints):
+                _fail(f"{where}.joints must list distinct joints, got {list(joints)}")
+            stray = [j for j in joints if j not in joint_names]
+            if stray:
+                _fail(f"{where}.joints {stray} are not in joint_names {list(joint_names)}")
+            kind = g.get("type", "trajectory")
+            if kind not in COMMAND_TYPES:
+                _fail(f"{where}.type must be one of {COMMAND_TYPES}, got {kind!r}")
+            groups[name] = CommandGroup(joints, _topic(g["topic"], f"{where}.topic"), kind)
+        if groups:
+            owners: dict[str, list[str]] = {}
+            for name, g in groups.items():
+                for j in g.joints:
+                    owners.setdefault(j, []).append(name)
+            twice = {j: o for j, o in owners.items() if len(o) > 1}
+            missing = [j for j in joint_names if j not in owners]
+            if twice or missing:
+                _fail(f"command_groups must give every joint exactly one group: in several {twice}, in none {missing}")
+            topics = [g.topic for g in groups.values()]
+            if len(set(topics)) != len(topics) or set(topics) & input_topics:
+                _fail(f"command_groups topics must be distinct and differ from the input topics, got {topics}")
+        return groups
+
+    def command_outputs(self) -> dict[str, CommandGroup]:
+        """The command groups, or the single group ``command`` of ``command_topic`` / ``command_type``."""
+        if self.command_groups:
+            return dict(self.command_groups)
+        return {"command": CommandGroup(self.joint_names, self.command_topic, self.command_type)}
 
     @staticmethod
     def _number(value: Any, name: str) -> float:
@@ -358,6 +431,14 @@ class PolicyNodeConfig:
             if not isinstance(key, str):
                 _fail(f"config keys must be strings, got {key!r}")
             head, _, rest = key.partition(".")
+            if rest and head == "command_groups":
+                group, _, attribute = rest.partition(".")
+                if not attribute or attribute not in GROUP_ATTRIBUTES:
+                    _fail(f"unknown config key {key!r}; command groups take command_groups.<group>."
+                          f"{{{','.join(GROUP_ATTRIBUTES)}}}")
+                groups = out.setdefault("command_groups", {})
+                groups.setdefault(group, {})[attribute] = value
+                continue
             if rest:
                 if head not in MAPPING_FIELDS:
                     _fail(f"unknown config key {key!r}; only {list(MAPPING_FIELDS)} take '<field>.<key>'")
@@ -368,7 +449,12 @@ class PolicyNodeConfig:
                 continue
             if key not in known:
                 _fail(f"unknown config key {key!r}; known keys: {sorted(known)}")
-            if key in MAPPING_FIELDS and isinstance(value, Mapping):
+            if key == "command_groups" and isinstance(value, Mapping):
+                merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+                for group, attrs in out.get(key, {}).items():  # dotted keys win
+                    merged[group] = {**(merged.get(group) or {}), **attrs}
+                out[key] = merged
+            elif key in MAPPING_FIELDS and isinstance(value, Mapping):
                 out.setdefault(key, {})
                 out[key] = {**dict(value), **out[key]}
             else:
@@ -420,5 +506,8 @@ class PolicyNodeConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name == "command_groups":
+                out[f.name] = {k: g.to_dict() for k, g in v.items()}
+                continue
             out[f.name] = dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
         return out

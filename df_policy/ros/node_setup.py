@@ -31,7 +31,12 @@ def flatten_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
             value = f.default
         else:  # required (no default) or a mapping (empty by default)
             value = None
-        if name in MAPPING_FIELDS:
+        if name == "command_groups":
+            for group, attrs in dict(value or {}).items():
+                attrs = attrs.to_dict() if hasattr(attrs, "to_dict") else dict(attrs or {})
+                for attribute, item in attrs.items():
+                    out[f"{name}.{group}.{attribute}"] = list(item) if isinstance(item, tuple) else item
+        elif name in MAPPING_FIELDS:
             for key, item in dict(value or {}).items():
                 out[f"{name}.{key}"] = item
         elif isinstance(value, (tuple, list)):

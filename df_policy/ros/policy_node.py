@@ -133,6 +133,18 @@ def _stop_all_at_exit() -> None:
 
 
 @dataclass(frozen=True)
+class _CommandOutput:
+    """One command publisher: resolved topic, command type, publisher, converter of its joints and
+    their indices in the action vector."""
+
+    topic: str
+    type: str
+    publisher: Any
+    converter: CommandConverter
+    index: np.ndarray
+
+
+@dataclass(frozen=True)
 class _RgbImage:
     """A decoded CompressedImage with the fields :func:`~df_policy.ros.messages.image_to_rgb` reads."""
 
@@ -207,9 +219,16 @@ class PolicyNode:
 
     @property
     def command_subscriber_count(self) -> int:
-        """Subscriptions matched to the command publisher (0 before :meth:`start`)."""
-        pub = getattr(self, "_command_pub", None)
-        return 0 if pub is None or self.node is None else pub.get_subscription_count()
+        """Subscriptions matched to the command publisher; with ``command_groups``, the fewest
+        of any group's publisher (0 before :meth:`start`)."""
+        outputs = getattr(self, "_outputs", None)
+        if not outputs or self.node is None:
+            return 0
+        return min(o.publisher.get_subscription_count() for o in outputs)
+
+    def _unsubscribed_topics(self) -> list[str]:
+        """Command topics nobody subscribes to (a controller not running)."""
+        return [o.topic for o in getattr(self, "_outputs", []) if o.publisher.get_subscription_count() == 0]
 
     @property
     def fault(self) -> str | None:
@@ -249,7 +268,7 @@ class PolicyNode:
         _RUNNING.add(self)
         self.node.get_logger().info(
             f"ready: {self.config.checkpoint} at {1.0 / self.runtime.period_s:.2f} Hz, {self.config.planner_mode} mode, "
-            f"commands -> {self.node.resolve_topic_name(self.config.command_topic)} "
+            f"commands -> {', '.join(f'{o.topic} ({o.type})' for o in self._outputs)} "
             f"({'enabling when inputs are fresh' if self.config.start_enabled else 'disabled until ~/enable'})")
         return self
 
@@ -311,7 +330,7 @@ class PolicyNode:
             values[name] = self._declare(name, default)
         unknown = sorted(n for n in getattr(self.node, "_parameter_overrides", {})
                          if not self.node.has_parameter(n) and n not in values
-                         and not n.startswith(tuple(f"{m}." for m in MAPPING_FIELDS)))
+                         and not n.startswith(tuple(f"{m}." for m in (*MAPPING_FIELDS, "command_groups"))))
         if unknown:
             raise PolicyNodeConfigError(
                 f"unknown parameters {unknown} (from -p or --params-file); known: {sorted(values)}")
@@ -398,11 +417,14 @@ class PolicyNode:
             msg_type = ros_message_class("sensor_msgs", "CompressedImage" if compressed else "Image")
             node.create_subscription(msg_type, topic, self._camera_callback(topic), sensor_qos)
             self._topic_of[topic] = node.resolve_topic_name(topic)
-        cmd_type = ("JointTrajectory", "trajectory_msgs") if cfg.command_type != "multiarray" else (
-            "Float64MultiArray", "std_msgs")
-        self._command_topic = node.resolve_topic_name(cfg.command_topic)
-        self._command_pub = node.create_publisher(ros_message_class(cmd_type[1], cmd_type[0]), cfg.command_topic,
-                                                  cfg.qos_depth)
+        # one publisher per controller (command_groups), or one for command_topic
+        self._outputs: list[_CommandOutput] = []
+        for group in cfg.command_outputs().values():
+            cls = (ros_message_class("trajectory_msgs", "JointTrajectory") if group.type != "multiarray"
+                   else ros_message_class("std_msgs", "Float64MultiArray"))
+            self._outputs.append(_CommandOutput(
+                node.resolve_topic_name(group.topic), group.type, node.create_publisher(cls, group.topic, cfg.qos_depth),
+                CommandConverter(group.joints), np.array([cfg.joint_names.index(j) for j in group.joints])))
         self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
                                                "/diagnostics", cfg.qos_depth)
         # what the policy intended, for `ros2 bag record` / Foxglove / RViz
@@ -523,8 +545,9 @@ class PolicyNode:
                 return True, "already enabled"
             if self._enabled:  # a fault latched since the last diagnostics tick: stop first
                 self.disable(f"fault: {self._fault}")
-            if self.command_subscriber_count == 0:
-                return False, (f"cannot enable: nothing subscribes to {self._command_topic} "
+            unsubscribed = self._unsubscribed_topics()
+            if unsubscribed:
+                return False, (f"cannot enable: nothing subscribes to {', '.join(unsubscribed)} "
                                "(is the controller loaded and active?)")
             try:
                 q = self.measured_position()
@@ -654,15 +677,16 @@ class PolicyNode:
             bad = (~np.isfinite(future).all(axis=1)) | ((future < self._low) | (future > self._high)).any(axis=1)
             if bad.any():  # cannot happen after bound_future: a bug upstream; keep the points before it
                 future = future[: int(np.argmax(bad))]
-            plan = self._commands.to_trajectory(np.vstack([result.action, future]), self.period_s)
-            if self.config.command_type == "trajectory_chunk":
-                msg = plan
-            elif self.config.command_type == "trajectory":
-                msg = self._commands.to_trajectory(result.action, self.period_s)
-            else:
-                msg = self._commands.to_multiarray(result.action)
-            self._command_pub.publish(msg)
-            self._planned_pub.publish(plan)
+            points = np.vstack([result.action, future])
+            for out in self._outputs:
+                if out.type == "trajectory_chunk":
+                    msg = out.converter.to_trajectory(points[:, out.index], self.period_s)
+                elif out.type == "trajectory":
+                    msg = out.converter.to_trajectory(result.action[out.index], self.period_s)
+                else:
+                    msg = out.converter.to_multiarray(result.action[out.index])
+                out.publisher.publish(msg)
+            self._planned_pub.publish(self._commands.to_trajectory(points, self.period_s))
             self._publish_joint_vector(self._sent_pub, result.action)
             if result.raw is not None:
                 self._publish_joint_vector(self._raw_pub, result.raw)
@@ -788,7 +812,8 @@ class PolicyNode:
         return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
 
     def _no_subscriber_fault(self) -> str:
-        return f"nothing subscribes to {self._command_topic} any more (controller stopped or unloaded)"
+        topics = ", ".join(self._unsubscribed_topics()) or "the command topic"
+        return f"nothing subscribes to {topics} any more (controller stopped or unloaded)"
 
     def _check_liveness(self) -> None:
         """Latch a fault when, while enabled, the control loop died or the controller went away."""
