@@ -141,3 +141,19 @@ def test_derived_key_is_a_slice_of_a_stored_key(synth_store):
         DatasetConfig(derived_keys={"x": "agent_pos[2:1]"})
     with pytest.raises(ValueError, match="does not fit the store's keys"):
         make_datasets(str(synth_store), DatasetConfig(derived_keys={"x": "agent_pos[0:3]"}), progress=False)
+
+
+def test_normaliser_floors_a_nearly_constant_dimension_at_diffusion_policys_range_eps():
+    from df_policy.data.normalizer import KeyStats, Normalizer
+
+    x = np.zeros((100, 3))
+    x[:, 0] = np.linspace(-1.0, 1.0, 100)
+    x[:, 1] = 0.5 + np.linspace(0.0, 2e-5, 100)  # nearly constant: range 2e-5 < 1e-4
+    x[:, 2] = np.linspace(0.0, 2e-4, 100)         # small but above the floor
+    n = Normalizer.fit({"a": x})
+    y = n.normalize("a", x)
+    assert np.abs(y[:, 1]).max() < 1e-4, "a near-constant dimension must not be blown up (was scale 1e5)"
+    np.testing.assert_allclose(y[[0, -1], 2], [-1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(n.unnormalize("a", y), x, atol=1e-9)
+    old = KeyStats("minmax", [0.0], [2e-5], [1e-5], [1e-5], eps=1e-6)  # a checkpoint fitted with the old floor
+    assert Normalizer({"a": old}).stats["a"].scale_offset()[0][0] == pytest.approx(1e5)

@@ -2,8 +2,11 @@
 
 Modes:
 * ``"minmax"``: ``x -> 2 (x - min) / (max - min) - 1`` maps the data range to [-1, 1]. A
-  dimension whose range is below ``eps`` is treated as constant (centred, scale 1).
+  dimension whose range is below ``eps`` (default ``1e-4`` in data units, Diffusion Policy's
+  ``range_eps``) is treated as constant (centred, scale 1), so a nearly constant dimension is
+  never scaled by more than ``2 / eps``.
 * ``"meanstd"``: ``x -> (x - mean) / std`` (``std`` floored at ``eps``).
+Checkpoints store ``eps`` with the stats, so one fitted with another floor loads unchanged.
 Images are not normalised here (they stay ``uint8``; the model scales them to [0, 1]).
 Stats are per flattened dimension, computed once from the data.
 """
@@ -20,6 +23,8 @@ import numpy as np
 import torch
 
 MODES = ("minmax", "meanstd")
+RANGE_EPS = 1e-4
+"""Smallest range (minmax) / std (meanstd) that is scaled, in data units."""
 
 
 @dataclass
@@ -31,7 +36,7 @@ class KeyStats:
     max: np.ndarray
     mean: np.ndarray
     std: np.ndarray
-    eps: float = 1e-6
+    eps: float = RANGE_EPS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
