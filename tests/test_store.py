@@ -299,5 +299,84 @@ def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, mon
     assert set(r for r in rel[first:] if r.startswith("data/image/c/")) == {"data/image/c/2/0/0/0",
                                                                            "data/image/c/3/0/0/0"}
     for part in (rel[:first], rel[first:]):  # data and episode_ends before the commit record, which is last
-        assert part[-1] == "zarr.json" and "meta/episode_ends/zarr.json" in part[:-1]
+        assert part[-1] == "meta/episodes.jsonl" and "meta/episode_ends/zarr.json" in part[:-1]
         assert all((path / r).is_file() for r in part)
+
+
+def _v1_store(path: Path, episodes: int) -> None:
+    """A store in schema version 1 (episode list in the root attributes), as df_policy wrote it before."""
+    import json
+
+    import zarr
+
+    with EpisodeStore.create(path, synthetic_schema(8)) as store:
+        for i in range(episodes):
+            store.append_episode(synthetic_episode(np.random.default_rng(i), 5 + i, 8), EpisodeMeta(task=f"t{i}"))
+    log = [json.loads(line) for line in (path / "meta" / "episodes.jsonl").read_text().splitlines()]
+    group = zarr.open_group(zarr.storage.LocalStore(path), mode="r+", zarr_format=3)
+    doc = dict(group.attrs["df_policy"])
+    group.attrs["df_policy"] = {**doc, "version": 1, "episodes": [r["meta"] for r in log], "uncommitted_steps": 0}
+    (path / "meta" / "episodes.jsonl").unlink()
+    (path / "meta" / "flush.json").unlink()
+
+
+def test_version_1_store_reads_as_is_and_migrates_to_the_episode_log_on_first_write(tmp_path):
+    path = tmp_path / "v1.zarr"
+    _v1_store(path, 3)
+    reader = EpisodeStore.open(path)
+    assert reader.n_episodes == 3 and [m.task for m in reader.episode_meta] == ["t0", "t1", "t2"]
+    assert not (path / "meta" / "episodes.jsonl").exists()  # a reader changes nothing
+    with EpisodeStore.open(path, "r+") as store:
+        store.set_episode_meta(1, bad=True)
+        store.append_episode(synthetic_episode(np.random.default_rng(9), 4, 8), EpisodeMeta(task="t3"))
+    import zarr
+
+    doc = zarr.open_group(zarr.storage.LocalStore(path), mode="r", zarr_format=3).attrs["df_policy"]
+    assert "episodes" not in doc and doc["version"] == 2
+    again = EpisodeStore.open(path)
+    assert [m.task for m in again.episode_meta] == ["t0", "t1", "t2", "t3"]
+    assert [m.bad for m in again.episode_meta] == [False, True, False, False]
+    assert [m.length for m in again.episode_meta] == [5, 6, 7, 4] and validate_store(path) == []
+
+
+def test_torn_log_line_is_not_a_commit_and_the_next_writer_cuts_it(tmp_path):
+    path = tmp_path / "s.zarr"
+    with EpisodeStore.create(path, synthetic_schema(8)) as store:
+        for i in range(2):
+            store.append_episode(synthetic_episode(np.random.default_rng(i), 6, 8))
+    log = path / "meta" / "episodes.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good + b'{"op": "commit", "i": 2, "me')  # a kill in the middle of an append
+    assert EpisodeStore.open(path).n_episodes == 2
+    with EpisodeStore.open(path, "r+") as store:
+        assert log.read_bytes() == good
+        store.append_episode(synthetic_episode(np.random.default_rng(5), 3, 8))
+    assert EpisodeStore.open(path).n_episodes == 3 and validate_store(path) == []
+
+
+def test_commit_and_mark_write_the_same_bytes_whatever_the_number_of_episodes(tmp_path, monkeypatch):
+    """O(1) commit: what a commit or a mark writes does not grow with the store (it was the whole
+    episode list, rewritten in the root zarr.json, every flush, commit and mark)."""
+    import df_policy.data.store as store_module
+
+    path = tmp_path / "s.zarr"
+    written: list[int] = []
+    real_append = store_module.EpisodeStore._append_log
+
+    def spy(self, record, sync=True):
+        before = (self.path / "meta" / "episodes.jsonl").stat().st_size
+        real_append(self, record, sync)
+        written.append((self.path / "meta" / "episodes.jsonl").stat().st_size - before)
+
+    monkeypatch.setattr(store_module.EpisodeStore, "_append_log", spy)
+    root_sizes = []
+    with EpisodeStore.create(path, synthetic_schema(4)) as store:
+        for i in range(300):
+            store.append_episode(synthetic_episode(np.random.default_rng(i), 3, 4), EpisodeMeta(task="same"))
+            root_sizes.append((path / "zarr.json").stat().st_size)
+        store.set_episode_meta(0, notes="x")
+        store.set_episode_meta(299, notes="x")
+    commits = written[:300]
+    assert max(commits) - min(commits) <= 6  # only the digits of the index and the timestamp vary
+    assert written[300] <= written[301] <= written[300] + 2
+    assert len(set(root_sizes)) == 1, "the root zarr.json must not grow with the episodes"

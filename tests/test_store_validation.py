@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -92,11 +93,21 @@ def test_corrupt_schema(synth_store):
 
 
 def test_episode_metadata_disagrees_with_ends(synth_store):
-    g = _group(synth_store)
-    doc = dict(g.attrs["df_policy"])
-    doc["episodes"][1]["length"] = 19
-    g.attrs["df_policy"] = doc
+    log = synth_store / "meta" / "episodes.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["meta"]["length"] = 19
+    lines[1] = json.dumps(record) + "\n"
+    log.write_text("".join(lines))
     _assert_invalid(synth_store, r"episode 1 metadata says 19 steps, episode_ends says 20")
+
+
+def test_corrupt_episode_log_line_names_file_and_line(synth_store):
+    log = synth_store / "meta" / "episodes.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[1] = "{not json\n"
+    log.write_text("".join(lines))
+    _assert_invalid(synth_store, r"episodes.jsonl line 2 is not a valid episode record")
 
 
 def test_replay_buffer_length_mismatch(tmp_path):

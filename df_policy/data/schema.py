@@ -33,7 +33,9 @@ import numpy as np
 
 SCHEMA_ATTR = "df_policy"
 FORMAT_NAME = "df_policy.episode_store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: episode list in the root attributes; 2: append-only episode log ``meta/episodes.jsonl``
+(older df_policy refuses a version-2 store instead of misreading it)."""
 KINDS = ("image", "lowdim", "action", "depth")
 
 
@@ -110,7 +112,7 @@ class KeySpec:
 
 @dataclass
 class EpisodeMeta:
-    """Per-episode metadata, stored in the root attributes next to the schema.
+    """Per-episode metadata, stored in the store's episode log (``meta/episodes.jsonl``).
 
     Attributes:
         length: number of steps (filled in by the store).

@@ -2,9 +2,18 @@
 
 Layout (Diffusion Policy's ReplayBuffer contract, so their tools read it too)::
 
-    STORE/zarr.json               root group; attributes["df_policy"] = schema + episode list
+    STORE/zarr.json               root group; attributes["df_policy"] = the schema
     STORE/data/<key>              arrays concatenated over time, shape (n_steps, *shape)
     STORE/meta/episode_ends       int64 (n_episodes,), exclusive cumulative end of each episode
+    STORE/meta/episodes.jsonl     the episode log: one JSON record per line, append-only
+    STORE/meta/flush.json         how many steps of the episode being recorded are complete
+
+The episode log holds ``{"op": "commit", "i": n, "meta": {...}}`` (episode ``n`` is committed,
+with its metadata) and ``{"op": "meta", "i": n, "fields": {...}}`` (a later metadata edit:
+``dfp data mark``); replaying it gives the episode list. A commit or an edit appends one line,
+so its cost does not grow with the number of episodes (schema version 2; a version-1 store,
+whose episode list lives in the root attributes, is read as is and migrated on the first
+open for writing).
 
 Atomicity
 ---------
@@ -13,22 +22,23 @@ so each chunk and each metadata document is always either the old or the new ver
 An episode is written in this order:
 
 1. data arrays grow and the new steps are written (in blocks, while recording); after each
-   block the count of completely written steps is recorded in the root attributes;
+   block the count of completely written steps is recorded in ``meta/flush.json``;
 2. ``meta/episode_ends`` grows by one entry;
-3. the root attributes' episode list grows by one entry — **the commit point**.
+3. one commit line is appended to the episode log — **the commit point**. A line is committed
+   once it ends with its newline: a torn last line (a crash mid-append) is not a commit and is
+   cut off by the next writer.
 
-The committed episodes are the first ``len(attrs["df_policy"]["episodes"])``. Anything beyond
-them (longer arrays, an extra ``episode_ends`` entry) is a *partial episode* left by a
-crash or ``kill -9``: it is reported on open and can be discarded or recovered
-(:meth:`EpisodeStore.discard_partial`, :meth:`EpisodeStore.recover_partial`,
-``dfp data recover``). Earlier episodes are never rewritten by an append, except that
-the chunk they share with the new episode is rewritten whole (atomically) with their
-bytes unchanged.
+The committed episodes are those with a commit line. Anything beyond them (longer arrays, an
+extra ``episode_ends`` entry) is a *partial episode* left by a crash or ``kill -9``: it is
+reported on open and can be discarded or recovered (:meth:`EpisodeStore.discard_partial`,
+:meth:`EpisodeStore.recover_partial`, ``dfp data recover``). Earlier episodes are never
+rewritten by an append, except that the chunk they share with the new episode is rewritten
+whole (atomically) with their bytes unchanged.
 
 Durability: committing an episode fsyncs its chunk files, the arrays' metadata and their
-directories, then ``meta/episode_ends``, then writes the commit record and fsyncs it and the
-store directory, so after a power loss the committed episodes are those whose commit record
-reached the disk, with their data (``kill -9`` needs none of this: renames are atomic).
+directories, then ``meta/episode_ends``, then appends the commit line and fsyncs the log, so
+after a power loss the committed episodes are those whose commit line reached the disk, with
+their data (``kill -9`` needs none of this: renames are atomic).
 
 One writer per store at a time, enforced: opening for writing (``create``, ``open(mode="r+")``)
 takes the store's writer lock (:mod:`df_policy.data.writer_lock`) until :meth:`EpisodeStore.close`;
@@ -40,6 +50,7 @@ can own them.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -59,6 +70,8 @@ except ImportError:  # pragma: no cover - exercised on Python 3.10 only
 
 LOWDIM_CHUNK_STEPS = 1024
 IMAGE_CHUNK_FRAMES = 4
+EPISODE_LOG = "meta/episodes.jsonl"
+FLUSH_RECORD = "meta/flush.json"
 
 
 class StoreError(ValueError):
@@ -115,6 +128,34 @@ def _unreadable_metadata(path: Path) -> str | None:
         except (OSError, ValueError):
             return str(f)
     return None
+
+
+def read_episode_log(path: Path) -> tuple[list[EpisodeMeta], int]:
+    """Replay the episode log at ``path``: ``(episodes, committed_bytes)``. A last line without its
+    newline is a torn append (not committed) and is ignored; ``committed_bytes`` is where it starts."""
+    if not path.is_file():
+        return [], 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    episodes: list[EpisodeMeta] = []
+    for n, raw in enumerate(data[:end].splitlines(), start=1):
+        try:
+            rec = json.loads(raw)
+            if rec["op"] == "commit":
+                if rec["i"] != len(episodes):
+                    raise StoreError(f"{path} line {n}: commit of episode {rec['i']} after {len(episodes)} episodes")
+                episodes.append(EpisodeMeta.from_dict(rec["meta"]))
+            elif rec["op"] == "meta":
+                meta = episodes[rec["i"]]
+                for k, v in rec["fields"].items():
+                    setattr(meta, k, v)
+            else:
+                raise StoreError(f"{path} line {n}: unknown record {rec['op']!r}")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"{path} line {n} is not a valid episode record: {e}") from e
+    return episodes, end
 
 
 def is_zarr_dir(path: Path) -> bool:
@@ -224,7 +265,8 @@ class EpisodeStore:
             data.create_array(key, shape=(0, *spec.shape), dtype=spec.dtype, chunks=chunks, compressors=codec)
         meta = root.create_group("meta")
         meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,), fill_value=-1)
-        root.attrs[SCHEMA_ATTR] = {**schema.to_dict(), "episodes": []}
+        (path / EPISODE_LOG).touch()
+        root.attrs[SCHEMA_ATTR] = schema.to_dict()
         return cls(path, root, read_only=False, lock=lock)
 
     @classmethod
@@ -263,8 +305,43 @@ class EpisodeStore:
             self.schema = StoreSchema.from_dict(doc)
         except SchemaError as e:
             raise StoreError(f"{self.path}: invalid schema: {e}") from e
-        self._episodes = [EpisodeMeta.from_dict(m) for m in doc.get("episodes", [])]
+        if "episodes" in doc:  # schema version 1: the episode list in the root attributes
+            self._episodes = [EpisodeMeta.from_dict(m) for m in doc.pop("episodes")]
+            self._flushed = int(doc.pop("uncommitted_steps", 0))
+            self._log_bytes = None
+        else:
+            self._episodes, self._log_bytes = read_episode_log(self.path / EPISODE_LOG)
+            self._flushed = self._read_flush_record()
         self._schema_doc = doc
+        if not self.read_only:
+            self._prepare_log()
+
+    def _read_flush_record(self) -> int:
+        try:
+            record = json.loads((self.path / FLUSH_RECORD).read_text())
+            return int(record["steps"]) if int(record["episodes"]) == len(self._episodes) else 0
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _prepare_log(self) -> None:
+        """Writer only: migrate a version-1 store to the episode log, or cut a torn last line."""
+        log = self.path / EPISODE_LOG
+        if self._log_bytes is None:  # version 1: write the log, then drop the list from the attributes
+            tmp = log.with_name(log.name + ".partial")
+            lines = [json.dumps({"op": "commit", "i": i, "meta": asdict(m)}) + "\n" for i, m in enumerate(self._episodes)]
+            tmp.write_text("".join(lines))
+            _fsync(tmp)
+            os.replace(tmp, log)
+            _fsync(log.parent, directory=True)
+            self._write_flush_record(self._flushed)
+            self._schema_doc = {**self._schema_doc, "version": 2}
+            self._group.attrs[SCHEMA_ATTR] = self._schema_doc  # after this the log is the truth
+            self._log_bytes = log.stat().st_size
+        elif log.is_file() and log.stat().st_size != self._log_bytes:
+            with open(log, "r+b") as f:  # a torn append of a killed writer: never committed
+                f.truncate(self._log_bytes)
+        elif not log.is_file():
+            log.touch()
 
     def _check_structure(self) -> None:
         for sub in ("data", "meta"):
@@ -312,7 +389,7 @@ class EpisodeStore:
             return None
         # Only steps whose flush completed (recorded after the data writes) are trusted:
         # an array may have been resized just before the kill, with its new chunks unwritten.
-        flushed = int(self._schema_doc.get("uncommitted_steps", 0))
+        flushed = self._flushed
         recording = None  # another process holds the writer lock: it is recording this episode now
         if self._lock is None and is_write_locked(self.path):
             holder = read_holder(self.path) or {}
@@ -368,12 +445,24 @@ class EpisodeStore:
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
 
-    def _commit_attrs(self, uncommitted_steps: int = 0) -> None:
-        doc = dict(self._schema_doc)
-        doc["episodes"] = [asdict(m) for m in self._episodes]
-        doc["uncommitted_steps"] = uncommitted_steps
-        self._group.attrs[SCHEMA_ATTR] = doc  # one atomic rewrite of the root zarr.json
-        self._schema_doc = doc
+    def _write_flush_record(self, steps: int) -> None:
+        """``meta/flush.json``: ``steps`` of the episode after the committed ones are complete
+        (one small atomic file replace; not fsynced: it is a hint for recovery after a kill)."""
+        path = self.path / FLUSH_RECORD
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(json.dumps({"episodes": len(self._episodes), "steps": int(steps)}))
+        os.replace(tmp, path)
+        self._flushed = int(steps)
+
+    def _append_log(self, record: dict[str, Any], sync: bool = True) -> None:
+        """One line on the episode log (the commit point of a commit record); fsynced."""
+        line = (json.dumps(record) + "\n").encode()
+        log = self.path / EPISODE_LOG
+        with open(log, "ab") as f:
+            f.write(line)
+        if sync:
+            _fsync(log)
+        self._log_bytes = (self._log_bytes or 0) + len(line)
 
     def begin_episode(self) -> "EpisodeWriter":
         """Start writing an episode incrementally (what the recorder uses)."""
@@ -398,13 +487,13 @@ class EpisodeStore:
         ends.resize((n + 1,))
         ends[n] = new_end
         meta.length = length
-        self._episodes.append(meta)
         _fsync(self.path / "meta" / "episode_ends" / "zarr.json")
         for f in sorted((self.path / "meta" / "episode_ends" / "c").glob("*")):
             _fsync(f)
-        self._commit_attrs()  # commit point
-        _fsync(self.path / "zarr.json")  # ... then the commit record (and the renames into place)
-        _fsync(self.path, directory=True)
+        _fsync(self.path / "meta" / "episode_ends", directory=True)
+        self._append_log({"op": "commit", "i": n, "meta": asdict(meta)})  # commit point (fsynced)
+        self._episodes.append(meta)
+        self._write_flush_record(0)
         self.episode_ends = np.append(self.episode_ends, np.int64(new_end))
         self.partial = None
         return n
@@ -432,7 +521,7 @@ class EpisodeStore:
         ends = self._group["meta/episode_ends"]
         if ends.shape[0] != n_episodes:
             ends.resize((n_episodes,))
-        self._commit_attrs(uncommitted_steps=0)
+        self._write_flush_record(0)
 
     def discard_partial(self) -> int:
         """Drop the steps of an interrupted episode; returns how many steps were dropped."""
@@ -463,12 +552,14 @@ class EpisodeStore:
         """Update metadata of episode ``i`` (e.g. ``bad=True``, ``success=False``, ``notes=...``)."""
         self._require_writable()
         self.episode_bounds(i)
+        i %= self.n_episodes
         meta = self._episodes[i]
-        for k, v in fields.items():
+        for k in fields:
             if k == "length" or not hasattr(meta, k):
                 raise StoreError(f"cannot set episode field {k!r}")
+        self._append_log({"op": "meta", "i": i, "fields": dict(fields)})
+        for k, v in fields.items():
             setattr(meta, k, v)
-        self._commit_attrs()
 
     def update_schema(self, **fields: Any) -> None:
         """Update schema-level fields such as ``cameras``, ``action_space`` or ``fps``."""
@@ -476,9 +567,9 @@ class EpisodeStore:
         doc = dict(self._schema_doc)
         doc.update(fields)
         StoreSchema.from_dict(doc)  # validate before writing
+        self._group.attrs[SCHEMA_ATTR] = doc  # one atomic rewrite of the root zarr.json (no episode list)
         self._schema_doc = doc
         self.schema = StoreSchema.from_dict(doc)
-        self._commit_attrs()
 
 
 class EpisodeWriter:
@@ -528,7 +619,7 @@ class EpisodeWriter:
                 arr[s:e] = block[key].astype(spec.dtype, copy=False)
         self.written += self._buffered
         self._buffer, self._buffered = [], 0
-        self.store._commit_attrs(uncommitted_steps=self.written)  # durable marker: these steps are complete
+        self.store._write_flush_record(self.written)  # marker: these steps are complete
 
     def commit(self, meta: EpisodeMeta | None = None) -> int:
         """Flush and make the episode visible; returns its index."""
