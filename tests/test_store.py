@@ -363,9 +363,9 @@ def test_commit_and_mark_write_the_same_bytes_whatever_the_number_of_episodes(tm
     written: list[int] = []
     real_append = store_module.EpisodeStore._append_log
 
-    def spy(self, record, sync=True):
+    def spy(self, record):
         before = (self.path / "meta" / "episodes.jsonl").stat().st_size
-        real_append(self, record, sync)
+        real_append(self, record)
         written.append((self.path / "meta" / "episodes.jsonl").stat().st_size - before)
 
     monkeypatch.setattr(store_module.EpisodeStore, "_append_log", spy)

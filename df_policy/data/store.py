@@ -265,8 +265,7 @@ class EpisodeStore:
             data.create_array(key, shape=(0, *spec.shape), dtype=spec.dtype, chunks=chunks, compressors=codec)
         meta = root.create_group("meta")
         meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,), fill_value=-1)
-        (path / EPISODE_LOG).touch()
-        root.attrs[SCHEMA_ATTR] = schema.to_dict()
+        root.attrs[SCHEMA_ATTR] = schema.to_dict()  # the episode log is created by the writer's open
         return cls(path, root, read_only=False, lock=lock)
 
     @classmethod
@@ -454,14 +453,13 @@ class EpisodeStore:
         os.replace(tmp, path)
         self._flushed = int(steps)
 
-    def _append_log(self, record: dict[str, Any], sync: bool = True) -> None:
+    def _append_log(self, record: dict[str, Any]) -> None:
         """One line on the episode log (the commit point of a commit record); fsynced."""
         line = (json.dumps(record) + "\n").encode()
         log = self.path / EPISODE_LOG
         with open(log, "ab") as f:
             f.write(line)
-        if sync:
-            _fsync(log)
+        _fsync(log)
         self._log_bytes = (self._log_bytes or 0) + len(line)
 
     def begin_episode(self) -> "EpisodeWriter":
