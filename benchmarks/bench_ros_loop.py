@@ -24,64 +24,49 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 
 def run_rate(checkpoint: str, rate: float, seconds: float, logs: Path) -> dict:
-    from df_policy.evaluation.sim_arm_ros import NodeProcess, policy_node_settings
+    from df_policy.evaluation.sim_arm_ros import closed_loop_nodes, enable_until
     from df_policy.ros.node_thread import NodeThread, NodeThreadConfig, wait_until
-    from df_policy.sim.arm_env import SimArmEnv
-    from df_policy.sim.tasks import demo_task_config
     from diagnostic_msgs.msg import DiagnosticArray
     from std_srvs.srv import SetBool
     from trajectory_msgs.msg import JointTrajectory
 
-    with SimArmEnv(demo_task_config()) as env:
-        lower, upper, vmax = env.lower, env.upper, env.config.velocity_max_rad_s
-    settings = policy_node_settings(checkpoint, lower, upper, vmax, rate_hz=float(rate), tracking_mode="clip")
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / "node.yaml").write_text(yaml.safe_dump(settings))
     camera_hz = min(float(rate), 50.0) if 50.0 % min(float(rate), 50.0) == 0 else 25.0
-    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    sim = NodeProcess("sim arm", [sys.executable, "-m", "df_policy.ros.sim_arm_node", "--physics-hz", "50",
-                                  "--camera-hz", str(camera_hz)], env_vars, logs / "sim.log")
-    node = NodeProcess("policy node", [sys.executable, "-m", "df_policy.ros.policy_node", "--config",
-                                       str(logs / "node.yaml")], env_vars, logs / "policy.log")
     probe = NodeThread(NodeThreadConfig("bench_ros_loop"))
     arrivals: list[float] = []
     status: dict[str, str] = {}
-    try:
-        sim.wait_ready(120.0)
-        node.wait_ready(180.0)
-        n = probe.start()
-        n.create_subscription(JointTrajectory, settings["command_topic"], lambda m: arrivals.append(time.monotonic()), 100)
+    with closed_loop_nodes(checkpoint, logs, ("--physics-hz", "50", "--camera-hz", str(camera_hz)),
+                           rate_hz=float(rate), tracking_mode="clip") as loop:
+        try:
+            n = probe.start()
+            n.create_subscription(JointTrajectory, loop.settings["command_topic"],
+                                  lambda m: arrivals.append(time.monotonic()), 100)
 
-        def on_diag(msg):
-            for s in msg.status:
-                if s.name.startswith("policy_node:"):
-                    status.clear()
-                    status.update({kv.key: kv.value for kv in s.values})
-        n.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-        client = n.create_client(SetBool, "/policy_node/enable")
-        assert client.wait_for_service(timeout_sec=20.0), "no /policy_node/enable"
-        deadline = time.monotonic() + 20.0
-        while True:
-            future = client.call_async(SetBool.Request(data=True))
-            assert wait_until(future.done, 10.0)
-            if future.result().success or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert future.result().success, future.result().message
-        time.sleep(1.0)  # first plan, first second of commands
-        arrivals.clear()
-        time.sleep(seconds)
-        window = list(arrivals)
-        time.sleep(1.2)  # one more /diagnostics status
-        final = dict(status)
-    finally:
-        probe.stop()
-        node.stop()
-        sim.stop()
+            def on_diag(msg):
+                for s in msg.status:
+                    if s.name.startswith("policy_node:"):
+                        status.clear()
+                        status.update({kv.key: kv.value for kv in s.values})
+            n.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+            client = n.create_client(SetBool, "/policy_node/enable")
+            assert client.wait_for_service(timeout_sec=20.0), "no /policy_node/enable"
+
+            def enable() -> tuple[bool, str]:
+                future = client.call_async(SetBool.Request(data=True))
+                assert wait_until(future.done, 10.0)
+                return future.result().success, future.result().message
+            enabled, message = enable_until(enable, 20.0)
+            assert enabled, message
+            time.sleep(1.0)  # first plan, first second of commands
+            arrivals.clear()
+            time.sleep(seconds)
+            window = list(arrivals)
+            time.sleep(1.2)  # one more /diagnostics status
+            final = dict(status)
+        finally:
+            probe.stop()
     gaps = np.diff(window)
     dev = np.abs(gaps - 1.0 / rate) * 1e3
 
@@ -110,9 +95,7 @@ def main() -> int:
     p.add_argument("--out", default="runs/bench_ros_loop.json")
     a = p.parse_args()
     from df_policy.ros.loopback import loopback_ros_environment
-    from df_policy.sim.gl import select_gl_backend
 
-    select_gl_backend()
     rows = []
     with loopback_ros_environment():
         for rate in a.rates:

@@ -14,7 +14,6 @@ rejects what a real controller rejects.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -46,38 +45,24 @@ TRACKING = np.array([0.35, 0.35, 0.35, 0.35, 0.35, 1.0])
 @pytest.fixture(scope="module")
 def loop(checkpoint, ros_env, tmp_path_factory):
     """Both nodes as child processes; yields (monitor, sim limits, log dir)."""
-    import sys
-
-    import yaml
-
-    from df_policy.evaluation.sim_arm_ros import NodeProcess, policy_node_settings
-    from df_policy.sim.arm_env import SimArmEnv
-    from df_policy.sim.tasks import demo_task_config
-
-    logs = tmp_path_factory.mktemp("closed_loop")
-    with SimArmEnv(demo_task_config()) as env:
-        lower, upper = env.lower.copy(), env.upper.copy()
-    # 1 rad/s: one tick moves at most 0.1 rad, inside the tracking bound even for a toy policy
-    settings = policy_node_settings(checkpoint, lower, upper, max_velocity=1.0, max_tracking_error=TRACKING.tolist())
-    (logs / "node.yaml").write_text(yaml.safe_dump(settings))
-    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    sim = NodeProcess("sim arm", [sys.executable, "-m", "df_policy.ros.sim_arm_node", "--seed", "3"],
-                      env_vars, logs / "sim.log")
-    policy = NodeProcess("policy node", [sys.executable, "-m", "df_policy.ros.policy_node", "--config",
-                                         str(logs / "node.yaml")], env_vars, logs / "policy.log")
     from sensor_msgs.msg import JointState
 
-    # watches what the node sent on ~/command_sent: a subscriber to the command topic itself would
-    # count as a controller and hide a stopped one
-    monitor = Monitor("/policy_node/command_sent", command_msg=JointState)
-    try:
-        sim.wait_ready(120.0)
-        policy.wait_ready(180.0)
-        yield monitor, lower, upper, logs
-    finally:
-        monitor.stop()
-        codes = policy.stop(), sim.stop()
-        assert codes == (0, 0), f"exit codes (policy, sim) {codes}; logs in {logs}"
+    from df_policy.evaluation.sim_arm_ros import closed_loop_nodes
+
+    logs = tmp_path_factory.mktemp("closed_loop")
+    # 1 rad/s: one tick moves at most 0.1 rad, inside the tracking bound even for a toy policy
+    with closed_loop_nodes(checkpoint, logs, ("--seed", "3"), max_velocity=1.0,
+                           max_tracking_error=TRACKING.tolist()) as nodes:
+        # watches what the node sent on ~/command_sent: a subscriber to the command topic itself would
+        # count as a controller and hide a stopped one
+        monitor = Monitor("/policy_node/command_sent", command_msg=JointState)
+        try:
+            lower = np.asarray(nodes.settings["position_lower"])
+            upper = np.asarray(nodes.settings["position_upper"])
+            yield monitor, lower, upper, logs
+        finally:
+            monitor.stop()
+    assert nodes.exit_codes == {"policy_node": 0, "sim_arm_node": 0}, f"exit codes {nodes.exit_codes}; logs in {logs}"
 
 
 def _listen(monitor: Monitor):
@@ -92,13 +77,13 @@ def _listen(monitor: Monitor):
     return states, tasks
 
 
-def _enable(monitor: Monitor, timeout_s: float = 20.0):
-    response = set_bool(monitor, True)
-    deadline = time.monotonic() + timeout_s
-    while not response.success and time.monotonic() < deadline:  # DDS discovery still matching
-        time.sleep(0.3)
+def _enable(monitor: Monitor, timeout_s: float = 20.0) -> tuple[bool, str]:
+    from df_policy.evaluation.sim_arm_ros import enable_until
+
+    def once() -> tuple[bool, str]:
         response = set_bool(monitor, True)
-    return response
+        return response.success, response.message
+    return enable_until(once, timeout_s)
 
 
 def test_closed_loop_through_ros_between_processes(loop):
@@ -110,8 +95,8 @@ def test_closed_loop_through_ros_between_processes(loop):
     assert wait_until(lambda: len(states) > 10 and len(tasks) > 2, 30.0), "the simulated arm publishes nothing"
 
     # enabled through ~/enable: commands flow and the arm follows them
-    response = _enable(monitor)
-    assert response.success, response.message
+    enabled, message = _enable(monitor)
+    assert enabled, message
     t_on = time.monotonic()
     assert wait_until(lambda: len(monitor.commands) >= 25, 15.0), f"{len(monitor.commands)} commands; logs {logs}"
     q_start = states[0][1]
@@ -131,7 +116,7 @@ def test_closed_loop_through_ros_between_processes(loop):
     assert np.abs(q_now - q_start).max() > 0.05, "the arm did not move"
     assert np.abs(q_now - last_cmd)[:5].max() < 0.05, f"the arm does not follow: measured {q_now}, command {last_cmd}"
     assert tasks[-1]["accepted"] >= 20 and tasks[-1]["rejected"] == 0, tasks[-1]
-    assert _enable(monitor).success
+    assert _enable(monitor)[0]
 
     # the simulator is as strict as a real JTC: a partial goal is rejected and counted
     bad = JointTrajectory(joint_names=["shoulder_pan"], points=[JointTrajectoryPoint(positions=[0.0])])
@@ -168,6 +153,6 @@ def test_closed_loop_through_ros_between_processes(loop):
     refused = set_bool(monitor, True)
     assert not refused.success and "nothing subscribes" in refused.message
     monitor.call(SetBool, "/sim_arm/controller_active", SetBool.Request(data=True))
-    assert _enable(monitor).success
+    assert _enable(monitor)[0]
     assert wait_until(lambda: len(monitor.commands) > n + 5, 10.0)
     assert set_bool(monitor, False).success

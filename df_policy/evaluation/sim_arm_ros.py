@@ -25,6 +25,7 @@ refused commands, faults) from its last ``/diagnostics`` status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -33,13 +34,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NodeProcess", "RosArmEpisode", "add_eval_arm_command", "evaluate_arm_ros", "policy_node_settings"]
+__all__ = ["ClosedLoopNodes", "NodeProcess", "RosArmEpisode", "add_eval_arm_command", "closed_loop_nodes",
+           "enable_until", "evaluate_arm_ros", "policy_node_settings"]
 
 SIM_NODE = "sim_arm"
 POLICY_NODE = "policy_node"
@@ -117,6 +120,60 @@ def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.nd
     })
     settings.update(overrides)
     return settings
+
+
+@dataclass
+class ClosedLoopNodes:
+    """What :func:`closed_loop_nodes` started: the policy node's settings (also in
+    ``logs/policy_node.yaml``), the log folder, and both exit codes once stopped."""
+
+    settings: dict[str, Any]
+    logs: Path
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def closed_loop_nodes(checkpoint: str | Path, logs: Path, sim_args: tuple[str, ...] = (),
+                      **node_overrides: Any) -> Iterator[ClosedLoopNodes]:
+    """Start the simulated-arm node (``sim_args`` added to its command line) and the policy node
+    (:func:`policy_node_settings` with the simulator's limits, ``node_overrides`` winning) as child
+    processes, wait until both are up, stop both (SIGINT) on exit. DDS settings come from this
+    process's environment: apply :mod:`df_policy.ros.loopback` first."""
+    import yaml
+
+    from df_policy.sim.arm_env import SimArmEnv
+    from df_policy.sim.gl import select_gl_backend
+    from df_policy.sim.tasks import demo_task_config
+
+    select_gl_backend()
+    with SimArmEnv(demo_task_config()) as env:
+        lower, upper, vmax = env.lower.copy(), env.upper.copy(), env.config.velocity_max_rad_s
+    logs.mkdir(parents=True, exist_ok=True)
+    settings = policy_node_settings(checkpoint, lower, upper, **{"max_velocity": vmax, **node_overrides})
+    loop = ClosedLoopNodes(settings, logs)
+    (logs / "policy_node.yaml").write_text(yaml.safe_dump(loop.settings, sort_keys=False))
+    env_vars = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    sim = NodeProcess("simulated arm node", [sys.executable, "-m", "df_policy.ros.sim_arm_node",
+                                             "--node-name", SIM_NODE, *sim_args], env_vars, logs / "sim_arm_node.log")
+    policy = NodeProcess("policy node", [sys.executable, "-m", "df_policy.ros.policy_node", "--config",
+                                         str(logs / "policy_node.yaml")], env_vars, logs / "policy_node.log")
+    try:
+        sim.wait_ready(120.0)
+        policy.wait_ready(180.0)
+        yield loop
+    finally:
+        loop.exit_codes = {"policy_node": policy.stop(), "sim_arm_node": sim.stop()}
+
+
+def enable_until(enable: Callable[[], tuple[bool, str]], timeout_s: float = 15.0) -> tuple[bool, str]:
+    """Call ``enable`` (``(success, message)``) until it succeeds or ``timeout_s`` pass: right after
+    start-up DDS discovery may not yet have matched the controller's subscription."""
+    enabled, message = enable()
+    deadline = time.monotonic() + timeout_s
+    while not enabled and time.monotonic() < deadline:
+        time.sleep(0.3)
+        enabled, message = enable()
+    return enabled, message
 
 
 class _Evaluator:
@@ -200,40 +257,20 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
 
     DDS stays on 127.0.0.1 (:mod:`df_policy.ros.loopback`) with a domain id of this process.
     ``log_dir`` keeps both nodes' logs (default: a temporary folder, kept on failure)."""
-    import yaml
     from tqdm import tqdm
 
     from df_policy.ros.loopback import loopback_ros_environment
-    from df_policy.sim.gl import select_gl_backend
 
     if episodes < 1 or episode_time_s <= 0 or solved_hold_s <= 0 or settle_s < 0:
         raise ValueError("need episodes >= 1, episode_time_s > 0, solved_hold_s > 0, settle_s >= 0")
-    select_gl_backend()
-    from df_policy.sim.arm_env import SimArmEnv
-    from df_policy.sim.tasks import demo_task_config
-
-    with SimArmEnv(demo_task_config()) as env:
-        lower, upper, vmax = env.lower.copy(), env.upper.copy(), env.config.velocity_max_rad_s
     logs = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="dfp_arm_ros_"))
-    logs.mkdir(parents=True, exist_ok=True)
-    settings = policy_node_settings(checkpoint, lower, upper, vmax, command_type, **(node_overrides or {}))
-    (logs / "policy_node.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     results: list[RosArmEpisode] = []
-    with loopback_ros_environment() as ros_env:
-        env_vars = {**os.environ, **ros_env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                    "PYTHONUNBUFFERED": "1"}
-        sim = NodeProcess("simulated arm node", [sys.executable, "-m", "df_policy.ros.sim_arm_node", "--task", "demo",
-                                              "--seed", str(seed), "--node-name", SIM_NODE],
-                       env_vars, logs / "sim_arm_node.log")
-        policy = NodeProcess("policy node", [sys.executable, "-m", "df_policy.ros.policy_node", "--config",
-                                          str(logs / "policy_node.yaml")],
-                          env_vars, logs / "policy_node.log")
-        evaluator = None
-        t_start = time.monotonic()
+    t_start = time.monotonic()
+    with loopback_ros_environment(), closed_loop_nodes(
+            checkpoint, logs, ("--task", "demo", "--seed", str(seed)), command_type=command_type,
+            **(node_overrides or {})) as loop:
+        evaluator = _Evaluator()
         try:
-            sim.wait_ready(120.0)
-            policy.wait_ready(180.0)
-            evaluator = _Evaluator()
             _, seq = evaluator.wait_task(0, 30.0)
             for _ in tqdm(range(episodes), desc="closed loop through ROS 2", disable=not progress):
                 results.append(_episode(evaluator, seq, episode_time_s, solved_hold_s, settle_s))
@@ -242,9 +279,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
             time.sleep(1.2)  # one more /diagnostics period with the final counters
             status = dict(evaluator.policy_status)
         finally:
-            if evaluator is not None:
-                evaluator.stop()
-            codes = {"policy_node": policy.stop(), "sim_arm_node": sim.stop()}
+            evaluator.stop()
     wall_s = time.monotonic() - t_start
     solved = [r for r in results if r.success]
     summary: dict[str, Any] = {
@@ -254,7 +289,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
         "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
         "episodes_not_enabled": sum(not r.enabled for r in results),
         "episodes_with_fault": sum(bool(r.faults) for r in results),
-        "wall_s": round(wall_s, 1), "exit_codes": codes, "logs": str(logs),
+        "wall_s": round(wall_s, 1), "exit_codes": loop.exit_codes, "logs": str(logs),
         "node": {k: status.get(k) for k in (
             "obs_to_command_ms_p50", "obs_to_command_ms_p99", "inference_ms_p50", "inference_ms_p99",
             "tick_jitter_ms_p99", "missed_ticks", "commands_published", "refused_unsafe", "refused_stale",
@@ -272,11 +307,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
     task, seq = ev.wait_task(seq)
     while task["seed"] != seed or task["time_s"] < settle_s:  # images of the new episode fill the history
         task, seq = ev.wait_task(seq)
-    enabled, message = ev.enable(True)
-    deadline = time.monotonic() + enable_timeout_s
-    while not enabled and time.monotonic() < deadline:  # discovery still matching the controller, ...
-        time.sleep(0.3)
-        enabled, message = ev.enable(True)
+    enabled, message = enable_until(lambda: ev.enable(True), enable_timeout_s)
     task, seq = ev.wait_task(seq)
     t0 = task["time_s"]
     faults: list[str] = []
