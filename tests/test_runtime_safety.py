@@ -124,6 +124,26 @@ def test_tracking_bound_against_the_measured_position_faults_and_latches():
         SafetyConfig(tracking_mode="ignore")
 
 
+def test_tracking_grace_clips_the_first_commands_then_faults():
+    """A policy whose first targets lead a still arm is clipped for tracking_grace_s after the
+    first command (not a fault); a controller that never follows is still caught after it."""
+    f = SafetyFilter(SafetyConfig(max_tracking_error=0.2, tracking_grace_s=0.25), action_dim=1, period_s=0.1)
+    measured = np.zeros(1)
+    f.reset(last_command=measured)
+    h = f.filter(np.array([0.5]), now=1.0, measured=None)
+    assert isinstance(h, Hold) and h.kind == "no_measurement"  # no command yet: the grace has not started
+    for k, t in enumerate((1.1, 1.2, 1.3)):  # grace runs from the first command at t=1.1 to 1.35
+        c = f.filter(np.array([0.5]), now=t, measured=measured)
+        assert isinstance(c, Command) and c.action[0] == pytest.approx(0.2) and "tracking" in c.violations
+        assert f.violations["tracking"] == k + 1 and f.fault is None
+    h = f.filter(np.array([0.5]), now=1.4, measured=measured)  # the arm never moved: fault
+    assert isinstance(h, Hold) and h.kind == "tracking_error" and f.fault is not None
+    f.reset(last_command=measured)  # a reset (~/enable) starts a new grace
+    assert isinstance(f.filter(np.array([0.5]), now=2.0, measured=measured), Command)
+    with pytest.raises(ValueError, match="tracking_grace_s"):
+        SafetyConfig(tracking_grace_s=-1.0)
+
+
 def test_tracking_clip_mode_keeps_every_command_near_the_measured_arm():
     f = SafetyFilter(SafetyConfig(max_tracking_error=0.1, tracking_mode="clip", low=-1.0, high=1.0),
                      action_dim=2, period_s=0.1)

@@ -182,6 +182,11 @@ class PolicyNodeConfig:
             latches a fault, ERROR on ``/diagnostics``, until ``~/enable``) or ``clip`` (clip the
             command into ``measured ± max_tracking_error`` and count it, like LeRobot's
             ``ensure_safe_goal_position``).
+        tracking_grace_s: for this long after enabling (from the first command), a command
+            beyond ``max_tracking_error`` is clipped into the bound even in ``fault`` mode: the
+            policy's first targets lead an arm that has not moved yet (with ``delay_steps: 1``
+            the first command is the plan's second step). A controller that does not follow is
+            still caught when the grace ends. ``0`` = strict from the first command.
         action_unit: unit of the joint positions the node commands (``rad``; ``deg`` for a
             driver in degrees); a checkpoint whose action unit is recorded and differs is refused.
         max_obs_age_s: the node holds when the newest complete observation (every camera and
@@ -221,6 +226,7 @@ class PolicyNodeConfig:
     max_acceleration: float | tuple[float, ...] | None = None
     max_tracking_error: float | tuple[float, ...] | None = 0.5
     tracking_mode: str = "fault"
+    tracking_grace_s: float = 0.5
     action_unit: str = "rad"
     max_obs_age_s: float = 0.5
     device: str = "cpu"
@@ -295,6 +301,10 @@ class PolicyNodeConfig:
         s(self, "command_groups", self._groups(self.command_groups, names, {self.joint_state_topic, *topics}))
         if self.planner_mode not in PLANNER_MODES:
             _fail(f"planner_mode must be one of {PLANNER_MODES}, got {self.planner_mode!r}")
+        grace = self._number(self.tracking_grace_s, "tracking_grace_s")
+        if not grace >= 0:
+            _fail(f"tracking_grace_s must be >= 0, got {self.tracking_grace_s!r}")
+        s(self, "tracking_grace_s", grace)
         for name in ("max_obs_age_s", "diagnostics_period_s", "hold_log_period_s"):
             value = self._number(getattr(self, name), name)
             if not value > 0:

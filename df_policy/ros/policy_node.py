@@ -376,7 +376,8 @@ class PolicyNode:
             # command_dt_s = None: one control period, the time_from_start every published point gets
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
                                 max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,
-                                max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode),
+                                max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode,
+                                tracking_grace_s=cfg.tracking_grace_s),
             period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)

@@ -20,7 +20,11 @@ Per command, in this order:
    than that from where the robot is (a dead controller, a blocked arm, an e-stop) is never sent;
    ``tracking_mode="fault"`` latches a ``tracking_error`` fault, ``"clip"`` clips the command into
    ``measured ± max_tracking_error`` (LeRobot's ``ensure_safe_goal_position``) and counts it. With
-   the bound set, a command without a measured position is refused (``no_measurement``).
+   the bound set, a command without a measured position is refused (``no_measurement``). For
+   ``tracking_grace_s`` after the first command since a reset, a command beyond the bound is
+   clipped in either mode: a policy's first targets lead an arm that has not moved yet (with
+   ``delay_steps = 1`` the first command sent is the plan's second step), which is not a
+   controller failure; a controller that does not follow is still caught once the grace ends.
 
 Clipped commands are sent, and every clip is counted per kind and per dimension and listed on
 the :class:`Command` (``violations``); every hold is counted per kind. Holding means re-sending
@@ -70,6 +74,8 @@ class SafetyConfig:
             ``None`` = half the control period (set by the runtime).
         max_tracking_error: per-dimension bound on ``|command - measured position|``.
         tracking_mode: ``"fault"`` (refuse and latch until reset) or ``"clip"``.
+        tracking_grace_s: seconds after the first command since a reset during which a command
+            beyond ``max_tracking_error`` is clipped into the bound even in ``"fault"`` mode.
         command_dt_s: time the hardware takes to execute one command, the ``dt`` of the
             velocity and acceleration limits; ``None`` = one control period.
     """
@@ -82,6 +88,7 @@ class SafetyConfig:
     max_action_age_s: float | None = None
     max_tracking_error: Limit = None
     tracking_mode: str = "fault"
+    tracking_grace_s: float = 0.0
     command_dt_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -110,6 +117,8 @@ class SafetyConfig:
             fail(f"max_action_age_s must be >= 0 or None, got {self.max_action_age_s}")
         if self.tracking_mode not in ("fault", "clip"):
             fail(f"tracking_mode must be 'fault' or 'clip', got {self.tracking_mode!r}")
+        if not (self.tracking_grace_s >= 0 and math.isfinite(self.tracking_grace_s)):
+            fail(f"tracking_grace_s must be a number >= 0, got {self.tracking_grace_s}")
         if self.command_dt_s is not None and not (self.command_dt_s > 0 and math.isfinite(self.command_dt_s)):
             fail(f"command_dt_s must be a positive number or None, got {self.command_dt_s}")
 
@@ -200,6 +209,7 @@ class SafetyFilter:
         self.commands = 0
         self.fault: str | None = None
         self._last: np.ndarray | None = None
+        self._first_command_at: float | None = None
         self._last_velocity = np.zeros(self.action_dim)
         if last_command is not None:
             last = np.asarray(last_command, dtype=np.float64).reshape(-1)
@@ -295,7 +305,10 @@ class SafetyFilter:
         if self._track is not None:
             error = np.abs(x - measured)
             far = error > self._track
-            if far.any() and self.config.tracking_mode == "clip":
+            if self._first_command_at is None:
+                self._first_command_at = now
+            in_grace = now - self._first_command_at < self.config.tracking_grace_s
+            if far.any() and (self.config.tracking_mode == "clip" or in_grace):
                 self._count("tracking", far)
                 kinds.append("tracking")
                 x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
