@@ -156,6 +156,7 @@ def recording_schema(
     cameras: Mapping[str, Mapping[str, Any]] | None = None,
     robot: str = "",
     depth_scales: Mapping[str, float] | None = None,
+    joint_limits: Mapping[str, Any] | None = None,
 ) -> StoreSchema:
     """The store schema of a recording (what ``Recorder.build_schema`` writes).
 
@@ -170,6 +171,8 @@ def recording_schema(
         depth_scales: camera name -> metres per depth unit, for the cameras recorded with
             aligned depth: each gets a ``depth`` key :func:`depth_key` (``uint16 (H, W)``,
             unit ``m``, ``scale``) right after its image key.
+        joint_limits: the robot's limits (``schema.joint_limits``: ``position_lower``,
+            ``position_upper``, ``velocity_max``, one value or ``None`` per joint).
 
     Raises:
         SchemaError: a depth camera that is not in ``image_sizes``, or a key name used twice
@@ -199,8 +202,9 @@ def recording_schema(
                               description="robot state capture time relative to the episode's first step")
     keys["action"] = KeySpec("action", (d,), "float32", unit="rad", names=joints,
                              description="joint position targets as sent to the robot")
+    limits = {k: v for k, v in (joint_limits or {}).items() if k != "joint_names"}
     return StoreSchema(keys=keys, fps=fps, cameras=info, joint_names=list(joints), action_space=ACTION_SPACE,
-                       robot=robot)
+                       robot=robot, joint_limits=limits)
 
 
 # =========================================================================== config

@@ -256,9 +256,11 @@ class Recorder:
             sizes[cam.name] = (intr.height, intr.width)
             cameras[cam.name] = {"intrinsics": intr.to_dict()}
         depth = {cam.name: self._depth_scale(cam) for cam in self.cameras if records_depth(cam)}
+        limits = getattr(self.robot, "limits", None)  # RobotLimits of robots built on the Robot base
         try:
             return recording_schema(self.robot.joint_names, sizes, self.config.fps, cameras=cameras,
-                                    robot=self.config.robot_model or self.robot.name, depth_scales=depth)
+                                    robot=self.config.robot_model or self.robot.name, depth_scales=depth,
+                                    joint_limits=limits.to_dict() if limits is not None else None)
         except SchemaError as e:
             raise RecorderError(str(e)) from None
 

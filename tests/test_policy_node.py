@@ -173,7 +173,7 @@ def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint, tmp_path)
     with pytest.raises(PolicyNodeConfigError, match=r"joint_names \['base', .*do not match"):
         PolicyNode(_config(checkpoint, prefix, joint_names=renamed)).start()
     with pytest.raises(PolicyNodeConfigError, match=r"reads camera images \['scene'\].*camera_topics\.scene"):
-        PolicyNode(_config(checkpoint, prefix, camera_topics={})).start()
+        PolicyNode(_config(checkpoint, prefix, camera_topics={"wrist": "/b"})).start()
     with pytest.raises(PolicyNodeConfigError, match=r"camera_topics names \['wrist'\], which the checkpoint"):
         PolicyNode(_config(checkpoint, prefix, camera_topics={"scene": "/a", "wrist": "/b"})).start()
     with pytest.raises(PolicyNodeConfigError, match="cannot load checkpoint"):
@@ -200,6 +200,38 @@ def test_startup_fails_clearly_on_joint_or_camera_mismatch(checkpoint, tmp_path)
         assert not node.enabled
     finally:
         node.stop()
+
+
+def test_the_checkpoint_alone_starts_the_node_with_the_recorded_robot(checkpoint, tmp_path):
+    """No config: joint names and limits come from the checkpoint's store schema (the recorder
+    stores the robot's limits), the camera from realsense2_camera's default topic; a checkpoint
+    whose data recorded no limits is refused with what to set."""
+    import json
+
+    from df_policy.sim import SimArmEnv
+    from df_policy.sim.tasks import demo_task_config
+
+    with SimArmEnv(demo_task_config()) as env:
+        names, lower, upper = env.joint_names, env.lower, env.upper
+        vmax = env.config.velocity_max_rad_s
+    with PolicyNode({"checkpoint": str(checkpoint), "node_name": "checkpoint_only_node"}) as node:
+        cfg = node.config
+        assert cfg.joint_names == tuple(names)
+        np.testing.assert_allclose(cfg.position_lower, lower)
+        np.testing.assert_allclose(cfg.position_upper, upper)
+        np.testing.assert_allclose(cfg.max_velocity, vmax)
+        assert cfg.camera_topics == {"scene": "/camera/color/image_raw"} and not node.enabled
+    # the config wins over the schema
+    with PolicyNode({"checkpoint": str(checkpoint), "node_name": "checkpoint_only_node", "max_velocity": 0.5}) as node:
+        assert node.config.max_velocity == 0.5 and node.config.joint_names == tuple(names)
+    bare = tmp_path / "no_limits"
+    shutil.copytree(checkpoint / "checkpoints" / "last", bare)
+    schema = json.loads((bare / "schema.json").read_text())
+    assert schema.pop("joint_limits")["velocity_max"] == [vmax] * len(names)
+    (bare / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(PolicyNodeConfigError, match=r"missing required settings \['position_lower', "
+                       r"'position_upper', 'max_velocity'\]: give them in the node config"):
+        PolicyNode({"checkpoint": str(bare), "node_name": "checkpoint_only_node"}).start()
 
 
 def _stream_lines(proc: subprocess.Popen, sink: list[str]) -> threading.Thread:

@@ -136,6 +136,31 @@ class EpisodeMeta:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+JOINT_LIMIT_FIELDS = ("position_lower", "position_upper", "velocity_max")
+
+
+def _checked_joint_limits(limits: Any, n_joints: int) -> dict[str, list[float | None]]:
+    """``joint_limits`` validated: exactly :data:`JOINT_LIMIT_FIELDS`, one number (or ``None`` =
+    unlimited) per joint, lower < upper, velocity > 0."""
+    if not isinstance(limits, dict) or set(limits) != set(JOINT_LIMIT_FIELDS):
+        raise SchemaError(f"joint_limits must have exactly the fields {list(JOINT_LIMIT_FIELDS)}, got {limits!r}")
+    out: dict[str, list[float | None]] = {}
+    for name in JOINT_LIMIT_FIELDS:
+        values = limits[name]
+        if not isinstance(values, (list, tuple)) or len(values) != n_joints:
+            raise SchemaError(f"joint_limits.{name} needs one value per joint ({n_joints}), got {values!r}")
+        try:
+            out[name] = [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+        except (TypeError, ValueError):
+            raise SchemaError(f"joint_limits.{name} must hold numbers or null, got {values!r}") from None
+    for i, (lo, hi) in enumerate(zip(out["position_lower"], out["position_upper"])):
+        if lo is not None and hi is not None and not lo < hi:
+            raise SchemaError(f"joint_limits: position_lower must be < position_upper (joint {i}: {lo}, {hi})")
+    if any(v is not None and not v > 0 for v in out["velocity_max"]):
+        raise SchemaError(f"joint_limits.velocity_max must be > 0, got {out['velocity_max']}")
+    return out
+
+
 @dataclass
 class StoreSchema:
     """Layout and meaning of an episode store.
@@ -148,6 +173,10 @@ class StoreSchema:
         joint_names: robot joint names, in the order of the state/action vectors.
         action_space: human-readable description of the action (frame, units, absolute or delta).
         robot: robot model name.
+        joint_limits: the robot's limits when recorded, in ``joint_names`` order:
+            ``position_lower`` / ``position_upper`` (rad / m) and ``velocity_max`` (units/s), each
+            a list with ``None`` for unlimited; ``{}`` if unknown (imported data, older stores).
+            The policy node takes its safety limits from here when its config gives none.
     """
 
     keys: dict[str, KeySpec]
@@ -156,10 +185,13 @@ class StoreSchema:
     joint_names: list[str] = field(default_factory=list)
     action_space: str = ""
     robot: str = ""
+    joint_limits: dict[str, list[float | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.keys:
             raise SchemaError("schema has no keys")
+        if self.joint_limits:
+            self.joint_limits = _checked_joint_limits(self.joint_limits, len(self.joint_names))
         for name in self.keys:
             if not name or "/" in name or name.startswith("."):
                 raise SchemaError(f"invalid key name {name!r}")
@@ -203,6 +235,7 @@ class StoreSchema:
             "joint_names": list(self.joint_names),
             "action_space": self.action_space,
             "robot": self.robot,
+            **({"joint_limits": self.joint_limits} if self.joint_limits else {}),
         }
 
     @classmethod
@@ -224,6 +257,7 @@ class StoreSchema:
             joint_names=list(d.get("joint_names", [])),
             action_space=d.get("action_space", ""),
             robot=d.get("robot", ""),
+            joint_limits=d.get("joint_limits") or {},
         )
 
     def to_json(self) -> str:

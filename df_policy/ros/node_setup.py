@@ -8,6 +8,7 @@ checkpoint; no rclpy needed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -57,6 +58,48 @@ def parameter_value(value: Any) -> Any:
     return list(value)
 
 
+
+
+CHECKPOINT_DEFAULTS = ("joint_names", "position_lower", "position_upper", "max_velocity")
+"""Settings the policy node takes from the checkpoint's store schema when its config leaves them out."""
+
+
+def checkpoint_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (node settings) with the :data:`CHECKPOINT_DEFAULTS` it leaves out (``None``)
+    filled from the store schema the checkpoint was trained on: ``joint_names`` (the action
+    order) and, where the recording stored the robot's limits (``schema.joint_limits``, finite
+    for every joint), ``position_lower`` / ``position_upper`` / ``max_velocity``. What the config
+    gives always wins; what the schema lacks stays missing (and is reported as such). Reads only
+    ``schema.json``, not the weights; an unreadable checkpoint is left to the checkpoint loader."""
+    from df_policy.data.schema import SchemaError, StoreSchema
+    from df_policy.training.checkpoint import CheckpointError, resolve_checkpoint
+
+    out = dict(values)
+    wanted = [k for k in CHECKPOINT_DEFAULTS if out.get(k) is None]
+    if not wanted or not out.get("checkpoint"):
+        return out
+    try:
+        path = resolve_checkpoint(str(out["checkpoint"])) / "schema.json"
+        schema = StoreSchema.from_dict(json.loads(path.read_text()))
+    except (CheckpointError, OSError, ValueError, SchemaError):
+        return out
+    limits = schema.joint_limits
+    found = {"joint_names": list(schema.joint_names) or None,
+             "position_lower": limits.get("position_lower"), "position_upper": limits.get("position_upper"),
+             "max_velocity": limits.get("velocity_max")}
+    for key in wanted:
+        value = found[key]
+        if value is not None and all(v is not None for v in value):
+            out[key] = value
+            log.info("%s from the checkpoint's schema (%s): %s", key, path, value)
+    return out
+
+
+def default_camera_topic(key: str, image_keys: list[str]) -> str:
+    """The camera topic of image key ``key`` when no config names one: realsense2_camera's
+    defaults, ``/camera/color/image_raw`` for a single-camera policy and
+    ``/<key>/color/image_raw`` (``camera_name:=<key>``) for each camera of a multi-camera one."""
+    return "/camera/color/image_raw" if len(image_keys) == 1 else f"/{key}/color/image_raw"
 
 
 def observation_inputs(config: PolicyNodeConfig, loaded: Any) -> dict[str, ObservationInput]:

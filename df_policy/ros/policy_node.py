@@ -6,6 +6,10 @@ config:=node.yaml``. Settings: :class:`~df_policy.ros.node_config.PolicyNodeConf
 (lowest first): field defaults < the ``--config`` YAML < ROS parameters (``--ros-args -p
 name:=value`` / ``--params-file``) < ``--checkpoint`` / ``--device`` / ``--enable``. Parameters
 are read once at start-up; changing one on a running node is refused (restart the node).
+With the checkpoint alone (no config) the node starts when the checkpoint's store schema recorded
+the robot (joint names and limits, as stores recorded by df_policy do): ``joint_names``,
+``position_lower`` / ``position_upper`` and ``max_velocity`` default from it, camera topics to
+realsense2_camera's (``/camera/color/image_raw``; ``/<key>/color/image_raw`` for several cameras).
 
 Topics (names as configured; relative names resolve in the node's namespace)
 --------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ from .messages import (
     compressed_image_to_rgb,
 )
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
-from .node_setup import flatten_parameters, observation_inputs, parameter_value
+from .node_setup import checkpoint_defaults, default_camera_topic, flatten_parameters, observation_inputs, parameter_value
 from .node_thread import serve_until_signal
 from .observation import (
     MissingInputError,
@@ -336,16 +340,26 @@ class PolicyNode:
                 f"unknown parameters {unknown} (from -p or --params-file); known: {sorted(values)}")
         values = PolicyNodeConfig.normalize_mapping(values)
         values.update(self._overrides)
-        config = PolicyNodeConfig.from_mapping(values)
+        values = checkpoint_defaults(values)  # joint names and limits the config leaves out
+        try:
+            config = PolicyNodeConfig.from_mapping(values)
+        except PolicyNodeConfigError as exc:
+            if "missing required settings" not in str(exc) or not values.get("checkpoint"):
+                raise
+            raise PolicyNodeConfigError(
+                f"{exc}: give them in the node config (or -p), or use a checkpoint whose training data recorded "
+                "the robot's joint names and limits (stores recorded by df_policy do)") from None
         try:
             loaded = load_checkpoint(config.checkpoint, device=config.device)
         except (CheckpointError, FileNotFoundError) as exc:
             raise PolicyNodeConfigError(f"cannot load checkpoint {config.checkpoint!r}: {exc}") from exc
         # image keys the config does not mention may still come as ROS parameters
         cams = dict(config.camera_topics)
-        for key in loaded.policy.config.image_shapes:
-            if key not in cams:
-                topic = self._declare(f"camera_topics.{key}", None)
+        image_keys = list(loaded.policy.config.image_shapes)
+        for key in image_keys:
+            if key not in cams:  # none configured at all: realsense2_camera's default topics
+                default = None if config.camera_topics else default_camera_topic(key, image_keys)
+                topic = self._declare(f"camera_topics.{key}", default)
                 if topic:
                     cams[key] = topic
         if cams != dict(config.camera_topics):
