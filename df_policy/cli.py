@@ -47,10 +47,27 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
+    from df_policy.data.lerobot_format import import_lerobot, is_lerobot_dataset
     from df_policy.data.ops import convert, store_info
 
-    out = convert(args.src, args.dst, fps=args.fps, overwrite=args.overwrite)
+    if is_lerobot_dataset(args.src):
+        out, notes = import_lerobot(args.src, args.dst, overwrite=args.overwrite, fps=args.fps)
+        for note in notes:
+            print(f"note: {note}")
+    else:
+        out = convert(args.src, args.dst, fps=args.fps, overwrite=args.overwrite)
     _print_info(store_info(out))
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from df_policy.data.lerobot_format import export_lerobot
+
+    dst, notes = export_lerobot(args.store, args.dst, repo_id=args.repo_id, use_videos=not args.images,
+                                include_bad=args.include_bad)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote LeRobotDataset v3 to {dst}")
     return 0
 
 
@@ -135,12 +152,22 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="structure only, do not decode chunks")
     p.set_defaults(func=cmd_data_validate)
 
-    p = dsub.add_parser("convert", help="Diffusion Policy Zarr (dir or .zarr.zip) -> df_policy store")
+    p = dsub.add_parser("convert", help="Diffusion Policy Zarr (dir or .zarr.zip) or a local LeRobotDataset v3 "
+                                        "directory -> df_policy store (LeRobot: needs the lerobot extra)")
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--fps", type=float, default=None, help="recording rate of the source (PushT: 10)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_data_convert)
+
+    p = dsub.add_parser("export", help="df_policy store -> LeRobotDataset v3 directory (needs the lerobot extra)")
+    p.add_argument("store")
+    p.add_argument("dst", help="new directory for the LeRobot dataset")
+    p.add_argument("--format", choices=["lerobot"], default="lerobot", help="only LeRobotDataset v3 for now")
+    p.add_argument("--repo-id", default=None, help="LeRobot repo_id written into the dataset (default local/<dst name>)")
+    p.add_argument("--images", action="store_true", help="store frames as PNG images instead of LeRobot's video")
+    p.add_argument("--include-bad", action="store_true", help="also export episodes marked bad")
+    p.set_defaults(func=cmd_data_export)
 
     p = dsub.add_parser("recover", help="keep (default) or --discard a partial episode left by a crash")
     p.add_argument("store")

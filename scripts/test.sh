@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv and run the default test suite (slow tests excluded).
+# Install everything the tests need into .venv and run the default test suite (slow tests excluded),
+# then, without arguments, the LeRobot interop tests in .venv-lerobot (Python 3.12; they fail
+# there rather than skip). DFP_SKIP_LEROBOT=1 leaves the second part out.
 # Usage: bash scripts/test.sh [pytest args]      (e.g. -m slow for the long tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +14,13 @@ set -e
 if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: failing" >&2
   exit 1
+fi
+if [ "$#" = 0 ] && [ -z "${DFP_SKIP_LEROBOT:-}" ]; then
+  bash scripts/install_lerobot.sh
+  set +e
+  DFP_REQUIRE_LEROBOT=1 .venv-lerobot/bin/python -m pytest -p no:cacheprovider -m lerobot tests/test_lerobot_interop.py
+  lrc=$?
+  set -e
+  [ "$rc" != 0 ] || rc=$lrc
 fi
 exit "$rc"
