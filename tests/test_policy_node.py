@@ -234,6 +234,89 @@ def test_the_checkpoint_alone_starts_the_node_with_the_recorded_robot(checkpoint
         PolicyNode({"checkpoint": str(bare), "node_name": "checkpoint_only_node"}).start()
 
 
+class SimClock:
+    """Publishes ``/clock`` every 5 ms of wall time, simulation time running at ``speed`` x real
+    time from 1000 s, while ``on`` (off = the simulation is paused)."""
+
+    def __init__(self, speed: float) -> None:
+        from rosgraph_msgs.msg import Clock
+
+        from df_policy.ros.node_thread import NodeThread, NodeThreadConfig
+
+        self.speed, self.on, self.sim_s, self._wall = speed, True, 1000.0, time.monotonic()
+        self.thread = NodeThread(NodeThreadConfig("test_sim_clock"))
+        node = self.thread.start()
+        self._msg = Clock
+        self.pub = node.create_publisher(Clock, "/clock", 10)
+        node.create_timer(0.005, self._tick)
+
+    def _tick(self) -> None:
+        wall = time.monotonic()
+        if self.on:
+            self.sim_s += self.speed * (wall - self._wall)
+            msg = self._msg()
+            msg.clock.sec, msg.clock.nanosec = int(self.sim_s), int((self.sim_s % 1.0) * 1e9)
+            self.pub.publish(msg)
+        self._wall = wall
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+
+def test_use_sim_time_runs_the_control_loop_on_the_simulation_clock(checkpoint):
+    """use_sim_time: commands at the configured rate in simulation time (half the rate in wall
+    time for a simulation at half speed), timed in simulation time; nothing while it is paused."""
+    from df_policy.ros.ros_clock import RosNodeClock
+
+    prefix = f"{RUN}/simtime"
+    sim_clock = SimClock(speed=0.5)
+    camera = Camera(f"{prefix}/camera/image_raw")
+    monitor = Monitor(f"{prefix}/command")
+    driver = _driver(prefix)
+    node = PolicyNode(_config(checkpoint, prefix, tracking_grace_s=1.0),
+                      ros_args=["-p", "use_sim_time:=true"])
+    try:
+        node.start()
+        assert isinstance(node.clock, RosNodeClock) and node.runtime.clock is node.clock
+        assert wait_until(lambda: node.clock.now() > 1000.0, 10.0), "the node never saw /clock"
+        driver.start()
+        assert wait_until(lambda: all(a is not None and a < 0.3 for a in node.input_ages().values()), 10.0), \
+            f"inputs never arrived: {node.input_ages()}"
+        assert wait_until(lambda: node.command_subscriber_count >= 2, 10.0)
+        response = _set_bool(monitor, True)
+        assert response.success, response.message
+        assert wait_until(lambda: len(monitor.commands) > 2, 10.0), "no command after enable"
+        t0 = monitor.commands[-1][0]
+        time.sleep(3.0)
+        window = [(t, m) for t, m in list(monitor.commands) if t0 <= t <= t0 + 3.0]
+        wall_rate = (len(window) - 1) / 3.0
+        from df_policy.runtime.safety import Command
+
+        stamps = np.array([r.target_time for r in list(node.loop.results)[-len(window):] if isinstance(r, Command)])
+        sim_period = float(np.median(np.diff(stamps)))
+        print(f"\nuse_sim_time at 0.5x: {wall_rate:.2f} commands per wall second, "
+              f"median {sim_period * 1e3:.1f} ms of simulation time apart")
+        assert 3.0 <= wall_rate <= 7.0, f"{wall_rate:.1f} commands/s of wall time; expected ~5 (10 Hz at 0.5x)"
+        assert 0.08 <= sim_period <= 0.12, f"commands {sim_period:.3f} s of simulation time apart, expected 0.1"
+        assert stamps.min() > 1000.0  # command times are simulation times
+
+        sim_clock.on = False  # paused: time stands still, nothing is commanded, nothing faults
+        time.sleep(0.3)
+        n_paused = len(monitor.commands)
+        time.sleep(1.0)
+        assert len(monitor.commands) == n_paused, "commands while the simulation was paused"
+        assert node.fault is None and node.enabled
+        sim_clock.on = True
+        assert wait_until(lambda: len(monitor.commands) > n_paused + 3, 10.0), "commands did not resume"
+        assert node.fault is None and node.loop.failure is None
+    finally:
+        node.stop()
+        driver.stop()
+        camera.stop()
+        monitor.stop()
+        sim_clock.stop()
+
+
 def _stream_lines(proc: subprocess.Popen, sink: list[str]) -> threading.Thread:
     thread = threading.Thread(target=lambda: sink.extend(iter(proc.stdout.readline, "")), daemon=True)
     thread.start()
@@ -319,7 +402,7 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
         py_compile.compile(str(f), cfile=str(tmp_path / "launch.pyc"), doraise=True)
         assert _load_launch_file(f).generate_launch_description is launch.generate_launch_description
     assert [a[0] for a in launch.LAUNCH_ARGUMENTS] == ["checkpoint", "config", "enable", "device", "namespace",
-                                                        "params_file", "log_level", "use_sim"]
+                                                        "params_file", "log_level", "use_sim", "use_sim_time"]
     assert launch.sim_node_settings("false") is None
     sim = launch.sim_node_settings("true", "/arm/")
     assert sim["namespace"] == "arm"
@@ -356,6 +439,10 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
                                           *settings["ros_arguments"]])
     assert args.ros_args == ["--params-file", "/etc/p.yaml", "--log-level", "debug"]
     assert launch.node_settings(checkpoint="r")["parameters"] == []
+    assert launch.node_settings(checkpoint="r", params_file="p.yaml", use_sim_time="true")["parameters"] == [
+        "p.yaml", {"use_sim_time": True}]
+    with pytest.raises(ValueError, match="use_sim_time"):
+        launch.node_settings(checkpoint="r", use_sim_time="sometimes")
     with pytest.raises(ValueError, match="log_level"):
         launch.node_settings(checkpoint="r", log_level="loud")
 

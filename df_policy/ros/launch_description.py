@@ -43,6 +43,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("params_file", "", "ROS 2 parameters YAML for the node (wins over config)"),
     ("log_level", "", "debug | info | warn | error | fatal"),
     ("use_sim", "false", "true: also start the simulated SO-101 arm (sim_arm_node, demo task)"),
+    ("use_sim_time", "false", "true: the policy node's timing follows /clock (simulation time)"),
 )
 """``(name, default, description)`` of every launch argument."""
 
@@ -86,9 +87,11 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def node_settings(checkpoint: str = "", config: str = "", enable: str = "false", device: str = "",
-                  namespace: str = "", params_file: str = "", log_level: str = "") -> dict:
+                  namespace: str = "", params_file: str = "", log_level: str = "",
+                  use_sim_time: str = "false") -> dict:
     """Every launch argument -> the ``launch_ros`` ``Node`` settings: ``namespace``,
-    ``arguments``, ``parameters`` (the params file, if any) and ``ros_arguments``."""
+    ``arguments``, ``parameters`` (the params file, if any, then ``use_sim_time`` when true)
+    and ``ros_arguments``."""
     ns = str(namespace).strip().strip("/")
     if ns and not all(part and (part[0].isalpha() or part[0] == "_") and all(c.isalnum() or c == "_" for c in part)
                       for part in ns.split("/")):
@@ -97,7 +100,8 @@ def node_settings(checkpoint: str = "", config: str = "", enable: str = "false",
     if level and level not in LOG_LEVELS:
         raise ValueError(f"launch argument log_level:={log_level!r} must be one of {LOG_LEVELS}")
     return {"namespace": ns, "arguments": node_arguments(checkpoint, config, enable, device),
-            "parameters": [params_file] if params_file else [],
+            "parameters": ([params_file] if params_file else [])
+            + ([{"use_sim_time": True}] if parse_bool(use_sim_time, "use_sim_time") else []),
             "ros_arguments": ["--log-level", level] if level else []}
 
 

@@ -48,9 +48,12 @@ Services
 
 Clocks and timing
 -----------------
-Every input is stamped with its **receipt time** on the host's monotonic clock
-(``time.monotonic()``), the runtime's clock; ``header.stamp`` is not used (sender clocks and
-``use_sim_time`` do not matter, transport delay is not compensated). An observation is pushed
+Every input is stamped with its **receipt time** on the runtime's clock: the host's monotonic
+clock (``time.monotonic()``), or, when the node's ROS parameter ``use_sim_time`` is true, the
+node's ROS clock, i.e. simulation time from ``/clock`` (:mod:`df_policy.ros.ros_clock`): the
+control period, observation ages, the tracking grace and command lateness then all follow the
+simulation, however fast it runs, and nothing is commanded while it is paused.
+``header.stamp`` is not used (sender clocks do not matter, transport delay is not compensated). An observation is pushed
 to the runtime when a camera frame arrives (a joint state, for checkpoints without cameras),
 combining the latest message of every input; its stamp is the **oldest** receipt time among
 them, so a stalled input makes the observation age. The runtime runs inference on its own
@@ -93,7 +96,6 @@ import json
 import logging
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -194,6 +196,7 @@ class PolicyNode:
         self.runtime: Any = None
         self.loop: Any = None
         self.node: Any = None
+        self.clock: Any = None  # the runtime's clock, chosen at start (use_sim_time)
         self._context: Any = None
         self._executor: Any = None
         self._spin_thread: threading.Thread | None = None
@@ -259,6 +262,7 @@ class PolicyNode:
         try:
             name = self._overrides.get("node_name") or self._base.get("node_name") or "policy_node"
             self.node = rclpy.create_node(str(name), context=context)
+            self.clock = self._runtime_clock()
             self._configure()
             self._build()
             self._executor = import_ros("rclpy.executors").SingleThreadedExecutor(context=context)
@@ -275,6 +279,17 @@ class PolicyNode:
             f"commands -> {', '.join(f'{o.topic} ({o.type})' for o in self._outputs)} "
             f"({'enabling when inputs are fresh' if self.config.start_enabled else 'disabled until ~/enable'})")
         return self
+
+    def _runtime_clock(self) -> Any:
+        """The monotonic clock, or the node's ROS clock (simulation time) under ``use_sim_time``."""
+        from df_policy.runtime.clock import MonotonicClock
+
+        if self.node.get_parameter("use_sim_time").value:
+            from df_policy.ros.ros_clock import RosNodeClock
+
+            self.node.get_logger().info("use_sim_time: the control loop and observation ages follow /clock")
+            return RosNodeClock(self.node.get_clock())
+        return MonotonicClock()
 
     def _spin(self) -> None:
         while not self._stop_spin.is_set() and self._context.ok():
@@ -394,7 +409,7 @@ class PolicyNode:
                                 tracking_grace_s=cfg.tracking_grace_s),
             period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
         )
-        self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config)
+        self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config, self.clock)
         warmup_s = self.runtime.warmup()  # compiles the fast path now, never on the control path
         node.get_logger().info(f"inference path {self.runtime.accelerate!r} warmed up in {warmup_s:.1f} s")
         fps = loaded.fps
@@ -462,7 +477,7 @@ class PolicyNode:
 
     # ------------------------------------------------------------------ inputs (executor thread)
     def _on_joint_state(self, msg: Any) -> None:
-        t = time.monotonic()
+        t = self.clock.now()
         with self._lock:
             self._latest[JOINT_STATE_SOURCE], self._receipt[JOINT_STATE_SOURCE] = msg, t
             self.counters["joint_states"] += 1
@@ -471,7 +486,7 @@ class PolicyNode:
 
     def _camera_callback(self, topic: str) -> Any:
         def on_image(msg: Any) -> None:
-            t = time.monotonic()
+            t = self.clock.now()
             with self._lock:
                 self._latest[topic], self._receipt[topic] = msg, t
                 self.counters["images"] += 1
@@ -504,7 +519,7 @@ class PolicyNode:
                 self._observation_error(f"{topic}: {exc}")
                 return
         try:
-            step = self._assembler.assemble(messages, time.monotonic(), receipts)
+            step = self._assembler.assemble(messages, self.clock.now(), receipts)
         except MissingInputError:
             return
         except ObservationError as exc:
@@ -522,7 +537,7 @@ class PolicyNode:
     # ------------------------------------------------------------------ enable / disable
     def input_ages(self) -> dict[str, float | None]:
         """Seconds since the latest message of each input (``None`` = nothing received yet)."""
-        now = time.monotonic()
+        now = self.clock.now()
         with self._lock:
             return {src: (now - self._receipt[src]) if src in self._receipt else None for src in self._sources}
 
@@ -533,7 +548,7 @@ class PolicyNode:
         topic = self._topic_of[JOINT_STATE_SOURCE]
         if msg is None:
             raise RuntimeError(f"no sensor_msgs/JointState received on {topic} yet")
-        age = time.monotonic() - t
+        age = self.clock.now() - t
         if age > self.config.max_obs_age_s:
             raise RuntimeError(f"the joint state on {topic} is {age:.2f} s old (max_obs_age_s={self.config.max_obs_age_s})")
         try:
@@ -589,7 +604,7 @@ class PolicyNode:
                 self._last_result = None
             self.runtime.start()
             self._enabled = True
-            self._enabled_since = time.monotonic()
+            self._enabled_since = self.clock.now()
             self._push()  # the inputs are fresh: the first tick already has an observation
             self.loop.start()
             self.counters["enables"] += 1
@@ -661,7 +676,7 @@ class PolicyNode:
                 joints = [f"{self.config.joint_names[i]} {action[i]:.4f} vs measured {measured[i]:.4f}"
                           for i in np.flatnonzero(far)]
                 return "unsafe", f"command farther than max_tracking_error from the measured position: {', '.join(joints)}"
-        late = time.monotonic() - command.target_time
+        late = self.clock.now() - command.target_time
         if late > self.runtime.safety.max_action_age_s + 0.5 * self.period_s:
             return "stale", f"command for t={command.target_time:.3f} is {late:.3f} s late at publishing"
         return None
@@ -706,7 +721,7 @@ class PolicyNode:
             if result.raw is not None:
                 self._publish_joint_vector(self._raw_pub, result.raw)
             self._publish_state("commanding")
-            published = time.monotonic()
+            published = self.clock.now()
             source = getattr(self.runtime.last_tick, "source", None)
             with self._lock:
                 self.counters["commands_published"] += 1
@@ -721,7 +736,7 @@ class PolicyNode:
             self._fault = result.reason
             self.node.get_logger().error(f"NOT published, commanding stopped (fault): {result.reason}")
         self._publish_state("fault" if self._fault else f"holding: {result.kind}", result.reason)
-        now = time.monotonic()
+        now = self.clock.now()
         with self._lock:
             self.counters[f"hold.{result.kind}"] += 1
             self._window[f"hold.{result.kind}"] += 1
@@ -762,7 +777,7 @@ class PolicyNode:
         Window counts cover the time since the previous call (the diagnostics period)."""
         from df_policy.runtime.safety import HOLD_KINDS, Hold
 
-        now = time.monotonic()
+        now = self.clock.now()
         with self._lock:
             window, self._window = self._window, collections.Counter()
             last = self._last_result

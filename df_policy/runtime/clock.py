@@ -1,8 +1,10 @@
 """Clocks for the runtime: the real monotonic clock and a fake one for deterministic tests.
 
 Contract: ``now()`` returns seconds on a monotonic time axis (never decreases);
-``sleep_until(t)`` returns once ``now() >= t`` (immediately if already past). Every timestamp
-the runtime handles (observation stamps, action target times) must be on the same clock.
+``sleep_until(t)`` returns once ``now() >= t`` (immediately if already past), or earlier for a
+clock that cannot promise when ``t`` comes (simulation time, ``df_policy.ros.ros_clock``):
+callers check ``now()`` and wait again. Every timestamp the runtime handles (observation
+stamps, action target times) must be on the same clock.
 """
 
 from __future__ import annotations

@@ -79,9 +79,22 @@ class ControlLoop:
         for _ in range(n):
             scheduled = self._tick(scheduled)
 
-    def _tick(self, scheduled: float) -> float:
+    def _wait(self, scheduled: float) -> bool:
+        """Sleep until ``scheduled`` on the runtime's clock; ``False`` if stopped meanwhile. A clock
+        may return early (simulation time, which stands still while the simulation is paused):
+        then wait again, so a tick never starts before its time."""
         clock = self.runtime.clock
         clock.sleep_until(scheduled)
+        while clock.now() < scheduled:
+            if self._stop.is_set():
+                return False
+            clock.sleep_until(scheduled)
+        return True
+
+    def _tick(self, scheduled: float) -> float:
+        clock = self.runtime.clock
+        if not self._wait(scheduled):
+            return scheduled
         start = clock.now()
         late = start - scheduled
         if late > self.period_s:
