@@ -157,3 +157,26 @@ def test_normaliser_floors_a_nearly_constant_dimension_at_diffusion_policys_rang
     np.testing.assert_allclose(n.unnormalize("a", y), x, atol=1e-9)
     old = KeyStats("minmax", [0.0], [2e-5], [1e-5], [1e-5], eps=1e-6)  # a checkpoint fitted with the old floor
     assert Normalizer({"a": old}).stats["a"].scale_offset()[0][0] == pytest.approx(1e5)
+
+
+def test_capture_stamps_are_stored_but_never_a_default_policy_input(tmp_path):
+    from df_policy.data.schema import KeySpec, StoreSchema
+
+    schema = StoreSchema(keys={
+        "joint_pos": KeySpec("lowdim", (2,), "float32"),
+        "stamp_s": KeySpec("lowdim", (1,), "float32", unit="s"),
+        "action": KeySpec("action", (2,), "float32"),
+    }, fps=10)
+    assert schema.lowdim_keys == ["joint_pos", "stamp_s"] and schema.observation_keys == ["joint_pos"]
+    with EpisodeStore.create(tmp_path / "s.zarr", schema) as store:
+        for _ in range(3):
+            t = np.arange(12, dtype=np.float32)[:, None]
+            store.append_episode({"joint_pos": np.hstack([t, -t]), "stamp_s": t / 10, "action": np.hstack([t, t])})
+    cfg = DatasetConfig(n_obs_steps=2, horizon=4, val_ratio=0.34)
+    train, _ = make_datasets(str(tmp_path / "s.zarr"), cfg, progress=False)
+    assert train.lowdim_keys == ["joint_pos"] and "obs.stamp_s" not in train.__getitems__([0])
+    # asked for by name, it is an input like any other key
+    train, _ = make_datasets(str(tmp_path / "s.zarr"), DatasetConfig(n_obs_steps=2, horizon=4, val_ratio=0.34,
+                                                                      lowdim_keys=["joint_pos", "stamp_s"]),
+                             progress=False)
+    assert "obs.stamp_s" in train.__getitems__([0])

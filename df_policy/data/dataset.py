@@ -45,7 +45,8 @@ class DatasetConfig:
 
     Attributes:
         image_keys: camera keys to use (``None`` = every ``image`` key of the store).
-        lowdim_keys: low-dim observation keys (``None`` = every ``lowdim`` key of the store).
+        lowdim_keys: low-dim observation keys (``None`` = every ``lowdim`` key of the store but
+            the time stamps, ``stamp_s``: :attr:`StoreSchema.observation_keys`).
             Depth keys (``kind == "depth"``) are never picked by default, and naming one here
             is an error: the dataset does not read depth.
         n_obs_steps: ``To``.
@@ -201,7 +202,7 @@ class WindowDataset(torch.utils.data.Dataset):
         schema = derive_schema(arrays.reader.schema, cfg.derived_keys)
         self.schema = schema
         self.image_keys = list(cfg.image_keys) if cfg.image_keys is not None else schema.image_keys
-        self.lowdim_keys = list(cfg.lowdim_keys) if cfg.lowdim_keys is not None else schema.lowdim_keys
+        self.lowdim_keys = list(cfg.lowdim_keys) if cfg.lowdim_keys is not None else schema.observation_keys
         self.action_key = schema.action_key
         self.index = WindowIndex(arrays.reader.episode_ends, self.episodes, cfg.window)
         self.seed = seed
@@ -256,7 +257,7 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
         print(f"warning: {path}: {reader.partial.describe()} (ignored)")
     schema = derive_schema(reader.schema, cfg.derived_keys)
     image_keys = cfg.image_keys if cfg.image_keys is not None else schema.image_keys
-    lowdim_keys = cfg.lowdim_keys if cfg.lowdim_keys is not None else schema.lowdim_keys
+    lowdim_keys = cfg.lowdim_keys if cfg.lowdim_keys is not None else schema.observation_keys
     for k in [*image_keys, *lowdim_keys]:
         if k not in schema.keys:
             raise KeyError(f"key {k!r} is not in {path}; keys: {sorted(schema.keys)}")

@@ -37,6 +37,9 @@ FORMAT_VERSION = 2
 """1: episode list in the root attributes; 2: append-only episode log ``meta/episodes.jsonl``
 (older df_policy refuses a version-2 store instead of misreading it)."""
 KINDS = ("image", "lowdim", "action", "depth")
+TIME_KEYS = ("stamp_s",)
+"""Low-dim keys holding capture times (seconds from the episode's first step): stored, never a
+default policy input (:attr:`StoreSchema.observation_keys`)."""
 
 
 class SchemaError(ValueError):
@@ -212,6 +215,12 @@ class StoreSchema:
     @property
     def lowdim_keys(self) -> list[str]:
         return [k for k, s in self.keys.items() if s.kind == "lowdim"]
+
+    @property
+    def observation_keys(self) -> list[str]:
+        """Low-dim keys a policy reads by default: :attr:`lowdim_keys` without time stamps
+        (:data:`TIME_KEYS`: the capture times the recorder and the importers store)."""
+        return [k for k in self.lowdim_keys if k not in TIME_KEYS]
 
     @property
     def depth_keys(self) -> list[str]:
