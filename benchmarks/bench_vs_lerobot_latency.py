@@ -48,14 +48,15 @@ LEROBOT_VARIANTS = (  # name, scheduler, inference steps, U-Net down dims
 )
 
 
-def lerobot_policy(scheduler: str, steps: int, down_dims: tuple[int, ...]) -> torch.nn.Module:
+def lerobot_policy(scheduler: str, steps: int, down_dims: tuple[int, ...], image_key: str = "observation.image",
+                   state_dim: int = 2) -> torch.nn.Module:
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
     cfg = DiffusionConfig(
-        input_features={"observation.image": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 96)),
-                        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,))},
+        input_features={image_key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 96)),
+                        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
         output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
         n_obs_steps=2, horizon=16, n_action_steps=8, crop_shape=(84, 84), use_group_norm=True,
         pretrained_backbone_weights=None, spatial_softmax_num_keypoints=32, down_dims=down_dims,
