@@ -1,0 +1,234 @@
+"""Quality at equal budget: LeRobot's DiffusionPolicy on the low-dimensional PushT task (issue 13).
+
+    .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py train --store runs/pusht.zarr \
+        --out runs/lerobot_state_small --minutes 60 [--size small|pusht] [--threads 2]
+    .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py eval --run runs/lerobot_state_small \
+        --episodes 100 --seed 0 [--workers 2] [--sampler ddpm100|ddim10]
+
+Runs in ``.venv-lerobot`` (``scripts/install_lerobot.sh`` + ``lerobot[diffusion]`` + ``gym-pusht``).
+The comparison it is made for: ``dfp train --config pusht_state_cpu`` (60 minutes on this CPU,
+figures in docs/BENCHMARKS.md) against LeRobot's DiffusionPolicy trained here for the same
+wall-clock budget on the same training episodes (df_policy's episode split, ``val_ratio`` 0.05,
+seed 0), then both closed loop in the same ``gym-pusht`` environment on the same seeds
+(``df_policy.evaluation.sim``'s environment: 300 steps, success = coverage >= 0.95, mean max
+coverage), no added latency.
+
+* Data: the PushT store's episodes written with LeRobot's writer as a state-only LeRobotDataset
+  (``observation.state`` = agent position, ``observation.environment_state`` = the 5-dim PushT
+  state, ``action``), read by ``LeRobotDataset`` with DiffusionPolicy's ``delta_timestamps`` and
+  LeRobot's ``EpisodeAwareSampler`` (``drop_n_last_frames`` 7), normalised by LeRobot's own
+  processors (min-max to [-1, 1], statistics of the training episodes).
+* Model: LeRobot's PushT recipe (To 2, horizon 16, 8 actions per chunk, DDPM with 100 training
+  steps, AdamW 1e-4, betas 0.95/0.999, weight decay 1e-6, batch 64, 500 warm-up steps); the
+  learning rate follows a cosine over the wall-clock budget (as df_policy's does) instead of over
+  LeRobot's 200,000 steps, which a 60-minute run would never reach. ``--size pusht``: U-Net
+  512/1024/2048 (LeRobot's); ``small``: 64/128/256, close to our 1.26 M parameters.
+* Weights are saved as safetensors + JSON (no pickles); ``eval`` rebuilds the policy from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FPS = 10
+SIZES = {"small": (64, 128, 256), "pusht": (512, 1024, 2048)}
+SAMPLERS = {"ddpm100": ("DDPM", 100), "ddim10": ("DDIM", 10)}
+FEATURES = {
+    "observation.state": {"dtype": "float32", "shape": (2,), "names": ["agent_x", "agent_y"]},
+    "observation.environment_state": {"dtype": "float32", "shape": (5,),
+                                      "names": ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]},
+    "action": {"dtype": "float32", "shape": (2,), "names": ["target_x", "target_y"]},
+}
+
+
+def build_policy(down_dims: tuple[int, ...], scheduler: str = "DDPM", steps: int = 100):
+    from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    cfg = DiffusionConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,)),
+                        "observation.environment_state": PolicyFeature(type=FeatureType.ENV, shape=(5,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
+        normalization_mapping={"STATE": NormalizationMode.MIN_MAX, "ENV": NormalizationMode.MIN_MAX,
+                               "ACTION": NormalizationMode.MIN_MAX},
+        n_obs_steps=2, horizon=16, n_action_steps=8, drop_n_last_frames=7, down_dims=tuple(down_dims),
+        noise_scheduler_type=scheduler, num_train_timesteps=100, num_inference_steps=steps, device="cpu",
+    )
+    return DiffusionPolicy(cfg)
+
+
+def processors(policy, stats: dict):
+    from lerobot.policies.diffusion.processor_diffusion import make_diffusion_pre_post_processors
+
+    return make_diffusion_pre_post_processors(
+        policy.config, {k: {s: torch.tensor(v, dtype=torch.float32) for s, v in d.items()} for k, d in stats.items()})
+
+
+def write_dataset(store_path: Path, root: Path) -> tuple[dict, list[int]]:
+    """Training episodes of the store as a state-only LeRobotDataset; returns (stats, episodes)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from df_policy.data.sampler import split_episodes
+    from df_policy.data.store import EpisodeStore
+
+    store = EpisodeStore.open(store_path)
+    train, _ = split_episodes(store.n_episodes, 0.05, 0)
+    ds = LeRobotDataset.create("local/pusht_state", fps=FPS, features=FEATURES, root=root, use_videos=False)
+    values: dict[str, list[np.ndarray]] = {k: [] for k in FEATURES}
+    for i in train:
+        ep = store.episode(i, keys=["state", "action"])
+        for t in range(len(ep["action"])):
+            frame = {"observation.state": ep["state"][t, :2], "observation.environment_state": ep["state"][t],
+                     "action": ep["action"][t], "task": "push the T"}
+            ds.add_frame(frame)
+            for k in FEATURES:
+                values[k].append(frame[k])
+        ds.save_episode()
+    ds.finalize()
+    stats = {k: {"min": np.min(v, 0).tolist(), "max": np.max(v, 0).tolist(),
+                 "mean": np.mean(v, 0).tolist(), "std": np.std(v, 0).tolist()} for k, v in values.items()}
+    return stats, train
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.sampler import EpisodeAwareSampler
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=False)
+    stats, train_episodes = write_dataset(Path(a.store), out / "data")
+    obs = [-1 / FPS, 0.0]
+    ds = LeRobotDataset("local/pusht_state", root=out / "data", delta_timestamps={
+        "observation.state": obs, "observation.environment_state": obs, "action": [i / FPS for i in range(-1, 15)]})
+    policy = build_policy(SIZES[a.size]).train()
+    pre, _ = processors(policy, stats)
+    sampler = EpisodeAwareSampler(ds.meta.episodes["dataset_from_index"], ds.meta.episodes["dataset_to_index"],
+                                  drop_n_last_frames=7, shuffle=True, seed=a.seed)
+    loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, sampler=sampler, num_workers=0, drop_last=True)
+    opt = torch.optim.AdamW(policy.parameters(), lr=a.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=1e-6)
+    budget_s, warmup = 60.0 * a.minutes, 500
+    n_params = sum(p.numel() for p in policy.parameters())
+    print(f"LeRobot DiffusionPolicy ({a.size}, {n_params:,} parameters), {len(train_episodes)} training episodes, "
+          f"{len(ds)} frames, {a.minutes} min", file=sys.stderr)
+    t0, step, log = time.perf_counter(), 0, []
+    while True:
+        for batch in loader:
+            elapsed = time.perf_counter() - t0
+            if elapsed > budget_s:
+                break
+            factor = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s)))
+            for g in opt.param_groups:
+                g["lr"] = a.lr * factor
+            batch = pre({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
+            loss, _ = policy.forward(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+            opt.step()
+            step += 1
+            if step % 100 == 0:
+                log.append({"step": step, "loss": float(loss), "lr": a.lr * factor, "elapsed_s": round(elapsed, 1)})
+                print(json.dumps(log[-1]), file=sys.stderr)
+        else:
+            continue
+        break
+    seconds = time.perf_counter() - t0
+    save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(out / "model.safetensors"))
+    summary = {"size": a.size, "down_dims": SIZES[a.size], "parameters": n_params, "steps": step,
+               "seconds": round(seconds, 1), "samples_per_s": round(step * a.batch / seconds, 1), "batch": a.batch,
+               "lr": a.lr, "threads": a.threads, "train_episodes": train_episodes, "stats": stats, "log": log}
+    (out / "run.json").write_text(json.dumps(summary, indent=1))
+    print(f"{step} steps in {seconds / 60:.1f} min -> {out}", file=sys.stderr)
+
+
+_WORKER: dict = {}
+
+
+def _init(run: str, sampler: str) -> None:
+    from safetensors.torch import load_file
+
+    from df_policy.evaluation.sim import _make_env
+
+    torch.set_num_threads(1)
+    summary = json.loads((Path(run) / "run.json").read_text())
+    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[sampler])
+    policy.load_state_dict(load_file(str(Path(run) / "model.safetensors")))
+    pre, post = processors(policy.eval(), summary["stats"])
+    _WORKER.update(policy=policy, pre=pre, post=post, env=_make_env(300, "state"))
+
+
+def _episode(seed: int) -> dict:
+    policy, pre, post, env = _WORKER["policy"], _WORKER["pre"], _WORKER["post"], _WORKER["env"]
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    max_cov, success = 0.0, False
+    with torch.inference_mode():
+        for _ in range(300):
+            state = torch.as_tensor(np.asarray(obs, np.float32).reshape(-1))
+            batch = pre({"observation.state": state[:2], "observation.environment_state": state})
+            action = post(policy.select_action(batch))
+            obs, _, terminated, truncated, info = env.step(action.reshape(-1).numpy().astype(np.float32))
+            max_cov = max(max_cov, float(info.get("coverage", 0.0)))
+            success = success or bool(info.get("is_success", False))
+            if terminated or truncated:
+                break
+    return {"seed": seed, "success": success, "max_coverage": max_cov}
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    seeds = list(range(a.seed, a.seed + a.episodes))
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(a.workers, initializer=_init, initargs=(a.run, a.sampler)) as pool:
+        results = []
+        for r in pool.imap(_episode, seeds):
+            results.append(r)
+            print(f"\r{len(results)}/{len(seeds)} episodes", end="", file=sys.stderr)
+    m = {"run": a.run, "sampler": a.sampler, "seeds": [seeds[0], seeds[-1]], "episodes": len(seeds),
+         "success_rate": float(np.mean([r["success"] for r in results])),
+         "avg_max_coverage": float(np.mean([r["max_coverage"] for r in results])),
+         "seconds": round(time.perf_counter() - t0, 1), "results": results}
+    out = Path(a.run) / f"eval_{a.sampler}_seed{a.seed}_n{a.episodes}.json"
+    out.write_text(json.dumps(m, indent=1))
+    print(f"\n{a.episodes} episodes ({a.sampler}, seeds {seeds[0]}..{seeds[-1]}): success rate "
+          f"{m['success_rate']:.3f}, mean max coverage {m['avg_max_coverage']:.3f}; {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--store", default="runs/pusht.zarr")
+    t.add_argument("--out", required=True)
+    t.add_argument("--minutes", type=float, default=60.0)
+    t.add_argument("--size", choices=sorted(SIZES), default="small")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("eval")
+    e.add_argument("--run", required=True)
+    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm100")
+    a = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    (cmd_train if a.cmd == "train" else cmd_eval)(a)
+
+
+if __name__ == "__main__":
+    main()
