@@ -398,6 +398,9 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
     files = [REPO / "launch" / "run.launch.py", REPO / "ros_ws" / "src" / "df_policy" / "launch" / "run.launch.py"]
     assert not any(f.is_symlink() or f.parent.is_symlink() for f in files)
     assert files[0].read_text() == files[1].read_text()
+    example = [REPO / "df_policy" / "configs" / "node_so101.yaml", REPO / "ros_ws" / "src" / "df_policy" / "config" / "node_so101.yaml"]
+    assert not example[1].is_symlink() and example[0].read_text() == example[1].read_text(), \
+        "ros_ws/src/df_policy/config/node_so101.yaml must be a copy of df_policy/configs/node_so101.yaml"
     for f in files:
         py_compile.compile(str(f), cfile=str(tmp_path / "launch.pyc"), doraise=True)
         assert _load_launch_file(f).generate_launch_description is launch.generate_launch_description
@@ -503,6 +506,8 @@ def test_colcon_builds_the_ros_package(tmp_path):
     assert (prefix / "share" / "df_policy" / "package.xml").is_file()
     installed_launch = prefix / "share" / "df_policy" / "launch" / "run.launch.py"
     assert installed_launch.read_text() == (REPO / "launch" / "run.launch.py").read_text()
+    installed_config = prefix / "share" / "df_policy" / "config" / "node_so101.yaml"
+    assert installed_config.read_text() == (REPO / "df_policy" / "configs" / "node_so101.yaml").read_text()
     # no Python module named df_policy is installed next to the pip-installed one
     assert not list(prefix.glob("lib/python*/site-packages/df_policy")), "the ROS package would shadow df_policy"
     script = prefix / "lib" / "df_policy" / "policy_node"

@@ -1,5 +1,6 @@
 """ament_python build of the ``df_policy`` ROS 2 package: two executables (the policy node, the simulated
-arm) and a launch file, no Python module.
+arm), a launch file and the example node config (``share/df_policy/config/node_so101.yaml``), no
+Python module.
 
 The node's code is the ``df_policy`` Python package installed with pip (``pip install -e
 <repo>[ros]`` or ``pip install <repo>``). This package must not ship a Python module named
@@ -22,6 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH_FILES = sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, "launch", "*.launch.py")))
 if not LAUNCH_FILES:
     raise SystemExit(f"no launch files in {os.path.join(HERE, 'launch')}")
+# ./config holds the example node config (a copy of df_policy/configs/node_so101.yaml, kept equal by a test)
+CONFIG_FILES = sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, "config", "*.yaml")))
 
 
 setup(
@@ -32,6 +35,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", LAUNCH_FILES),
+        (f"share/{PACKAGE}/config", CONFIG_FILES),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
