@@ -75,6 +75,7 @@ unflushed steps of the episode in progress, never earlier episodes (see
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import sys
 import time
@@ -116,6 +117,28 @@ class RecorderError(RuntimeError):
     """The recorder was misconfigured or cannot write; the message names the problem."""
 
 
+INTRINSICS_RTOL = 0.02
+"""Relative difference of fx, fy, cx or cy above which a camera's intrinsics count as changed."""
+
+
+def camera_changes(recorded: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> list[str]:
+    """How the cameras of this setup differ from those a store was recorded with: another
+    ``serial``, or intrinsics (fx, fy, cx, cy) more than :data:`INTRINSICS_RTOL` apart. Only what
+    both sides recorded is compared (a store without serials accepts any camera)."""
+    changes = []
+    for name, info in current.items():
+        old = recorded.get(name) or {}
+        if old.get("serial") and info.get("serial") and str(old["serial"]) != str(info["serial"]):
+            changes.append(f"camera {name!r}: serial {old['serial']!r} recorded, {info['serial']!r} now")
+        a, b = old.get("intrinsics"), info.get("intrinsics")
+        if isinstance(a, dict) and isinstance(b, dict):
+            moved = [f"{k} {a[k]:.1f} -> {b[k]:.1f}" for k in ("fx", "fy", "cx", "cy")
+                     if k in a and k in b and abs(a[k] - b[k]) > INTRINSICS_RTOL * max(abs(a[k]), 1.0)]
+            if moved:
+                changes.append(f"camera {name!r}: intrinsics changed ({', '.join(moved)})")
+    return changes
+
+
 @dataclass(frozen=True)
 class RecorderConfig:
     """Settings of :class:`Recorder`.
@@ -135,6 +158,10 @@ class RecorderConfig:
         frame_timeout_s: longest wait for a camera frame per step.
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
+        allow_camera_change: append to a store recorded with another camera under the same name
+            (another serial, or intrinsics more than :data:`INTRINSICS_RTOL` apart): the store's
+            camera info is updated and the old one kept in its ``history`` (with the number of
+            episodes recorded with it). ``False``: such a store is refused, naming the change.
         status: print a live one-line status (``\\r``) to ``status_stream``.
         wait_for_start: idle before every episode until the teleop sends ``start`` /
             ``toggle`` (see "Episodes" in the module docstring). ``False`` (the default here,
@@ -154,11 +181,13 @@ class RecorderConfig:
     robot_model: str = ""
     status: bool = True
     wait_for_start: bool = False
+    allow_camera_change: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_path", Path(self.store_path))
-        if not isinstance(self.wait_for_start, bool):
-            raise RecorderError(f"wait_for_start must be true or false, got {self.wait_for_start!r}")
+        for name in ("wait_for_start", "allow_camera_change"):
+            if not isinstance(getattr(self, name), bool):
+                raise RecorderError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise RecorderError(f"fps must be a positive number, got {self.fps!r}")
         if not (math.isfinite(self.max_episode_s) and self.max_episode_s * self.fps >= 1):
@@ -254,7 +283,8 @@ class Recorder:
         for cam in self.cameras:
             intr = cam.intrinsics()
             sizes[cam.name] = (intr.height, intr.width)
-            cameras[cam.name] = {"intrinsics": intr.to_dict()}
+            serial = cam.device_id()
+            cameras[cam.name] = {"intrinsics": intr.to_dict(), **({"serial": serial} if serial else {})}
         depth = {cam.name: self._depth_scale(cam) for cam in self.cameras if records_depth(cam)}
         limits = getattr(self.robot, "limits", None)  # RobotLimits of robots built on the Robot base
         try:
@@ -263,6 +293,16 @@ class Recorder:
                                     joint_limits=limits.to_dict() if limits is not None else None)
         except SchemaError as e:
             raise RecorderError(str(e)) from None
+
+    def _write_failed(self, exc: OSError, writer: EpisodeWriter, index: int) -> RecorderError:
+        """The error for a failed write (disk full, I/O error) during episode ``index``: the
+        episode's flushed steps stay in the store as a partial episode, earlier ones are intact."""
+        path = self.config.store_path
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "writing to the store failed"
+        return RecorderError(
+            f"{path}: {what} while recording episode {index} ({exc}); the episode's {writer.written} flushed "
+            f"steps are kept as a partial episode and the {index} earlier episodes are intact: free space, then "
+            f"`dfp data recover {path}` keeps those steps (`--discard` drops them)")
 
     def _depth_scale(self, cam: Camera) -> float:
         """Metres per depth unit of ``cam``, from its first frame with depth (cached)."""
@@ -300,9 +340,23 @@ class Recorder:
             errors.append(f"joint order {list(store.schema.joint_names)} != this robot's {list(schema.joint_names)}")
         if store.partial is not None:
             errors.append(store.partial.describe())
+        changed = camera_changes(store.schema.cameras, schema.cameras)
+        if changed and not self.config.allow_camera_change:
+            errors += [f"{c} (a swapped or replaced camera: re-calibrate, or allow_camera_change / "
+                       "--allow-camera-change to record on)" for c in changed]
         if errors:
             store.close()
             raise RecorderError(f"{path}: existing store cannot be appended to: {'; '.join(errors)}")
+        if changed:
+            cameras = {}
+            for name, info in schema.cameras.items():
+                old = dict(store.schema.cameras.get(name, {}))
+                history = old.pop("history", [])
+                if any(c.startswith(f"camera {name!r}") for c in changed):
+                    history = [*history, {**old, "episodes_before": store.n_episodes}]
+                cameras[name] = {**info, **({"history": history} if history else {})}
+            store.update_schema(cameras=cameras)
+            self.log(f"camera change allowed, recorded in the store's camera history: {'; '.join(changed)}")
         return store
 
     # ------------------------------------------------------------------ loop
@@ -421,6 +475,7 @@ class Recorder:
         idle_s = 0.0
         t_start = time.monotonic()
         writer: EpisodeWriter | None = None
+        keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
         try:
             self.store = self._open_store(self.build_schema())
             episode = 0
@@ -470,7 +525,11 @@ class Recorder:
                         step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
                         step["action"] = np.asarray(sent, np.float32)
                         before = writer.written
-                        writer.add_step(step)
+                        try:
+                            writer.add_step(step)
+                        except OSError as e:  # disk full, I/O error: keep what was flushed
+                            keep_partial = True
+                            raise self._write_failed(e, writer, index) from None
                         if writer.written != before:
                             self.log(f"episode={index} flushed steps={writer.written}")
                     events, carried = carried + self.teleop.events(), []
@@ -500,7 +559,11 @@ class Recorder:
                 if end == "save" and writer.length > 0:
                     meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict)
                     length = writer.length
-                    writer.commit(meta)
+                    try:
+                        writer.commit(meta)
+                    except OSError as e:
+                        keep_partial = True
+                        raise self._write_failed(e, writer, index) from None
                     n.saved += 1
                     n.steps += length
                     self.log(f"episode={index} committed steps={length} success={verdict}")
@@ -511,7 +574,7 @@ class Recorder:
                 writer = None
                 episode += 1
         finally:
-            if writer is not None:  # exception mid-episode: leave no partial behind
+            if writer is not None and not keep_partial:  # exception mid-episode: leave no partial behind
                 try:
                     writer.discard()
                 except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
@@ -639,6 +702,9 @@ def _configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true",
                    help="--config only: validate the rig file, print what would be built, and exit")
     p.add_argument("--no-status", action="store_true", help="no live status line on stderr")
+    p.add_argument("--allow-camera-change", action="store_true",
+                   help="--config only: append to a store recorded with another camera under the same name "
+                        "(serial or intrinsics changed); the old camera info is kept in the store's history")
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -698,7 +764,8 @@ def _run_rig(args: argparse.Namespace) -> int:
 
     try:
         rig = load_rig(args.config).with_recorder(
-            fps=args.fps, episodes=args.episodes, task=args.task, status=False if args.no_status else None
+            fps=args.fps, episodes=args.episodes, task=args.task, status=False if args.no_status else None,
+            allow_camera_change=True if args.allow_camera_change else None,
         )
     except RigConfigError as e:
         return _error(str(e))

@@ -690,6 +690,9 @@ class RecorderSpec(_Spec):
             recorded) until ``s`` / the teleop's start button; ``null`` (default) = ``true``,
             except ``false`` with the ``scripted`` teleop (which never presses start). Unlike
             the other fields, this default differs from ``RecorderConfig``'s (``false``).
+        allow_camera_change: append to a store recorded with another camera under the same name
+            (serial or intrinsics changed; ``dfp record --allow-camera-change``); the old camera
+            info is kept in the store's camera history. Default ``false``: refused.
     """
 
     kind: ClassVar[str] = "recorder"
@@ -705,6 +708,7 @@ class RecorderSpec(_Spec):
     status: bool = True
     store_path: str | None = None
     wait_for_start: bool | None = None
+    allow_camera_change: bool = False
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")

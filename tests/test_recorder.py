@@ -48,10 +48,10 @@ class LoggingRobot(SimArmRobot):
         super()._send_command(action, stamp_s)
 
 
-def _sim_recorder(tmp_path: Path, teleop: type = ScriptedTeleop, **cfg):
+def _sim_recorder(tmp_path: Path, teleop: type = ScriptedTeleop, serial: str | None = None, **cfg):
     env = SimArmEnv()
     robot = SimArmRobot(env)
-    cam = SimArmCamera(env, CameraConfig(name="scene", width=96, height=96, fps=env.config.control_hz))
+    cam = SimArmCamera(env, CameraConfig(name="scene", serial=serial, width=96, height=96, fps=env.config.control_hz))
     tele = teleop(env, cfg.pop("teleop_config", None))
     cfg.setdefault("max_episode_s", 11.0)
     config = RecorderConfig(store_path=tmp_path / "store", fps=10.0, realtime=False, status=False, **cfg)
@@ -202,3 +202,78 @@ def test_sigkill_mid_episode_keeps_earlier_episodes(tmp_path):
     summary = record_sim(out, episodes=1, seed=7)
     assert summary["episodes_saved"] == 1 and EpisodeStore.open(out).n_episodes == 2
     assert validate_store(out) == []
+
+
+def test_appending_with_a_swapped_camera_is_refused_unless_allowed(tmp_path):
+    """The camera's serial (and intrinsics) are in the store schema; another camera under the same
+    name is refused, naming it, and recorded in the camera history when allowed."""
+    env, rec = _sim_recorder(tmp_path, serial="SIM-A", episodes=1)
+    with env:
+        rec.run()
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.schema.cameras["scene"]["serial"] == "SIM-A" and store.n_episodes == 1
+    env, rec = _sim_recorder(tmp_path, serial="SIM-B", episodes=1)
+    with env, pytest.raises(RecorderError, match=r"camera 'scene': serial 'SIM-A' recorded, 'SIM-B' now"):
+        rec.run()
+    assert EpisodeStore.open(tmp_path / "store").n_episodes == 1  # nothing was appended
+    env, rec = _sim_recorder(tmp_path, serial="SIM-A", episodes=1)  # the same camera again: fine
+    with env:
+        rec.run()
+    env, rec = _sim_recorder(tmp_path, serial="SIM-B", episodes=1, allow_camera_change=True)
+    with env:
+        rec.run()
+    store = EpisodeStore.open(tmp_path / "store")
+    cam = store.schema.cameras["scene"]
+    assert store.n_episodes == 3 and cam["serial"] == "SIM-B"
+    assert [(h["serial"], h["episodes_before"]) for h in cam["history"]] == [("SIM-A", 2)]
+
+
+def test_camera_changes_compares_serials_and_intrinsics():
+    from data_collection.recorder import camera_changes
+
+    intr = {"fx": 600.0, "fy": 600.0, "cx": 320.0, "cy": 240.0}
+    assert camera_changes({"w": {"serial": "1", "intrinsics": intr}}, {"w": {"serial": "1", "intrinsics": intr}}) == []
+    assert camera_changes({"w": {}}, {"w": {"serial": "2", "intrinsics": intr}}) == []  # nothing recorded to compare
+    moved = camera_changes({"w": {"intrinsics": intr}}, {"w": {"intrinsics": {**intr, "fx": 640.0}}})
+    assert moved == ["camera 'w': intrinsics changed (fx 600.0 -> 640.0)"]
+    assert camera_changes({"w": {"intrinsics": intr}}, {"w": {"intrinsics": {**intr, "cx": 321.0}}}) == []
+
+
+def test_disk_full_keeps_earlier_episodes_and_the_flushed_steps(tmp_path, monkeypatch):
+    """ENOSPC injected at the store's file layer (zarr's ``LocalStore.set``) in the middle of an
+    episode: the recorder stops with an error that says what happened and what to do, earlier
+    episodes are intact and the episode's flushed steps are recoverable."""
+    import errno
+
+    import zarr
+
+    full = {"on": False}
+    original = zarr.storage.LocalStore.set
+
+    async def set_or_fail(self, key, value):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await original(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_or_fail)
+    env, rec = _sim_recorder(tmp_path, episodes=3, flush_every=5)
+
+    def log(line: str) -> None:
+        if line == "episode=1 flushed steps=10":
+            full["on"] = True  # the next flush (steps 10-15 of episode 1) hits a full disk
+
+    rec.log = log
+    with env, pytest.raises(RecorderError, match=r"the disk is full while recording episode 1 .*No space left.*"
+                                                 r"the episode's 10 flushed steps are kept.*the 1 earlier episodes "
+                                                 r"are intact.*dfp data recover"):
+        rec.run()
+    full["on"] = False
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.n_episodes == 1 and store.partial is not None and store.partial.steps == 10
+    first = store.episode(0)
+    with EpisodeStore.open(tmp_path / "store", "r+") as writable:
+        assert writable.recover_partial() == 1
+    store = EpisodeStore.open(tmp_path / "store")
+    assert [m.length for m in store.episode_meta][1] == 10 and store.partial is None
+    np.testing.assert_array_equal(store.episode(0)["action"], first["action"])
+    assert validate_store(tmp_path / "store") == []

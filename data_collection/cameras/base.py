@@ -376,6 +376,14 @@ class Camera(abc.ABC):
         self._account(frame)
         return frame
 
+    def device_id(self) -> str | None:
+        """What identifies the physical camera, recorded in the store schema (``serial``) so a
+        swapped or replaced camera is noticed: the device's own serial number where the backend
+        reads one (RealSense, once started), else ``config.serial`` (an OpenCV device path or
+        index, a simulated camera's label), else ``None`` (nothing to compare)."""
+        serial = getattr(self, "serial", None) or self.config.serial
+        return None if serial is None else str(serial)
+
     def intrinsics(self) -> CameraIntrinsics:
         """Intrinsics of ``Frame.color`` (and aligned depth): ``config.intrinsics`` if set, else the device's."""
         if self.config.intrinsics is not None:
