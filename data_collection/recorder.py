@@ -158,6 +158,12 @@ class RecorderConfig:
         frame_timeout_s: longest wait for a camera frame per step.
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
+        camera_lost_s: a camera that delivers no frame (read errors or timeouts) for this long,
+            counted in loop periods like ``max_episode_s``, is lost (unplugged, crashed): the
+            episode ends (``on_camera_lost``) and the session stops with a :class:`CameraError`
+            (``dfp record`` exits 1).
+        on_camera_lost: ``"save"``: keep the episode's steps, marked bad with a note naming the
+            camera (``dfp data mark --good`` reverses it); ``"discard"``: drop the episode.
         allow_camera_change: append to a store recorded with another camera under the same name
             (another serial, or intrinsics more than :data:`INTRINSICS_RTOL` apart): the store's
             camera info is updated and the old one kept in its ``history`` (with the number of
@@ -182,6 +188,8 @@ class RecorderConfig:
     status: bool = True
     wait_for_start: bool = False
     allow_camera_change: bool = False
+    camera_lost_s: float = 2.0
+    on_camera_lost: str = "save"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_path", Path(self.store_path))
@@ -200,10 +208,18 @@ class RecorderConfig:
             raise RecorderError(f"frame_timeout_s must be > 0, got {self.frame_timeout_s}")
         if not self.max_skew_s >= 0:
             raise RecorderError(f"max_skew_s must be >= 0, got {self.max_skew_s}")
+        if not (math.isfinite(self.camera_lost_s) and self.camera_lost_s > 0):
+            raise RecorderError(f"camera_lost_s must be a positive number, got {self.camera_lost_s!r}")
+        if self.on_camera_lost not in ("save", "discard"):
+            raise RecorderError(f"on_camera_lost must be 'save' or 'discard', got {self.on_camera_lost!r}")
 
     @property
     def max_episode_steps(self) -> int:
         return math.ceil(self.max_episode_s * self.fps - 1e-9)
+
+    @property
+    def camera_lost_steps(self) -> int:
+        return max(1, math.ceil(self.camera_lost_s * self.fps - 1e-9))
 
 
 @dataclass
@@ -264,6 +280,8 @@ class Recorder:
         self._last_frame_number: dict[str, int] = {}
         self._new_episode: set[str] = set()
         self._depth_scales: dict[str, float] = {}
+        self._missing: dict[str, int] = {}  # consecutive loop iterations without a frame, per camera
+        self._last_camera_error: dict[str, str] = {}
         self._last_status = 0.0
         self._n = _Counts()
         self.summary: dict[str, Any] = {}
@@ -368,9 +386,12 @@ class Recorder:
         for cam in self.cameras:
             try:
                 frame = cam.read(self.config.frame_timeout_s)
-            except (CameraError, TimeoutError):
+            except (CameraError, TimeoutError) as e:
+                self._missing[cam.name] = self._missing.get(cam.name, 0) + 1
+                self._last_camera_error[cam.name] = str(e) or type(e).__name__
                 ok = False
                 continue
+            self._missing[cam.name] = 0
             last = self._last_frame_number.get(cam.name)
             if last is not None and frame.frame_number <= last:
                 ok = False  # not a new frame: never duplicate
@@ -492,6 +513,7 @@ class Recorder:
                 if self.on_episode_start is not None or not cfg.wait_for_start:
                     self.teleop.reset()  # new scene: forget the old targets (see the module docstring)
                 self._new_episode = {c.name for c in self.cameras}
+                self._missing = {}
                 writer = self.store.begin_episode()
                 writer.flush_every = cfg.flush_every
                 index = self.store.n_episodes
@@ -507,6 +529,10 @@ class Recorder:
                     state = self.robot.read_state()
                     frames, gaps = self._read_frames(state)
                     n.dropped_frames += gaps
+                    lost = sorted(c for c, k in self._missing.items() if k >= cfg.camera_lost_steps)
+                    if lost:
+                        end = "camera_lost"
+                        break
                     action = self.teleop.action(state)
                     sent = self.robot.send_command(action)
                     n.iterations += 1
@@ -556,8 +582,15 @@ class Recorder:
                     next_t = self._pace(next_t)
                 if end is None:
                     end = "discard" if quit_requested else "save"  # time limit: keep it
+                lost_error = None
+                if end == "camera_lost":
+                    why = "; ".join(f"{c}: {self._last_camera_error.get(c, 'no frame')}" for c in lost)
+                    lost_error = (f"camera {', '.join(lost)} delivered no frame for {cfg.camera_lost_s:g} s "
+                                  f"(unplugged or crashed?) during episode {index}: {why}")
+                    end = cfg.on_camera_lost
+                    notes = f"{notes + '; ' if notes else ''}{lost_error}"
                 if end == "save" and writer.length > 0:
-                    meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict)
+                    meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict, bad=lost_error is not None)
                     length = writer.length
                     try:
                         writer.commit(meta)
@@ -567,12 +600,16 @@ class Recorder:
                     n.saved += 1
                     n.steps += length
                     self.log(f"episode={index} committed steps={length} success={verdict}")
+                    outcome = f"saved as episode {index} ({length} steps), marked bad"
                 else:
                     writer.discard()
                     n.discarded += 1
                     self.log(f"episode={index} discarded")
+                    outcome = "discarded"
                 writer = None
                 episode += 1
+                if lost_error is not None:
+                    raise CameraError(f"{lost_error}; the episode was {outcome}; the session stops")
         finally:
             if writer is not None and not keep_partial:  # exception mid-episode: leave no partial behind
                 try:

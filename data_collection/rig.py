@@ -693,6 +693,9 @@ class RecorderSpec(_Spec):
         allow_camera_change: append to a store recorded with another camera under the same name
             (serial or intrinsics changed; ``dfp record --allow-camera-change``); the old camera
             info is kept in the store's camera history. Default ``false``: refused.
+        camera_lost_s: a camera without a frame this long (in loop periods) is lost: the episode
+            ends and the session stops (``dfp record`` exits 1).
+        on_camera_lost: ``save`` (the episode's steps, marked bad with a note) or ``discard``.
     """
 
     kind: ClassVar[str] = "recorder"
@@ -709,6 +712,8 @@ class RecorderSpec(_Spec):
     store_path: str | None = None
     wait_for_start: bool | None = None
     allow_camera_change: bool = False
+    camera_lost_s: float = 2.0
+    on_camera_lost: str = "save"
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")

@@ -277,3 +277,39 @@ def test_disk_full_keeps_earlier_episodes_and_the_flushed_steps(tmp_path, monkey
     assert [m.length for m in store.episode_meta][1] == 10 and store.partial is None
     np.testing.assert_array_equal(store.episode(0)["action"], first["action"])
     assert validate_store(tmp_path / "store") == []
+
+
+@pytest.mark.parametrize("on_lost", ["save", "discard"])
+def test_a_camera_lost_mid_episode_ends_the_episode_and_the_session(tmp_path, on_lost):
+    """The camera stops delivering (stopped under the recorder: every read fails, as after an
+    unplug): after camera_lost_s the episode is saved marked bad (or discarded) and the session
+    stops with a CameraError naming the camera; nothing earlier is touched."""
+    from data_collection.cameras.base import CameraError
+
+    env, rec = _sim_recorder(tmp_path, episodes=3, flush_every=5, camera_lost_s=0.5, on_camera_lost=on_lost)
+    cam = rec.cameras[0]
+
+    def log(line: str) -> None:
+        if line == "episode=1 flushed steps=10":
+            cam.stop()  # unplugged
+
+    rec.log = log
+    with env, pytest.raises(CameraError, match=r"camera scene delivered no frame for 0.5 s \(unplugged or crashed\?\) "
+                                               r"during episode 1: scene: .*after stop.*the session stops"):
+        rec.run()
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.partial is None and validate_store(tmp_path / "store") == []
+    if on_lost == "save":
+        assert store.n_episodes == 2
+        meta = store.episode_meta[1]
+        assert meta.bad and "camera scene delivered no frame" in meta.notes and 10 <= meta.length < 15
+    else:
+        assert store.n_episodes == 1
+    assert not store.episode_meta[0].bad
+
+
+def test_camera_lost_settings_are_validated(tmp_path):
+    with pytest.raises(RecorderError, match="on_camera_lost must be 'save' or 'discard'"):
+        RecorderConfig(store_path=tmp_path / "s", on_camera_lost="keep")
+    with pytest.raises(RecorderError, match="camera_lost_s must be a positive number"):
+        RecorderConfig(store_path=tmp_path / "s", camera_lost_s=0)
