@@ -87,10 +87,11 @@ from typing import Any, TextIO
 import numpy as np
 
 from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
+from data_collection.writer_thread import ThreadedEpisodeWriter
 from data_collection.robots.base import Robot, RobotState
 from data_collection.teleop.base import TeleopDevice
 from df_policy.data.schema import EpisodeMeta, SchemaError, StoreSchema
-from df_policy.data.store import EpisodeStore, EpisodeWriter, StoreError
+from df_policy.data.store import EpisodeStore, StoreError
 
 __all__ = [
     "Recorder",
@@ -154,7 +155,9 @@ class RecorderConfig:
         task: stored in every episode's ``EpisodeMeta.task``.
         realtime: pace the loop to ``fps`` with sleeps. ``False`` runs as fast as the robot
             allows (lockstep simulation).
-        flush_every: steps buffered before writing them to disk.
+        flush_every: steps buffered before writing them to disk (on the writer thread).
+        write_queue_steps: steps the writer thread may lag behind the loop before ``add_step``
+            waits (counted as ``writer_stalls`` in the summary; a step is never dropped).
         frame_timeout_s: longest wait for a camera frame per step.
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
@@ -190,6 +193,7 @@ class RecorderConfig:
     allow_camera_change: bool = False
     camera_lost_s: float = 2.0
     on_camera_lost: str = "save"
+    write_queue_steps: int = 256
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_path", Path(self.store_path))
@@ -204,6 +208,8 @@ class RecorderConfig:
             raise RecorderError(f"episodes must be >= 1 or None, got {self.episodes}")
         if self.flush_every < 1:
             raise RecorderError(f"flush_every must be >= 1, got {self.flush_every}")
+        if self.write_queue_steps < 1:
+            raise RecorderError(f"write_queue_steps must be >= 1, got {self.write_queue_steps}")
         if not self.frame_timeout_s > 0:
             raise RecorderError(f"frame_timeout_s must be > 0, got {self.frame_timeout_s}")
         if not self.max_skew_s >= 0:
@@ -235,6 +241,8 @@ class _Counts:
     iterations: int = 0
     idle_iterations: int = 0
     ignored_events: int = 0
+    writer_stalls: int = 0
+    writer_stall_s: float = 0.0
 
 
 class Recorder:
@@ -312,7 +320,7 @@ class Recorder:
         except SchemaError as e:
             raise RecorderError(str(e)) from None
 
-    def _write_failed(self, exc: OSError, writer: EpisodeWriter, index: int) -> RecorderError:
+    def _write_failed(self, exc: OSError, writer: ThreadedEpisodeWriter, index: int) -> RecorderError:
         """The error for a failed write (disk full, I/O error) during episode ``index``: the
         episode's flushed steps stay in the store as a partial episode, earlier ones are intact."""
         path = self.config.store_path
@@ -495,7 +503,7 @@ class Recorder:
         quit_requested = False
         idle_s = 0.0
         t_start = time.monotonic()
-        writer: EpisodeWriter | None = None
+        writer: ThreadedEpisodeWriter | None = None
         keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
         try:
             self.store = self._open_store(self.build_schema())
@@ -514,9 +522,12 @@ class Recorder:
                     self.teleop.reset()  # new scene: forget the old targets (see the module docstring)
                 self._new_episode = {c.name for c in self.cameras}
                 self._missing = {}
-                writer = self.store.begin_episode()
-                writer.flush_every = cfg.flush_every
                 index = self.store.n_episodes
+                episode_writer = self.store.begin_episode()
+                episode_writer.flush_every = cfg.flush_every
+                writer = ThreadedEpisodeWriter(  # flushes happen off this (the control) thread
+                    episode_writer, max_queue=cfg.write_queue_steps,
+                    on_flush=lambda written, i=index: self.log(f"episode={i} flushed steps={written}"))
                 self.log(f"episode={index} started")
                 verdict: bool | None = None
                 ep_dropped = 0
@@ -550,14 +561,11 @@ class Recorder:
                         step["joint_pos"] = np.asarray(state.positions, np.float32)
                         step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
                         step["action"] = np.asarray(sent, np.float32)
-                        before = writer.written
                         try:
                             writer.add_step(step)
                         except OSError as e:  # disk full, I/O error: keep what was flushed
                             keep_partial = True
                             raise self._write_failed(e, writer, index) from None
-                        if writer.written != before:
-                            self.log(f"episode={index} flushed steps={writer.written}")
                     events, carried = carried + self.teleop.events(), []
                     for ev in events:
                         if ev == "success":
@@ -599,6 +607,8 @@ class Recorder:
                         raise self._write_failed(e, writer, index) from None
                     n.saved += 1
                     n.steps += length
+                    n.writer_stalls += writer.stalls
+                    n.writer_stall_s += writer.stall_s
                     self.log(f"episode={index} committed steps={length} success={verdict}")
                     outcome = f"saved as episode {index} ({length} steps), marked bad"
                 else:
@@ -611,9 +621,9 @@ class Recorder:
                 if lost_error is not None:
                     raise CameraError(f"{lost_error}; the episode was {outcome}; the session stops")
         finally:
-            if writer is not None and not keep_partial:  # exception mid-episode: leave no partial behind
+            if writer is not None:  # exception mid-episode: leave no partial behind (unless a write failed)
                 try:
-                    writer.discard()
+                    writer.close() if keep_partial else writer.discard()
                 except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
                     print(f"recorder: could not discard the unfinished episode: {cleanup_error}", file=sys.stderr)
             if self.store is not None:
@@ -634,6 +644,8 @@ class Recorder:
             "missing_depth": n.missing_depth,
             "idle_s": idle_s,
             "ignored_events": n.ignored_events,
+            "writer_stalls": n.writer_stalls,
+            "writer_stall_s": n.writer_stall_s,
             "mean_loop_hz": n.iterations / duration if duration > 0 else 0.0,
             "duration_s": duration,
             "quit": quit_requested,

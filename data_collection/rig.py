@@ -696,6 +696,7 @@ class RecorderSpec(_Spec):
         camera_lost_s: a camera without a frame this long (in loop periods) is lost: the episode
             ends and the session stops (``dfp record`` exits 1).
         on_camera_lost: ``save`` (the episode's steps, marked bad with a note) or ``discard``.
+        write_queue_steps: steps the writer thread may lag behind the loop before the loop waits.
     """
 
     kind: ClassVar[str] = "recorder"
@@ -714,6 +715,7 @@ class RecorderSpec(_Spec):
     allow_camera_change: bool = False
     camera_lost_s: float = 2.0
     on_camera_lost: str = "save"
+    write_queue_steps: int = 256
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")

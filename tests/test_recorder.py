@@ -302,7 +302,7 @@ def test_a_camera_lost_mid_episode_ends_the_episode_and_the_session(tmp_path, on
     if on_lost == "save":
         assert store.n_episodes == 2
         meta = store.episode_meta[1]
-        assert meta.bad and "camera scene delivered no frame" in meta.notes and 10 <= meta.length < 15
+        assert meta.bad and "camera scene delivered no frame" in meta.notes and meta.length >= 10
     else:
         assert store.n_episodes == 1
     assert not store.episode_meta[0].bad
