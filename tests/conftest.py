@@ -50,3 +50,23 @@ def synth_store(tmp_path) -> Path:
     path = tmp_path / "synth.zarr"
     make_synthetic_store(path, n_episodes=6, length=20, image_size=32, seed=1)
     return path
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    """A switch for a full disk: while ``disk_full["on"]`` is true, every write through Zarr's
+    ``LocalStore`` (the episode store's file layer) raises ``OSError(ENOSPC)``."""
+    import errno
+
+    import zarr
+
+    state = {"on": False}
+    original = zarr.storage.LocalStore.set
+
+    async def set_or_fail(self, key, value):
+        if state["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await original(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_or_fail)
+    return state

@@ -239,35 +239,22 @@ def test_camera_changes_compares_serials_and_intrinsics():
     assert camera_changes({"w": {"intrinsics": intr}}, {"w": {"intrinsics": {**intr, "cx": 321.0}}}) == []
 
 
-def test_disk_full_keeps_earlier_episodes_and_the_flushed_steps(tmp_path, monkeypatch):
+def test_disk_full_keeps_earlier_episodes_and_the_flushed_steps(tmp_path, disk_full):
     """ENOSPC injected at the store's file layer (zarr's ``LocalStore.set``) in the middle of an
     episode: the recorder stops with an error that says what happened and what to do, earlier
     episodes are intact and the episode's flushed steps are recoverable."""
-    import errno
-
-    import zarr
-
-    full = {"on": False}
-    original = zarr.storage.LocalStore.set
-
-    async def set_or_fail(self, key, value):
-        if full["on"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return await original(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_or_fail)
     env, rec = _sim_recorder(tmp_path, episodes=3, flush_every=5)
 
     def log(line: str) -> None:
         if line == "episode=1 flushed steps=10":
-            full["on"] = True  # the next flush (steps 10-15 of episode 1) hits a full disk
+            disk_full["on"] = True  # the next flush (steps 10-15 of episode 1) hits a full disk
 
     rec.log = log
     with env, pytest.raises(RecorderError, match=r"the disk is full while recording episode 1 .*No space left.*"
                                                  r"the episode's 10 flushed steps are kept.*the 1 earlier episodes "
                                                  r"are intact.*dfp data recover"):
         rec.run()
-    full["on"] = False
+    disk_full["on"] = False
     store = EpisodeStore.open(tmp_path / "store")
     assert store.n_episodes == 1 and store.partial is not None and store.partial.steps == 10
     first = store.episode(0)

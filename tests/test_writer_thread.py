@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
-
 import numpy as np
 import pytest
-import zarr
 
 from data_collection.writer_thread import ThreadedEpisodeWriter
 from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
@@ -40,20 +37,11 @@ def test_steps_are_written_in_order_off_the_calling_thread_and_a_full_queue_wait
     np.testing.assert_array_equal(ep["cam"][:, 0, 0, 0], np.arange(100) % 256)
 
 
-def test_a_write_error_is_raised_in_the_caller_and_the_flushed_steps_stay(tmp_path, monkeypatch):
-    full = {"on": False}
-    original = zarr.storage.LocalStore.set
-
-    async def set_or_fail(self, key, value):
-        if full["on"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return await original(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", set_or_fail)
+def test_a_write_error_is_raised_in_the_caller_and_the_flushed_steps_stay(tmp_path, disk_full):
     with EpisodeStore.create(tmp_path / "s.zarr", SCHEMA) as store:
         inner = store.begin_episode()
         inner.flush_every = 4
-        writer = ThreadedEpisodeWriter(inner, on_flush=lambda written: full.update(on=written >= 8))
+        writer = ThreadedEpisodeWriter(inner, on_flush=lambda written: disk_full.update(on=written >= 8))
         with pytest.raises(OSError, match="No space left"):
             for t in range(40):
                 writer.add_step(step(t))
@@ -62,7 +50,7 @@ def test_a_write_error_is_raised_in_the_caller_and_the_flushed_steps_stay(tmp_pa
         with pytest.raises(OSError):  # it stays raised: nothing more is written
             writer.add_step(step(99))
         writer.close()
-        full["on"] = False
+        disk_full["on"] = False
     store = EpisodeStore.open(tmp_path / "s.zarr")
     assert store.n_episodes == 0 and store.partial.steps == 8
 
