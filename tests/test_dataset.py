@@ -180,3 +180,35 @@ def test_capture_stamps_are_stored_but_never_a_default_policy_input(tmp_path):
                                                                       lowdim_keys=["joint_pos", "stamp_s"]),
                              progress=False)
     assert "obs.stamp_s" in train.__getitems__([0])
+
+
+def test_windows_never_span_a_gap_in_the_recording(tmp_path):
+    """A dropped step (stamp_s jumps by two periods) splits the episode: windows near it are
+    padded and masked on the other side, as at an episode end."""
+    from df_policy.data.sampler import find_gaps
+    from df_policy.data.schema import KeySpec, StoreSchema
+
+    schema = StoreSchema(keys={"joint_pos": KeySpec("lowdim", (1,), "float32"),
+                               "stamp_s": KeySpec("lowdim", (1,), "float32", unit="s"),
+                               "action": KeySpec("action", (1,), "float32")}, fps=10)
+    stamps = np.r_[np.arange(6), np.arange(7, 13)].astype(np.float32)[:, None] / 10  # step 6 never recorded
+    with EpisodeStore.create(tmp_path / "s.zarr", schema) as store:
+        for _ in range(2):
+            store.append_episode({"joint_pos": stamps * 10, "stamp_s": stamps, "action": stamps * 10})
+    assert find_gaps(stamps[:, 0], np.array([12]), fps=10).tolist() == [6]
+    assert find_gaps(np.r_[stamps[:, 0], stamps[:, 0]], np.array([12, 24]), fps=10).tolist() == [6, 18]
+    cfg = DatasetConfig(n_obs_steps=2, horizon=4, val_ratio=0.0, crop_shape=None)
+    train, _ = make_datasets(str(tmp_path / "s.zarr"), cfg, progress=False)
+    assert len(train) == 24  # every step is an anchor, in segments of 6
+    steps, pad = train.index.action_indices(np.arange(24))
+    b = train.__getitems__(list(range(24)))
+    raw = train.normalizer.unnormalize("action", b["action"].numpy())[..., 0]
+    for i in range(24):
+        real = raw[i][~pad[i]]
+        assert np.allclose(np.diff(real), 1, atol=1e-4), (i, raw[i], pad[i])  # never a jump across the hole
+    # the anchor just before the hole: its actions after it are padding (masked)
+    assert pad[5].tolist() == [False, False, True, True] and b["action_is_pad"][5].tolist() == pad[5].tolist()
+    off, _ = make_datasets(str(tmp_path / "s.zarr"), DatasetConfig(n_obs_steps=2, horizon=4, val_ratio=0.0,
+                                                                   crop_shape=None, split_at_gaps=False),
+                           progress=False)
+    assert not off.index.action_indices(np.array([5]))[1].any()  # without it, the window spans the hole

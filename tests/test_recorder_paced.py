@@ -131,6 +131,19 @@ def test_camera_dropping_frames_is_counted(tmp_path):
     last = status.getvalue().rstrip("\n").split("\r")[-1]
     assert last.startswith("episode 0 |") and " steps | " in last and " Hz | dropped " in last, last
 
+    # the training windows never span the holes: the steps across a gap are padding
+    from df_policy.data.dataset import DatasetConfig, make_datasets
+
+    train, _ = make_datasets(str(tmp_path / "store"), DatasetConfig(n_obs_steps=2, horizon=8, val_ratio=0.0,
+                                                                      crop_shape=None), progress=False)
+    idx = np.arange(len(train))
+    for (steps, pad) in (train.index.obs_indices(idx), train.index.action_indices(idx)):
+        for row, mask in zip(steps, pad):
+            real = stamps[row[~mask]]
+            assert np.all(np.diff(real) <= 1.5 / loop_hz), real  # consecutive real steps: one period apart
+    hole = int(np.searchsorted(frames, 17))  # the first step after the injected drop of frames 15 and 16
+    assert np.any(train.index.ep_start == hole), "the hole starts a new segment"
+
 
 def test_robot_state_slower_than_loop_is_never_recorded_twice(tmp_path):
     # The simulated robot's state advances every 0.2 s: 4 loop iterations see the same state.

@@ -33,8 +33,8 @@ from tqdm import tqdm
 from df_policy.data.augment import center_crop, random_crop
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
-from df_policy.data.sampler import WindowIndex, WindowSpec, split_episodes
-from df_policy.data.schema import KeySpec, StoreSchema
+from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
+from df_policy.data.schema import TIME_KEYS, KeySpec, StoreSchema
 
 CACHE_MODES = ("auto", "ram", "stream")
 
@@ -58,6 +58,9 @@ class DatasetConfig:
         normalizer_mode: ``"minmax"`` or ``"meanstd"`` for low-dim keys and the action.
         cache: ``"auto"``, ``"ram"`` or ``"stream"``.
         fps: recording rate for stores that do not carry one (Diffusion Policy stores).
+        split_at_gaps: windows never span a gap in the recording (consecutive ``stamp_s`` more
+            than 1.5 periods apart, a dropped step): the steps across it are padding, masked
+            (:mod:`df_policy.data.sampler`). Stores without ``stamp_s`` have no gaps to find.
         derived_keys: new low-dim keys defined as a slice of a stored key's last axis,
             ``{"agent_pos": "state[0:2]"}`` (PushT's state also holds the block pose, which an
             image policy must not see). Usable in ``lowdim_keys``; saved in the schema.
@@ -74,6 +77,7 @@ class DatasetConfig:
     normalizer_mode: str = "minmax"
     cache: str = "auto"
     fps: float | None = None
+    split_at_gaps: bool = True
     derived_keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,7 +200,7 @@ class WindowDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, arrays: EpisodeArrays, episodes: Sequence[int], cfg: DatasetConfig,
-                 normalizer: Normalizer, train: bool, seed: int = 0) -> None:
+                 normalizer: Normalizer, train: bool, seed: int = 0, breaks: np.ndarray | None = None) -> None:
         self.arrays, self.cfg, self.normalizer, self.train = arrays, cfg, normalizer, train
         self.episodes = list(episodes)
         schema = derive_schema(arrays.reader.schema, cfg.derived_keys)
@@ -204,7 +208,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.image_keys = list(cfg.image_keys) if cfg.image_keys is not None else schema.image_keys
         self.lowdim_keys = list(cfg.lowdim_keys) if cfg.lowdim_keys is not None else schema.observation_keys
         self.action_key = schema.action_key
-        self.index = WindowIndex(arrays.reader.episode_ends, self.episodes, cfg.window)
+        self.index = WindowIndex(arrays.reader.episode_ends, self.episodes, cfg.window, breaks)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._rng_pid = os.getpid()
@@ -246,6 +250,15 @@ class WindowDataset(torch.utils.data.Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
 
+def recording_gaps(reader: Any, cfg: DatasetConfig) -> np.ndarray | None:
+    """Steps that follow a gap (:func:`~df_policy.data.sampler.find_gaps` on ``stamp_s``), or
+    ``None`` when the store has no capture stamps or no rate."""
+    fps = reader.schema.fps or cfg.fps
+    if TIME_KEYS[0] not in reader.schema.keys or not fps:
+        return None
+    return find_gaps(reader.read(TIME_KEYS[0]), reader.episode_ends, fps)
+
+
 def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool = True,
                   normalizer: Normalizer | None = None) -> tuple[WindowDataset, WindowDataset | None]:
     """Train and validation datasets of the store at ``path`` (validation ``None`` if ``val_ratio == 0``).
@@ -272,6 +285,9 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
         normalizer = Normalizer.fit(
             {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode
         )
-    train = WindowDataset(arrays, train_eps, cfg, normalizer, train=True, seed=seed)
-    val = WindowDataset(arrays, val_eps, cfg, normalizer, train=False, seed=seed) if val_eps else None
+    breaks = recording_gaps(reader, cfg) if cfg.split_at_gaps else None
+    if breaks is not None and len(breaks) and progress:
+        print(f"{path}: {len(breaks)} gaps in the recording (dropped steps): no training window spans one")
+    train = WindowDataset(arrays, train_eps, cfg, normalizer, train=True, seed=seed, breaks=breaks)
+    val = WindowDataset(arrays, val_eps, cfg, normalizer, train=False, seed=seed, breaks=breaks) if val_eps else None
     return train, val

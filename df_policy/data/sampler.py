@@ -12,6 +12,12 @@ Steps outside the sample's episode are *padding*: their index is clamped to the 
 padded action tokens as fully noised and excludes them from the loss, so the masks must reach
 the loss. Anchors run over every step of an episode, but a window may have at most
 ``max_action_pad`` padded actions after the episode end.
+
+**Gaps.** A recording can miss steps (no fresh camera frame: the recorder and the bag importer
+drop the step, so the next stored step is two or more periods later). ``breaks`` (from
+:func:`find_gaps` on the ``stamp_s`` key) split an episode into segments that are treated like
+episodes: no window spans a gap; the steps on the other side of it are padding, masked like
+the steps beyond an episode's end (Diffusion Forcing's noise as masking: fully noised, no loss).
 """
 
 from __future__ import annotations
@@ -51,6 +57,17 @@ class WindowSpec:
         return self.horizon - self.n_obs_steps if self.max_action_pad is None else self.max_action_pad
 
 
+def find_gaps(stamps_s: np.ndarray, episode_ends: np.ndarray, fps: float, factor: float = 1.5) -> np.ndarray:
+    """Global indices of the steps that follow a gap: ``stamps_s[i] - stamps_s[i - 1] > factor / fps``
+    within one episode (``stamps_s``: ``(n_steps,)`` seconds, e.g. the ``stamp_s`` key)."""
+    if not fps > 0 or not factor > 1:
+        raise ValueError(f"find_gaps needs fps > 0 and factor > 1, got fps={fps}, factor={factor}")
+    stamps = np.asarray(stamps_s, dtype=np.float64).reshape(-1)
+    late = np.flatnonzero(np.diff(stamps) > factor / float(fps)) + 1
+    starts = set(np.concatenate([[0], np.asarray(episode_ends, dtype=np.int64)[:-1]]).tolist())
+    return np.asarray([i for i in late if int(i) not in starts], dtype=np.int64)
+
+
 class WindowIndex:
     """All sample anchors of a set of episodes, with vectorised index/mask lookup.
 
@@ -58,24 +75,30 @@ class WindowIndex:
         episode_ends: ``(n_episodes,)`` exclusive cumulative ends of the whole store.
         episodes: indices of the episodes to draw samples from (a split).
         spec: window geometry.
+        breaks: global step indices that start a new segment (the step after a gap,
+            :func:`find_gaps`); windows never reach across one.
     """
 
-    def __init__(self, episode_ends: np.ndarray, episodes: list[int] | np.ndarray, spec: WindowSpec) -> None:
+    def __init__(self, episode_ends: np.ndarray, episodes: list[int] | np.ndarray, spec: WindowSpec,
+                 breaks: np.ndarray | None = None) -> None:
         ends = np.asarray(episode_ends, dtype=np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         episodes = np.asarray(sorted(episodes), dtype=np.int64)
+        breaks = np.unique(np.asarray(breaks if breaks is not None else [], dtype=np.int64))
         self.spec = spec
         anchors, ep_start, ep_end = [], [], []
-        # The last anchor keeps at most `action_pad_limit` actions beyond the episode end:
+        # The last anchor keeps at most `action_pad_limit` actions beyond the segment end:
         # last action step = t - To + Tp  <=  end - 1 + limit.
         reach = spec.horizon - spec.n_obs_steps
         for ep in episodes:
-            s, e = int(starts[ep]), int(ends[ep])
-            last = min(e - 1, e - 1 + spec.action_pad_limit - reach)
-            t = np.arange(s, last + 1, dtype=np.int64)
-            anchors.append(t)
-            ep_start.append(np.full_like(t, s))
-            ep_end.append(np.full_like(t, e))
+            s_ep, e_ep = int(starts[ep]), int(ends[ep])
+            cuts = breaks[(breaks > s_ep) & (breaks < e_ep)].tolist()
+            for s, e in zip([s_ep, *cuts], [*cuts, e_ep]):
+                last = min(e - 1, e - 1 + spec.action_pad_limit - reach)
+                t = np.arange(s, last + 1, dtype=np.int64)
+                anchors.append(t)
+                ep_start.append(np.full_like(t, s))
+                ep_end.append(np.full_like(t, e))
         cat = (lambda xs: np.concatenate(xs)) if anchors else (lambda xs: np.zeros(0, np.int64))
         self.anchor = cat(anchors)
         self.ep_start = cat(ep_start)
