@@ -218,7 +218,7 @@ def add_calib_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def add_record_commands(sub: argparse._SubParsersAction) -> None:
-    from data_collection.recorder import add_record_command
+    from data_collection.record_cli import add_record_command
 
     add_record_command(sub)
 
