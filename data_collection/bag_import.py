@@ -32,7 +32,9 @@ data, to the last time every stream still has data (the earliest last message). 
 * ``action``: the command in effect at ``t_k`` = the latest command at or before ``t_k``
   (``action_at="in_effect"``, default), or with ``action_at="next"`` the first command issued
   in ``(t_k, t_k + 1/fps]`` (else the one in effect), the recorder's convention of "observation,
-  then the command it led to".
+  then the command it led to". The choice is stored as ``schema.action_alignment``
+  (``in_effect`` / ``next``): a store is never appended to or merged with one of the other
+  alignment (the recorder's stores are ``next``; import with ``--action-at next`` to mix them).
   ``Float64MultiArray``: its vector (first row of a ``(T, D)`` layout, as
   ``CommandConverter.to_action``). ``JointTrajectory`` with ``trajectory_point="in_effect"``
   (default): the point the controller is moving to at ``t_k``, i.e. the first point with
@@ -157,6 +159,7 @@ def recording_schema(
     robot: str = "",
     depth_scales: Mapping[str, float] | None = None,
     joint_limits: Mapping[str, Any] | None = None,
+    action_alignment: str = "next",
 ) -> StoreSchema:
     """The store schema of a recording (what ``Recorder.build_schema`` writes).
 
@@ -173,6 +176,8 @@ def recording_schema(
             unit ``m``, ``scale``) right after its image key.
         joint_limits: the robot's limits (``schema.joint_limits``: ``position_lower``,
             ``position_upper``, ``velocity_max``, one value or ``None`` per joint).
+        action_alignment: ``schema.action_alignment``: ``"next"`` (the recorder's: the command
+            issued after the observation) or ``"in_effect"`` (``import-bag``'s default).
 
     Raises:
         SchemaError: a depth camera that is not in ``image_sizes``, or a key name used twice
@@ -204,7 +209,7 @@ def recording_schema(
                              description="joint position targets as sent to the robot")
     limits = {k: v for k, v in (joint_limits or {}).items() if k != "joint_names"}
     return StoreSchema(keys=keys, fps=fps, cameras=info, joint_names=list(joints), action_space=ACTION_SPACE,
-                       robot=robot, joint_limits=limits)
+                       robot=robot, joint_limits=limits, action_alignment=action_alignment)
 
 
 # =========================================================================== config
@@ -1043,7 +1048,7 @@ def import_bags(
             if any(i != intr[0] for i in intr[1:]):
                 warnings.append(f"camera {name!r}: intrinsics differ between bags; the first bag's are stored")
     schema = recording_schema(config.joint_names, first.image_sizes, config.fps, cameras=camera_info,
-                              robot=config.robot_model)
+                              robot=config.robot_model, action_alignment=config.action_at)
     store, store_warnings = _open_store(out, schema)
     warnings += store_warnings
 

@@ -309,7 +309,8 @@ class Recorder:
         for cam in self.cameras:
             intr = cam.intrinsics()
             sizes[cam.name] = (intr.height, intr.width)
-            serial = cam.device_id()
+            device_id = getattr(cam, "device_id", None)  # Camera subclasses have it; duck-typed cameras may not
+            serial = device_id() if callable(device_id) else None
             cameras[cam.name] = {"intrinsics": intr.to_dict(), **({"serial": serial} if serial else {})}
         depth = {cam.name: self._depth_scale(cam) for cam in self.cameras if records_depth(cam)}
         limits = getattr(self.robot, "limits", None)  # RobotLimits of robots built on the Robot base

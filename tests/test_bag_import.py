@@ -22,7 +22,7 @@ from data_collection.bag_import import (
     recording_schema,
 )
 from df_policy.data.ops import merge, validate_store
-from df_policy.data.store import EpisodeStore
+from df_policy.data.store import EpisodeStore, StoreError
 from df_policy.ros.messages import (
     CommandConverter,
     JointStateConverter,
@@ -397,7 +397,17 @@ def test_schema_is_the_recorders_and_stores_merge(tmp_path):
     })
     recorded.close()
     bag = multiarray_bag(tmp_path, "mcap")
-    cfg = multiarray_config(cameras={"front": {"topic": "/front/image_raw"}})
+    # the recorder pairs an observation with the command sent after it: bags imported with the
+    # command in effect (the default) do not mix with its stores; with action_at=next they do
+    assert rec_schema.action_alignment == "next"
+    in_effect = multiarray_config(cameras={"front": {"topic": "/front/image_raw"}})
+    with pytest.raises(BagImportError, match=r"action alignment 'next' != expected 'in_effect'"):
+        import_bags([bag], in_effect, tmp_path / "recorded", progress=False)
+    import_bags([bag], in_effect, tmp_path / "in_effect", progress=False)
+    assert EpisodeStore.open(tmp_path / "in_effect").schema.action_alignment == "in_effect"
+    with pytest.raises(StoreError, match=r"action alignment 'in_effect' != expected 'next'"):
+        merge([tmp_path / "recorded", tmp_path / "in_effect"], tmp_path / "mixed", progress=False)
+    cfg = multiarray_config(cameras={"front": {"topic": "/front/image_raw"}}, action_at="next")
     # appended to the recorder's store, and imported on its own then merged
     (report,) = import_bags([bag], cfg, tmp_path / "recorded", progress=False)
     assert report.episodes == [1]

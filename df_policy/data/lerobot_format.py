@@ -176,6 +176,7 @@ def lerobot_schema(info: dict[str, Any]) -> tuple[StoreSchema, dict[str, str], l
         keys=keys, fps=float(fps), cameras=cameras, joint_names=joint_names,
         action_space=f"LeRobot 'action' ({info.get('codebase_version', '?')})",
         robot=str(info.get("robot_type") or ""),
+        action_alignment="next",  # LeRobot records the observation, then the action it sends
     )
     return schema, mapping, notes
 
@@ -310,6 +311,9 @@ def export_lerobot(src: str | os.PathLike, dst: str | os.PathLike, *, repo_id: s
         raise StoreError(f"LeRobot datasets need an integer fps; the store has fps={schema.fps} "
                          "(set it with `dfp data convert --fps N` first)")
     features, mapping, notes = lerobot_features(schema)
+    if schema.action_alignment == "in_effect":
+        notes.append("the store's actions are the commands in effect at each observation (import-bag's default); "
+                     "LeRobot pairs an observation with the action sent after it")
     if not use_videos:
         for feat in features.values():
             if feat["dtype"] == "video":

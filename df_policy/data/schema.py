@@ -37,6 +37,8 @@ FORMAT_VERSION = 2
 """1: episode list in the root attributes; 2: append-only episode log ``meta/episodes.jsonl``
 (older df_policy refuses a version-2 store instead of misreading it)."""
 KINDS = ("image", "lowdim", "action", "depth")
+ACTION_ALIGNMENTS = ("", "next", "in_effect")
+"""``StoreSchema.action_alignment`` values (``""`` = unknown)."""
 TIME_KEYS = ("stamp_s",)
 """Low-dim keys holding capture times (seconds from the episode's first step): stored, never a
 default policy input (:attr:`StoreSchema.observation_keys`)."""
@@ -180,6 +182,13 @@ class StoreSchema:
             ``position_lower`` / ``position_upper`` (rad / m) and ``velocity_max`` (units/s), each
             a list with ``None`` for unlimited; ``{}`` if unknown (imported data, older stores).
             The policy node takes its safety limits from here when its config gives none.
+        action_alignment: which command a step's action is (:data:`ACTION_ALIGNMENTS`):
+            ``"next"``, the command issued right after the step's observation (the recorder's
+            convention: observation, then the command it led to); ``"in_effect"``, the command
+            in effect when the observation was taken (``import-bag``'s default); ``""`` unknown
+            (converted data, older stores). Stores with different known alignments do not mix
+            (merge, appending): the same observation would be paired with a command one period
+            apart.
     """
 
     keys: dict[str, KeySpec]
@@ -189,8 +198,11 @@ class StoreSchema:
     action_space: str = ""
     robot: str = ""
     joint_limits: dict[str, list[float | None]] = field(default_factory=dict)
+    action_alignment: str = ""
 
     def __post_init__(self) -> None:
+        if self.action_alignment not in ACTION_ALIGNMENTS:
+            raise SchemaError(f"action_alignment must be one of {ACTION_ALIGNMENTS}, got {self.action_alignment!r}")
         if not self.keys:
             raise SchemaError("schema has no keys")
         if self.joint_limits:
@@ -245,6 +257,7 @@ class StoreSchema:
             "action_space": self.action_space,
             "robot": self.robot,
             **({"joint_limits": self.joint_limits} if self.joint_limits else {}),
+            **({"action_alignment": self.action_alignment} if self.action_alignment else {}),
         }
 
     @classmethod
@@ -267,6 +280,7 @@ class StoreSchema:
             action_space=d.get("action_space", ""),
             robot=d.get("robot", ""),
             joint_limits=d.get("joint_limits") or {},
+            action_alignment=d.get("action_alignment") or "",
         )
 
     def to_json(self) -> str:
@@ -298,6 +312,9 @@ class StoreSchema:
                 errors.append(f"key {k!r}: depth scale {theirs.scale} m != expected {mine.scale} m")
         if self.fps and other.fps and abs(self.fps - other.fps) > 1e-6:
             errors.append(f"fps {other.fps} != expected {self.fps}")
+        if self.action_alignment and other.action_alignment and self.action_alignment != other.action_alignment:
+            errors.append(f"action alignment {other.action_alignment!r} != expected {self.action_alignment!r} "
+                          "(the command after the observation vs the one in effect at it)")
         return errors
 
     def check_step_arrays(self, arrays: dict[str, np.ndarray]) -> int:
