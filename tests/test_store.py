@@ -380,3 +380,17 @@ def test_commit_and_mark_write_the_same_bytes_whatever_the_number_of_episodes(tm
     assert max(commits) - min(commits) <= 6  # only the digits of the index and the timestamp vary
     assert written[300] <= written[301] <= written[300] + 2
     assert len(set(root_sizes)) == 1, "the root zarr.json must not grow with the episodes"
+
+
+def test_action_alignment_round_trips_and_is_validated():
+    from df_policy.data.schema import KeySpec, SchemaError, StoreSchema
+
+    keys = {"action": KeySpec("action", (2,), "float32")}
+    schema = StoreSchema(keys=keys, fps=10, action_alignment="in_effect")
+    assert StoreSchema.from_dict(schema.to_dict()).action_alignment == "in_effect"
+    assert "action_alignment" not in StoreSchema(keys=keys).to_dict()  # unknown: nothing written
+    assert StoreSchema(keys=keys, action_alignment="next").compatibility_errors(schema) == [
+        "action alignment 'in_effect' != expected 'next' (the command after the observation vs the one in effect at it)"]
+    assert StoreSchema(keys=keys).compatibility_errors(schema) == []  # unknown mixes with anything
+    with pytest.raises(SchemaError, match="action_alignment must be one of"):
+        StoreSchema(keys=keys, action_alignment="later")
