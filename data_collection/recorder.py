@@ -157,7 +157,8 @@ class RecorderConfig:
             allows (lockstep simulation).
         flush_every: steps buffered before writing them to disk (on the writer thread).
         write_queue_steps: steps the writer thread may lag behind the loop before ``add_step``
-            waits (counted as ``writer_stalls`` in the summary; a step is never dropped).
+            waits (counted as ``writer_stalls`` in the summary; a step is never dropped). ``0``
+            writes in the loop itself, without a thread (only to measure what the thread buys).
         frame_timeout_s: longest wait for a camera frame per step.
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
@@ -208,8 +209,8 @@ class RecorderConfig:
             raise RecorderError(f"episodes must be >= 1 or None, got {self.episodes}")
         if self.flush_every < 1:
             raise RecorderError(f"flush_every must be >= 1, got {self.flush_every}")
-        if self.write_queue_steps < 1:
-            raise RecorderError(f"write_queue_steps must be >= 1, got {self.write_queue_steps}")
+        if self.write_queue_steps < 0:
+            raise RecorderError(f"write_queue_steps must be >= 0, got {self.write_queue_steps}")
         if not self.frame_timeout_s > 0:
             raise RecorderError(f"frame_timeout_s must be > 0, got {self.frame_timeout_s}")
         if not self.max_skew_s >= 0:
@@ -485,8 +486,10 @@ class Recorder:
         ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
         ``dropped_frames``, ``missing_depth`` (matched frames dropped for lack of their
         depth), ``idle_s`` (time spent idle, ``wait_for_start``), ``ignored_events`` (events
-        that meant nothing when they came, e.g. ``save`` while idle), ``mean_loop_hz`` (all
-        iterations, idle ones included), ``duration_s``, ``quit``, ``store``.
+        that meant nothing when they came, e.g. ``save`` while idle), ``writer_stalls`` /
+        ``writer_stall_s`` (the loop waited for the writer thread), ``loop_period_ms_p50`` /
+        ``_p99`` / ``_max`` (loop periods while recording), ``mean_loop_hz`` (all iterations,
+        idle ones included), ``duration_s``, ``quit``, ``store``.
         """
         cfg = self.config
         started: list[Callable[[], None]] = []
@@ -505,6 +508,7 @@ class Recorder:
         idle_s = 0.0
         t_start = time.monotonic()
         writer: ThreadedEpisodeWriter | None = None
+        periods: list[float] = []  # loop periods while recording (s), for the summary
         keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
         try:
             self.store = self._open_store(self.build_schema())
@@ -537,7 +541,12 @@ class Recorder:
                 t_ep = time.monotonic()
                 next_t = t_ep
                 end: str | None = None
+                prev_start = None
                 for it in range(cfg.max_episode_steps):
+                    start = time.monotonic()
+                    if prev_start is not None:
+                        periods.append(start - prev_start)
+                    prev_start = start
                     state = self.robot.read_state()
                     frames, gaps = self._read_frames(state)
                     n.dropped_frames += gaps
@@ -647,6 +656,8 @@ class Recorder:
             "ignored_events": n.ignored_events,
             "writer_stalls": n.writer_stalls,
             "writer_stall_s": n.writer_stall_s,
+            **{f"loop_period_ms_{name}": (float(np.percentile(periods, q)) * 1e3 if periods else None)
+               for name, q in (("p50", 50), ("p99", 99), ("max", 100))},
             "mean_loop_hz": n.iterations / duration if duration > 0 else 0.0,
             "duration_s": duration,
             "quit": quit_requested,

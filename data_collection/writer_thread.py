@@ -8,6 +8,8 @@ and ``stall_s``, never a lost step. An exception raised while writing (``OSError
 is re-raised, unchanged, by the next ``add_step`` / ``wait`` / ``commit``; after it nothing
 more is written, and the steps flushed before it stay in the store (``dfp data recover``).
 ``commit`` and ``discard`` wait for the queue first. One producer thread (the recorder loop).
+``max_queue=0`` writes in the calling thread instead (no thread; the behaviour before it, kept to
+measure the difference: ``benchmarks/bench_recorder_flush.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class ThreadedEpisodeWriter:
 
     def __init__(self, writer: EpisodeWriter, max_queue: int = 256,
                  on_flush: Callable[[int], None] | None = None) -> None:
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0, got {max_queue}")
         self._writer = writer
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._on_flush = on_flush
@@ -41,9 +43,12 @@ class ThreadedEpisodeWriter:
         self.accepted = 0
         self.stalls = 0
         self.stall_s = 0.0
-        self._thread: threading.Thread | None = threading.Thread(target=self._run, name="dfp-episode-writer",
-                                                                 daemon=True)
-        self._thread.start()
+        self._inline = max_queue == 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if not self._inline:
+            self._thread = threading.Thread(target=self._run, name="dfp-episode-writer", daemon=True)
+            self._thread.start()
 
     @property
     def length(self) -> int:
@@ -58,8 +63,12 @@ class ThreadedEpisodeWriter:
     def add_step(self, step: dict[str, np.ndarray]) -> None:
         """Queue one step (key -> per-step array); waits only while the queue is full."""
         self._raise()
-        if self._thread is None:
+        if self._closed:
             raise RuntimeError("episode writer is closed")
+        if self._inline:
+            self._write(step)
+            self.accepted += 1
+            return
         try:
             self._queue.put_nowait(step)
         except queue.Full:
@@ -89,6 +98,7 @@ class ThreadedEpisodeWriter:
     def close(self) -> None:
         """Stop the thread after the queue, leaving the episode as it is on disk (after a write
         error: the flushed steps, for recovery). Idempotent."""
+        self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -105,11 +115,14 @@ class ThreadedEpisodeWriter:
                 if item is _STOP:
                     return
                 if self._error is None:
-                    before = self._writer.written
-                    self._writer.add_step(item)
-                    if self._writer.written != before and self._on_flush is not None:
-                        self._on_flush(self._writer.written)
+                    self._write(item)
             except BaseException as e:  # noqa: BLE001 - handed to the producer thread
                 self._error = e
             finally:
                 self._queue.task_done()
+
+    def _write(self, step: dict[str, np.ndarray]) -> None:
+        before = self._writer.written
+        self._writer.add_step(step)
+        if self._writer.written != before and self._on_flush is not None:
+            self._on_flush(self._writer.written)

@@ -64,3 +64,19 @@ def test_discard_drops_queued_and_written_steps(tmp_path):
         writer.close()  # idempotent
     store = EpisodeStore.open(tmp_path / "s.zarr")
     assert store.n_episodes == 0 and store.partial is None
+
+
+def test_max_queue_zero_writes_in_the_calling_thread(tmp_path):
+    import threading
+
+    threads: list[str] = []
+    with EpisodeStore.create(tmp_path / "s.zarr", SCHEMA) as store:
+        inner = store.begin_episode()
+        inner.flush_every = 5
+        writer = ThreadedEpisodeWriter(inner, max_queue=0, on_flush=lambda _: threads.append(threading.current_thread().name))
+        for t in range(12):
+            writer.add_step(step(t))
+        assert writer.written == 10 and writer.length == 12  # flushed inline, two steps still buffered
+        writer.commit()
+    assert threads == [threading.current_thread().name] * 2
+    assert EpisodeStore.open(tmp_path / "s.zarr").episode_meta[0].length == 12
