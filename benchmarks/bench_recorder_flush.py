@@ -15,11 +15,12 @@ over the recorded episode, dropped steps, writer stalls. Prints a table and writ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 from pathlib import Path
+
+from bench_io import write_results  # same folder (on sys.path when run as a script)
 
 from data_collection.cameras.base import CameraConfig
 from data_collection.cameras.simulated import SimulatedCamera
@@ -71,10 +72,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<40} {r['loop_period_ms_p50']:>8.2f} {r['loop_period_ms_p99']:>8.2f} {r['loop_period_ms_max']:>8.2f} "
               f"{r['dropped_steps']:>8} {r['writer_stalls']:>7}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {out}")
+    write_results(a.out, meta, results)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ parameter counts and the ratios LeRobot / ours. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -38,7 +37,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runtime import build, run_mode  # noqa: E402  (same folder)
+from bench_io import write_results  # noqa: E402  (same folder)
+from bench_runtime import build, run_mode  # noqa: E402
 
 
 LEROBOT_VARIANTS = (  # name, scheduler, inference steps, U-Net down dims
@@ -129,10 +129,7 @@ def main() -> None:
               f"{r['tick_ms_max']:>9.2f} {r['network_calls_per_action']:>13}")
     for name, r in ratios.items():
         print(f"{name}: p50 {r['p50']}x, p99 {r['p99']}x, max {r['max']}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": results, "ratios": ratios}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, meta, results, ratios=ratios)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vs_lerobot_latency import lerobot_policy  # noqa: E402  (same folder)
+from bench_io import write_results  # noqa: E402  (same folder)
+from bench_vs_lerobot_latency import lerobot_policy  # noqa: E402
 
 FPS = 10
 
@@ -125,10 +126,7 @@ def main() -> None:
     print(f"\n{'policy':<22} {'params':>11} {'samples/s':>10} {'ours / it':>10}")
     for name, r in results.items():
         print(f"{name:<22} {r['parameters']:>11,} {r['samples_per_s']:>10.2f} {ours / r['samples_per_s']:>9.1f}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, meta, results)
 
 
 if __name__ == "__main__":
