@@ -3,8 +3,8 @@
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_latency.py [--actions 64] [--threads 1]
         [--out runs/bench/vs_lerobot_latency.json]
 
-Runs in ``.venv-lerobot`` (``scripts/install_lerobot.sh``, plus ``pip install 'lerobot[diffusion]'``
-for diffusers), so both policies run in one process on the same torch build and thread count.
+Runs in ``.venv-lerobot`` (``bash scripts/install_lerobot.sh bench``: LeRobot with diffusers), so
+both policies run in one process on the same torch build and thread count.
 Both get PushT shapes (one 96x96 RGB camera, 2-dim state, 2-dim action, To 2, 84x84 crop) and
 random weights (latency does not depend on the weights; nothing is downloaded: LeRobot's ResNet-18
 backbone is built without pretrained weights).

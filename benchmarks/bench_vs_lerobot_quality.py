@@ -5,7 +5,7 @@
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py eval --run runs/lerobot_state_small \
         --episodes 100 --seed 0 [--workers 2] [--sampler ddpm100|ddim10]
 
-Runs in ``.venv-lerobot`` (``scripts/install_lerobot.sh`` + ``lerobot[diffusion]`` + ``gym-pusht``).
+Runs in ``.venv-lerobot`` (``bash scripts/install_lerobot.sh bench``: LeRobot with diffusers, gym-pusht).
 The comparison it is made for: ``dfp train --config pusht_state_cpu`` (60 minutes on this CPU,
 figures in docs/BENCHMARKS.md) against LeRobot's DiffusionPolicy trained here for the same
 wall-clock budget on the same training episodes (df_policy's episode split, ``val_ratio`` 0.05,

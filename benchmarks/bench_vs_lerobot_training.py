@@ -3,7 +3,7 @@
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_training.py [--store runs/pusht.zarr]
         [--lerobot-data runs/pusht_lerobot] [--batch 32] [--threads 2] [--out runs/bench/vs_lerobot_training.json]
 
-Runs in ``.venv-lerobot`` (``scripts/install_lerobot.sh`` + ``lerobot[diffusion]``). The same
+Runs in ``.venv-lerobot`` (``bash scripts/install_lerobot.sh bench``). The same
 demonstrations for both: the PushT store (``dfp data convert ... --fps 10``), and the same store
 exported to a LeRobotDataset v3 with LeRobot's writer (``dfp data export``, AV1 video; made here
 when ``--lerobot-data`` does not exist). Each policy with its own data path:
