@@ -70,8 +70,9 @@ Durability: steps are flushed every ``flush_every`` steps, on a writer thread
 (:mod:`data_collection.writer_thread`), never in the loop; a ``kill -9`` loses at most the
 unflushed steps of the episode in progress, never earlier episodes (see
 :mod:`df_policy.data.store`). A full disk stops the session and keeps the episode's flushed
-steps; a camera without frames for ``camera_lost_s`` ends the episode and the session. The interrupted episode is reported on the next open as
-``store.partial``; keep or drop it with ``dfp data recover``.
+steps; a camera without frames for ``camera_lost_s`` ends the episode and the session. The
+interrupted episode is reported on the next open as ``store.partial``; keep or drop it with
+``dfp data recover``.
 """
 
 from __future__ import annotations
