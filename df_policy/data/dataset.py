@@ -34,7 +34,7 @@ from df_policy.data.augment import center_crop, random_crop
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
-from df_policy.data.schema import TIME_KEYS, KeySpec, StoreSchema
+from df_policy.data.schema import STAMP_KEY, KeySpec, StoreSchema
 
 CACHE_MODES = ("auto", "ram", "stream")
 
@@ -254,9 +254,9 @@ def recording_gaps(reader: Any, cfg: DatasetConfig) -> np.ndarray | None:
     """Steps that follow a gap (:func:`~df_policy.data.sampler.find_gaps` on ``stamp_s``), or
     ``None`` when the store has no capture stamps or no rate."""
     fps = reader.schema.fps or cfg.fps
-    if TIME_KEYS[0] not in reader.schema.keys or not fps:
+    if STAMP_KEY not in reader.schema.keys or not fps:
         return None
-    return find_gaps(reader.read(TIME_KEYS[0]), reader.episode_ends, fps)
+    return find_gaps(reader.read(STAMP_KEY), reader.episode_ends, fps)
 
 
 def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool = True,

@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
+from df_policy.data.schema import STAMP_KEY, EpisodeMeta, KeySpec, StoreSchema
 from df_policy.data.store import EpisodeStore, StoreError
 
 LEROBOT_EXTRA_HINT = (
@@ -49,7 +49,6 @@ LEROBOT_EXTRA_HINT = (
 INDEX_FEATURES = ("frame_index", "episode_index", "index", "task_index")
 STATE_FEATURE = "observation.state"
 IMAGE_PREFIX = "observation.images."
-STAMP_KEY = "stamp_s"
 STATE_KEYS = ("state", "joint_pos")
 DESCRIPTION_PREFIX = "lerobot:"
 DECODE_BLOCK = 256
@@ -81,7 +80,7 @@ def _offline() -> Iterator[None]:
 
 
 def _lerobot() -> Any:
-    """LeRobot's dataset module, or a :class:`StoreError` naming the remedy."""
+    """LeRobot's ``lerobot_dataset`` and ``video_utils`` modules, or a :class:`StoreError` naming the remedy."""
     try:
         with _offline():
             from lerobot.datasets import lerobot_dataset, video_utils  # noqa: F401

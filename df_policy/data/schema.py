@@ -39,7 +39,10 @@ FORMAT_VERSION = 2
 KINDS = ("image", "lowdim", "action", "depth")
 ACTION_ALIGNMENTS = ("", "next", "in_effect")
 """``StoreSchema.action_alignment`` values (``""`` = unknown)."""
-TIME_KEYS = ("stamp_s",)
+STAMP_KEY = "stamp_s"
+"""The capture-time key of recordings (seconds from the episode's first step): the recorder's,
+``import-bag``'s and LeRobot imports' (its ``timestamp``)."""
+TIME_KEYS = (STAMP_KEY,)
 """Low-dim keys holding capture times (seconds from the episode's first step): stored, never a
 default policy input (:attr:`StoreSchema.observation_keys`)."""
 
