@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from df_policy.data.augment import center_crop, random_crop
+from df_policy.data.features import check_angle_dims, encode_angles, encoded_dim
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
@@ -79,9 +80,11 @@ class DatasetConfig:
     fps: float | None = None
     split_at_gaps: bool = True
     derived_keys: dict[str, str] = field(default_factory=dict)
+    angle_dims: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
+        self.angle_dims = check_angle_dims(self.angle_dims)
         for name, expr in self.derived_keys.items():
             parse_slice(expr)  # validates
         WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)  # validates geometry
@@ -140,9 +143,10 @@ class EpisodeArrays:
     """The arrays a dataset reads, either resident in RAM or streamed from Zarr chunks."""
 
     def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
-                 derived: dict[str, str] | None = None) -> None:
+                 derived: dict[str, str] | None = None, angle_dims: dict[str, list[int]] | None = None) -> None:
         self.path, self.fps = path, fps
         self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
+        self.angle_dims = check_angle_dims(angle_dims)
         self.keys = sorted({self.derived[k][0] if k in self.derived else k for k in keys})
         reader = open_episodes(path, fps=fps)
         self.reader = reader
@@ -162,10 +166,16 @@ class EpisodeArrays:
                 self.ram[k] = out
 
     def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
-        """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``."""
+        """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``, angle
+        dimensions encoded (``(*idx.shape, D + k)``)."""
+        if key in self.angle_dims:
+            return encode_angles(self._gather(key, idx), self.angle_dims[key])
+        return self._gather(key, idx)
+
+    def _gather(self, key: str, idx: np.ndarray) -> np.ndarray:
         if key in self.derived:
             src, a, b = self.derived[key]
-            return self.gather(src, idx)[..., a:b]
+            return self._gather(src, idx)[..., a:b]
         if self.in_ram:
             return self.ram[key][idx]
         if os.getpid() != self._pid:  # a forked worker must not share the parent's Zarr handles
@@ -181,10 +191,15 @@ class EpisodeArrays:
         return raw.astype(spec.dtype, copy=False)[inv].reshape(*idx.shape, *raw.shape[1:])
 
     def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
-        """All steps of ``episodes`` for ``key`` (used to fit the normaliser)."""
+        """All steps of ``episodes`` for ``key`` (used to fit the normaliser), angles encoded."""
+        if key in self.angle_dims:
+            return encode_angles(self._full(key, episodes), self.angle_dims[key])
+        return self._full(key, episodes)
+
+    def _full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
         if key in self.derived:
             src, a, b = self.derived[key]
-            return self.full(src, episodes)[..., a:b]
+            return self._full(src, episodes)[..., a:b]
         parts = []
         for ep in episodes:
             s, e = self.reader.episode_bounds(ep)
@@ -215,6 +230,10 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def lowdim_dim(self, key: str) -> int:
+        """Model input size of low-dim ``key`` (its stored size plus one per encoded angle)."""
+        return encoded_dim(self.schema.keys[key].dim, self.cfg.angle_dims.get(key, []))
 
     def _worker_rng(self) -> np.random.Generator:
         # Re-seed after fork so DataLoader workers do not replay the same crops.
@@ -277,10 +296,17 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
         if schema.keys[k].kind == "depth":
             raise ValueError(f"key {k!r} of {path} is a depth key: the training dataset does not read depth "
                              f"(image keys: {schema.image_keys}, lowdim keys: {schema.lowdim_keys})")
+    for k, dims in cfg.angle_dims.items():
+        if k not in lowdim_keys:
+            raise ValueError(f"angle_dims names {k!r}, which is not a low-dim input (lowdim keys: {lowdim_keys})")
+        try:
+            encoded_dim(schema.keys[k].dim, dims)
+        except ValueError as e:
+            raise ValueError(f"angle_dims[{k!r}]: {e}") from None
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
-                           derived=cfg.derived_keys)
+                           derived=cfg.derived_keys, angle_dims=cfg.angle_dims)
     if normalizer is None:
         normalizer = Normalizer.fit(
             {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode

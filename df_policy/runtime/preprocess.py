@@ -5,7 +5,8 @@ of numpy arrays, images ``uint8 (H, W, C)`` (RGB, store layout), low-dim vectors
 The model needs, per step, ``obs.<image>`` ``uint8 (C, h, w)`` centre-cropped to the trained
 size and ``obs.<lowdim>`` ``float32 (D,)`` normalised with the checkpoint's normaliser. Derived
 low-dim keys (``agent_pos = state[0:2]``) are taken from the raw dict when present, else sliced
-from their source key. Everything is read from the checkpoint (dataset config + normaliser).
+from their source key; angle dimensions are encoded as ``(cos, sin)`` as in training
+(:mod:`df_policy.data.features`). Everything is read from the checkpoint (dataset config + normaliser).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from df_policy.data.augment import center_crop
 from df_policy.data.dataset import parse_slice
+from df_policy.data.features import check_angle_dims, encode_angles
 from df_policy.data.normalizer import Normalizer
 from df_policy.model.observation import OBS_PREFIX
 from df_policy.model.policy import DiffusionForcingConfig
@@ -42,6 +44,7 @@ class Preprocessor:
         action_key: name of the action in the normaliser / store.
         crop_shape: ``(h, w)`` centre crop of raw images, ``None`` = images already at size.
         derived_keys: derived low-dim key -> ``"source[a:b]"``.
+        angle_dims: low-dim key -> dimensions (of the raw value) encoded as ``(cos, sin)``.
     """
 
     policy_config: DiffusionForcingConfig
@@ -49,9 +52,15 @@ class Preprocessor:
     action_key: str
     crop_shape: tuple[int, int] | None = None
     derived_keys: dict[str, str] | None = None
+    angle_dims: dict[str, list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
+        self.angle_dims = check_angle_dims(self.angle_dims)
+        for key in self.angle_dims:
+            if key not in self.policy_config.lowdim_shapes:
+                raise ValueError(f"angle_dims names {key!r}, which is not one of the model's low-dim inputs "
+                                 f"{list(self.policy_config.lowdim_shapes)}")
         self._derived = {k: parse_slice(v) for k, v in self.derived_keys.items()}
         if self.crop_shape is not None:
             self.crop_shape = (int(self.crop_shape[0]), int(self.crop_shape[1]))
@@ -64,7 +73,7 @@ class Preprocessor:
         """From a :class:`~df_policy.training.checkpoint.LoadedPolicy`."""
         ds = dict(loaded.run_config.get("dataset") or {})
         return cls(loaded.policy.config, loaded.normalizer, loaded.schema.action_key,
-                   ds.get("crop_shape"), ds.get("derived_keys") or {})
+                   ds.get("crop_shape"), ds.get("derived_keys") or {}, ds.get("angle_dims") or {})
 
     @property
     def raw_keys(self) -> list[str]:
@@ -88,12 +97,13 @@ class Preprocessor:
             hint = f" (or its source {self._derived[key][0]!r})" if key in self._derived else ""
             raise ObservationError(f"observation lacks low-dim key {key!r}{hint}; got {sorted(raw)}")
         value = value.reshape(-1)
-        dim = self.policy_config.lowdim_shapes[key]
+        angles = self.angle_dims.get(key, [])
+        dim = self.policy_config.lowdim_shapes[key] - len(angles)
         if value.shape != (dim,):
             raise ObservationError(f"observation {key!r} must have {dim} values, got shape {np.shape(raw.get(key))}")
         if not np.isfinite(value).all():
             raise InvalidObservation(f"observation {key!r} contains NaN/Inf: {value.tolist()}")
-        return value
+        return encode_angles(value, angles)
 
     def _image(self, raw: Mapping[str, Any], key: str) -> np.ndarray:
         if key not in raw:

@@ -77,7 +77,7 @@ def policy_config_for(run: RunConfig, ds: WindowDataset) -> DiffusionForcingConf
         image_shapes[k] = (c, h, w)
     derived = {
         "image_shapes": image_shapes,
-        "lowdim_shapes": {k: schema.keys[k].dim for k in ds.lowdim_keys},
+        "lowdim_shapes": {k: ds.lowdim_dim(k) for k in ds.lowdim_keys},
         "action_dim": schema.keys[schema.action_key].dim,
         "n_obs_steps": run.dataset.n_obs_steps,
         "horizon": run.dataset.horizon,

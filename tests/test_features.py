@@ -1,0 +1,72 @@
+"""Angle encoding of low-dim keys: continuity across the seam, training/runtime parity, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from df_policy.data.dataset import DatasetConfig, make_datasets
+from df_policy.data.features import check_angle_dims, encode_angles, encoded_dim
+from df_policy.data.store import EpisodeStore
+from df_policy.model.policy import DiffusionForcingConfig
+from df_policy.runtime.preprocess import ObservationError, Preprocessor
+
+
+def test_an_angle_becomes_cos_sin_and_is_continuous_across_the_seam():
+    # PushT's state: agent x, y, block x, y, angle in [0, 2π)
+    a = np.array([[10.0, 20.0, 30.0, 40.0, 2 * np.pi - 1e-4], [10.0, 20.0, 30.0, 40.0, 1e-4]], np.float32)
+    out = encode_angles(a, [4])
+    assert out.shape == (2, 6) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, :4], a[:, :4])
+    np.testing.assert_allclose(out[:, 4], np.cos(a[:, 4]), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 5], np.sin(a[:, 4]), atol=1e-6)
+    # the two poses are the same physical angle: 2π apart raw, 2e-4 apart encoded
+    assert abs(a[0, 4] - a[1, 4]) > 6.0 and np.abs(out[0] - out[1]).max() < 1e-3
+    # several angles: the others in order, then the cosines, then the sines, angles in the order given
+    two = encode_angles(np.array([0.0, 5.0, np.pi / 2]), [2, 0])
+    np.testing.assert_allclose(two, [5.0, 0.0, 1.0, 1.0, 0.0], atol=1e-12)
+    assert encode_angles(a, []) is a and encoded_dim(5, [4]) == 6
+
+
+def test_bad_angle_dims_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="distinct dimension indices"):
+        check_angle_dims({"state": [4, 4]})
+    with pytest.raises(ValueError, match="distinct dimension indices"):
+        check_angle_dims({"state": [-1]})
+    with pytest.raises(ValueError, match="out of range for a 5-dimensional key"):
+        encode_angles(np.zeros((3, 5)), [5])
+    assert check_angle_dims({"state": 4}) == {"state": [4]}
+
+
+def _preprocessor(train, cfg: DatasetConfig) -> Preprocessor:
+    policy_cfg = DiffusionForcingConfig(lowdim_shapes={k: train.lowdim_dim(k) for k in train.lowdim_keys},
+                                        action_dim=2, n_obs_steps=cfg.n_obs_steps, horizon=cfg.horizon)
+    return Preprocessor(policy_cfg, train.normalizer, train.action_key, None, cfg.derived_keys, cfg.angle_dims)
+
+
+def test_training_batches_and_the_runtime_encode_the_same_features(synth_store):
+    cfg = DatasetConfig(lowdim_keys=["agent_pos"], angle_dims={"agent_pos": [1]}, crop_shape=None,
+                        val_ratio=0.2, horizon=16)
+    train, _ = make_datasets(str(synth_store), cfg, progress=False)
+    assert train.lowdim_dim("agent_pos") == 3 and train.schema.keys["agent_pos"].shape == (2,)  # store stays raw
+    batch = train.__getitems__([5])
+    assert batch["obs.agent_pos"].shape == (1, 2, 3)
+    store = EpisodeStore.open(synth_store)
+    s, _ = store.episode_bounds(train.episodes[0])
+    raw = store.read("agent_pos", s + 4, s + 6)  # the window of anchor 5 (To = 2)
+    pre = _preprocessor(train, cfg)
+    runtime = np.stack([pre.observation({"agent_pos": r})["obs.agent_pos"] for r in raw])
+    np.testing.assert_allclose(batch["obs.agent_pos"][0].numpy(), runtime, atol=1e-6)
+    # the normaliser was fitted on the encoded features: cos and sin stay within [-1, 1]
+    assert train.normalizer.stats["agent_pos"].min.shape == (3,)
+    with pytest.raises(ObservationError, match="must have 2 values"):
+        pre.observation({"agent_pos": np.zeros(3)})
+
+
+def test_angle_dims_must_name_a_lowdim_input_that_has_the_dimension(synth_store):
+    with pytest.raises(ValueError, match="not a low-dim input"):
+        make_datasets(str(synth_store), DatasetConfig(lowdim_keys=["agent_pos"], angle_dims={"state": [0]},
+                                                      crop_shape=None), progress=False)
+    with pytest.raises(ValueError, match=r"angle_dims\['agent_pos'\].*out of range"):
+        make_datasets(str(synth_store), DatasetConfig(lowdim_keys=["agent_pos"], angle_dims={"agent_pos": [2]},
+                                                      crop_shape=None), progress=False)
