@@ -15,7 +15,7 @@ def _print_info(info: dict) -> None:
     print(f"episodes   {info['episodes']}   steps {info['steps']}   fps {info['fps']}")
     el = info["episode_length"]
     print(f"length     min {el['min']}  mean {el['mean']:.1f}  max {el['max']} steps")
-    print(f"size       {info['size_on_disk_bytes'] / 1e6:.1f} MB on disk")
+    print(f"size       {info['size_on_disk_bytes'] / 1e6:.1f} MB on disk, {info['files']} files, layout {info['layout']}")
     print("keys:")
     for k, s in info["keys"].items():
         scale = f" x {s['scale']:g} (depth scale)" if s.get("scale") is not None else ""
@@ -115,6 +115,18 @@ def cmd_data_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_compact(args: argparse.Namespace) -> int:
+    from df_policy.data.ops import compact, store_info
+    from df_policy.data.store import EpisodeStore
+
+    before = store_info(EpisodeStore.open(args.store))
+    after = store_info(compact(args.store))
+    print(f"{args.store}: {before['files']} -> {after['files']} files, "
+          f"{before['size_on_disk_bytes'] / 1e6:.1f} -> {after['size_on_disk_bytes'] / 1e6:.1f} MB, "
+          f"{after['episodes']} episodes, layout {after['layout']}")
+    return 0
+
+
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from df_policy.data.ops import merge, store_info
 
@@ -188,6 +200,11 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store")
     p.add_argument("episodes", type=int, nargs="+")
     p.set_defaults(func=cmd_data_drop)
+
+    p = dsub.add_parser("compact", help="rewrite a store in the current layout (sharded images: few files), "
+                                        "swapped in atomically")
+    p.add_argument("store")
+    p.set_defaults(func=cmd_data_compact)
 
     p = dsub.add_parser("merge", help="concatenate stores with the same schema into a new store")
     p.add_argument("dst")

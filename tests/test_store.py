@@ -277,7 +277,12 @@ def test_a_reader_sees_a_recording_in_progress_not_a_crash(tmp_path):
     assert problem.startswith("partial episode after the last committed one: 6 complete steps")
 
 
-def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, monkeypatch):
+@pytest.mark.parametrize("shard, first_files, second_files", [
+    (None, [0, 1, 2], [2, 3]),  # one file per 4-frame chunk: steps 0..9, then 10..12
+    (8, [0, 1], [1]),           # sharded, 8 frames per file: the second episode rewrites shard 1
+], ids=["chunk_files", "sharded"])
+def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, monkeypatch, shard, first_files,
+                                                                   second_files):
     import df_policy.data.store as store_module
 
     path = tmp_path / "s.zarr"
@@ -290,14 +295,15 @@ def test_commit_makes_the_episode_durable_before_the_commit_record(tmp_path, mon
         real(p, directory)
 
     monkeypatch.setattr(store_module, "_fsync", record)
-    with EpisodeStore.create(path, synthetic_schema(8), image_chunk_frames=4) as store:
-        store.append_episode(synthetic_episode(np.random.default_rng(0), 10, 8))  # image chunks 0, 1, 2
+    with EpisodeStore.create(path, synthetic_schema(8), image_chunk_frames=4, image_shard_frames=shard) as store:
+        store.append_episode(synthetic_episode(np.random.default_rng(0), 10, 8))
         first = len(synced)
-        store.append_episode(synthetic_episode(np.random.default_rng(1), 3, 8))  # steps 10..12: chunks 2, 3
+        store.append_episode(synthetic_episode(np.random.default_rng(1), 3, 8))  # steps 10..12
     rel = [p.relative_to(path).as_posix() for p in synced]
-    assert {"data/image/c/0/0/0/0", "data/image/c/1/0/0/0", "data/image/c/2/0/0/0"} <= set(rel[:first])
-    assert set(r for r in rel[first:] if r.startswith("data/image/c/")) == {"data/image/c/2/0/0/0",
-                                                                           "data/image/c/3/0/0/0"}
+    files = {f"data/image/c/{i}/0/0/0" for i in first_files}
+    assert files <= set(rel[:first])
+    assert set(r for r in rel[first:] if r.startswith("data/image/c/")) == {f"data/image/c/{i}/0/0/0"
+                                                                           for i in second_files}
     for part in (rel[:first], rel[first:]):  # data and episode_ends before the commit record, which is last
         assert part[-1] == "meta/episodes.jsonl" and "meta/episode_ends/zarr.json" in part[:-1]
         assert all((path / r).is_file() for r in part)
@@ -394,3 +400,33 @@ def test_action_alignment_round_trips_and_is_validated():
     assert StoreSchema(keys=keys).compatibility_errors(schema) == []  # unknown mixes with anything
     with pytest.raises(SchemaError, match="action_alignment must be one of"):
         StoreSchema(keys=keys, action_alignment="later")
+
+
+def test_image_arrays_are_sharded_and_compact_rewrites_an_old_store(tmp_path, capsys):
+    from df_policy.cli import main as dfp
+    from df_policy.data.ops import compact, validate_store
+
+    def image_files(p):
+        return sorted(f for f in (p / "data" / "image").rglob("*") if f.is_file() and f.name != "zarr.json")
+
+    new = make_synthetic_store(tmp_path / "new.zarr", n_episodes=3, length=50, image_size=16)  # 150 frames
+    assert new.is_sharded() and new.steps_per_file("image") == 64 and len(image_files(new.path)) == 3
+    old = make_synthetic_store(tmp_path / "old.zarr", n_episodes=3, length=50, image_size=16, image_shard_frames=None)
+    assert not old.is_sharded() and len(image_files(old.path)) == 38  # one file per 4 frames
+    with EpisodeStore.open(old.path, mode="r+") as w:
+        w.set_episode_meta(1, bad=True, notes="slipped")
+    before = {i: old.episode(i) for i in range(3)}
+
+    assert dfp(["data", "compact", str(old.path)]) == 0
+    assert "layout sharded" in capsys.readouterr().out
+    done = EpisodeStore.open(old.path)
+    assert done.is_sharded() and len(image_files(done.path)) == 3 and validate_store(done.path) == []
+    assert done.episode_meta[1].bad and done.episode_meta[1].notes == "slipped"
+    for i in range(3):
+        for k, v in before[i].items():
+            np.testing.assert_array_equal(done.episode(i)[k], v)
+    with EpisodeStore.open(old.path, mode="r+"):  # a recording holds the lock: compact is refused
+        with pytest.raises(StoreLockedError):
+            compact(old.path, progress=False)
+    with pytest.raises(StoreError, match="must be a multiple of image_chunk_frames"):
+        EpisodeStore.create(tmp_path / "bad.zarr", synthetic_schema(8), image_chunk_frames=4, image_shard_frames=6)

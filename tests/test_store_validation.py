@@ -79,9 +79,9 @@ def test_nan_in_lowdim(synth_store):
 
 
 def test_truncated_chunk(synth_store):
-    chunk = synth_store / "data" / "image" / "c" / "3" / "0" / "0" / "0"  # steps 12..15
-    chunk.write_bytes(chunk.read_bytes()[:20])
-    _assert_invalid(synth_store, r"data/image: chunk for steps \[12, 16\) is corrupt or truncated")
+    shard = synth_store / "data" / "image" / "c" / "1" / "0" / "0" / "0"  # steps 64..119 (64 frames per file)
+    shard.write_bytes(shard.read_bytes()[:20])
+    _assert_invalid(synth_store, r"data/image: chunk for steps \[64, 120\) is corrupt or truncated")
 
 
 def test_corrupt_schema(synth_store):
@@ -129,18 +129,21 @@ def test_corrupt_array_or_group_metadata_names_the_file(synth_store, doc):
     assert dfp(["data", "validate", str(synth_store)]) == 1
 
 
-def test_missing_chunk_file_is_reported_not_read_as_zeros(tmp_path):
+@pytest.mark.parametrize("shard, steps", [(None, "[4, 8)"), (8, "[8, 16)")], ids=["chunk_files", "sharded"])
+def test_missing_chunk_file_is_reported_not_read_as_zeros(tmp_path, shard, steps):
     from df_policy.data.synthetic import make_synthetic_store
 
     path = tmp_path / "s.zarr"
-    store = make_synthetic_store(path, n_episodes=2, length=10, image_size=16)
+    store = make_synthetic_store(path, n_episodes=2, length=10, image_size=16, image_chunk_frames=4,
+                                 image_shard_frames=shard)
     with EpisodeStore.open(path, mode="r+") as writer:  # black frames are data: they are written
-        black = store.episode(0)
+        black = {k: np.concatenate([v, v]) for k, v in store.episode(0).items()}
         black["image"][:] = 0
-        writer.append_episode(black)
+        writer.append_episode(black)  # steps 20..39, a whole black shard (16..23) included
     assert validate_store(path) == []
-    (path / "data" / "image" / "c" / "1" / "0" / "0" / "0").unlink()  # steps 4..7: a partial rsync
+    assert (path / "data" / "image" / "c" / "2" / "0" / "0" / "0").is_file()
+    (path / "data" / "image" / "c" / "1" / "0" / "0" / "0").unlink()  # a partial rsync
     problems = validate_store(path)
-    assert problems == ["data/image: chunk file data/image/c/1/0/0/0 for steps [4, 8) is missing "
+    assert problems == [f"data/image: chunk file data/image/c/1/0/0/0 for steps {steps} is missing "
                         "(it would read as zeros)"]
     assert dfp(["data", "validate", str(path)]) == 1

@@ -41,6 +41,9 @@ def store_info(reader: Any) -> dict[str, Any]:
         "depth_keys": schema.depth_keys,
         "cameras": sorted(schema.cameras),
         "size_on_disk_bytes": reader.size_on_disk(),
+        "files": sum(1 for f in Path(reader.path).rglob("*") if f.is_file()) if Path(reader.path).is_dir() else 1,
+        "layout": ("sharded" if reader.is_sharded() else "chunk files (dfp data compact shards them)")
+        if isinstance(reader, EpisodeStore) else "diffusion_policy",
         "partial_episode": None if reader.partial is None else reader.partial.describe(),
     }
 
@@ -63,7 +66,8 @@ def validate_store(path: str | os.PathLike, deep: bool = True, progress: bool = 
     for key, spec in tqdm(list(reader.schema.keys.items()), desc="validate", disable=not progress):
         chunk = int(reader.array(key).chunks[0])
         if isinstance(reader, EpisodeStore):  # Zarr reads a missing chunk file as zeros: find them first
-            problems += _missing_chunk_files(reader, key, chunk)
+            problems += _missing_chunk_files(reader, key)
+            chunk = reader.steps_per_file(key)  # a corrupt file is reported once, not per inner chunk
         for s, e in _block_ranges(reader.n_steps, chunk * max(1, 2048 // chunk)):
             try:
                 block = reader.read(key, s, e)
@@ -82,15 +86,16 @@ def validate_store(path: str | os.PathLike, deep: bool = True, progress: bool = 
     return problems
 
 
-def _missing_chunk_files(store: EpisodeStore, key: str, chunk: int) -> list[str]:
-    """Committed steps of ``data/<key>`` whose chunk file is absent (partial copy, disk error).
+def _missing_chunk_files(store: EpisodeStore, key: str) -> list[str]:
+    """Committed steps of ``data/<key>`` whose file (chunk or shard) is absent (partial copy,
+    disk error).
 
-    Stores written by df_policy write every chunk, zeros included; a store from an older version
+    Stores written by df_policy write every file, zeros included; a store from an older version
     may lack chunks whose values were all zero (then the frames there are black: re-check them).
     """
     out = []
-    for i, (s, e) in enumerate(_block_ranges(store.n_steps, chunk)):
-        f = store.chunk_file(key, i)
+    for i, (s, e) in enumerate(_block_ranges(store.n_steps, store.steps_per_file(key))):
+        f = store.storage_file(key, i)
         if not f.is_file():
             out.append(f"data/{key}: chunk file {f.relative_to(store.path)} for steps [{s}, {e}) is missing "
                        "(it would read as zeros)")
@@ -173,6 +178,17 @@ def drop_episodes(path: str | os.PathLike, drop: Sequence[int], progress: bool =
     The new store is written next to the old one and swapped in with two renames, so an
     interruption leaves either the old store or the new one (plus a ``.old``/``.tmp`` sibling).
     """
+    return _rewrite(path, lambda n: [i for i in range(n) if i not in set(drop)], drop, progress, "drop")
+
+
+def compact(path: str | os.PathLike, progress: bool = True) -> EpisodeStore:
+    """Rewrite a store in the current layout (sharded image arrays: a few files per episode
+    instead of one per 4 frames), every episode, its metadata and the camera records kept;
+    swapped in like :func:`drop_episodes`. Frames and values are copied bit for bit."""
+    return _rewrite(path, lambda n: list(range(n)), [], progress, "compact")
+
+
+def _rewrite(path: str | os.PathLike, keep_of: Any, drop: Sequence[int], progress: bool, desc: str) -> EpisodeStore:
     path = Path(path)
     with EpisodeStore.open(path, mode="r+") as store:  # the writer lock: nobody records meanwhile
         if store.partial is not None:
@@ -180,11 +196,11 @@ def drop_episodes(path: str | os.PathLike, drop: Sequence[int], progress: bool =
         bad = [i for i in drop if not 0 <= i < store.n_episodes]
         if bad:
             raise StoreError(f"episodes {bad} out of range ({store.n_episodes} episodes)")
-        keep = [i for i in range(store.n_episodes) if i not in set(drop)]
+        keep = keep_of(store.n_episodes)
         tmp = path.with_name(path.name + ".tmp")
         with EpisodeStore.create(tmp, store.schema, overwrite=True) as out:
             out.update_schema(**{k: v for k, v in store._schema_doc.items() if k in ("cameras", "joint_names")})
-            copy_episodes(store, out, keep, progress=progress, desc="drop")
+            copy_episodes(store, out, keep, progress=progress, desc=desc)
         old = path.with_name(path.name + ".old")
         if old.exists():
             shutil.rmtree(old)

@@ -32,8 +32,16 @@ The committed episodes are those with a commit line. Anything beyond them (longe
 extra ``episode_ends`` entry) is a *partial episode* left by a crash or ``kill -9``: it is
 reported on open and can be discarded or recovered (:meth:`EpisodeStore.discard_partial`,
 :meth:`EpisodeStore.recover_partial`, ``dfp data recover``). Earlier episodes are never
-rewritten by an append, except that the chunk they share with the new episode is rewritten
-whole (atomically) with their bytes unchanged.
+rewritten by an append, except that the chunk (or shard) they share with the new episode is
+rewritten whole (atomically) with their bytes unchanged.
+
+Image layout: image and depth arrays are Zarr v3 *sharded* (``IMAGE_SHARD_FRAMES`` frames per
+file, read in inner chunks of ``IMAGE_CHUNK_FRAMES``), so a 5-minute two-camera episode at 30 Hz
+is about 290 image files instead of 4,500; a flush rewrites the shard it ends in (atomically,
+earlier inner chunks' bytes unchanged). Low-dim arrays are plain chunks. Every chunk is
+written, all-zero ones included, so a missing file is a loss (:meth:`EpisodeStore.storage_file`,
+``dfp data validate``). Stores written before sharding read unchanged;
+``dfp data compact`` rewrites them (:func:`df_policy.data.ops.compact`).
 
 Durability: committing an episode fsyncs its chunk files, the arrays' metadata and their
 directories, then ``meta/episode_ends``, then appends the commit line and fsyncs the log, so
@@ -70,6 +78,7 @@ except ImportError:  # pragma: no cover - exercised on Python 3.10 only
 
 LOWDIM_CHUNK_STEPS = 1024
 IMAGE_CHUNK_FRAMES = 4
+IMAGE_SHARD_FRAMES = 64
 EPISODE_LOG = "meta/episodes.jsonl"
 FLUSH_RECORD = "meta/flush.json"
 
@@ -243,10 +252,18 @@ class EpisodeStore:
         *,
         image_chunk_frames: int = IMAGE_CHUNK_FRAMES,
         lowdim_chunk_steps: int = LOWDIM_CHUNK_STEPS,
+        image_shard_frames: int | None = IMAGE_SHARD_FRAMES,
         overwrite: bool = False,
     ) -> "EpisodeStore":
-        """Create an empty store at ``path`` (a directory). Refuses to overwrite unless asked."""
+        """Create an empty store at ``path`` (a directory). Refuses to overwrite unless asked.
+
+        ``image_shard_frames``: frames per image file (a multiple of ``image_chunk_frames``);
+        ``None`` writes one file per chunk (the layout before sharding)."""
         _require_zarr()
+        if image_shard_frames is not None and (image_shard_frames < image_chunk_frames
+                                               or image_shard_frames % image_chunk_frames):
+            raise StoreError(f"image_shard_frames ({image_shard_frames}) must be a multiple of "
+                             f"image_chunk_frames ({image_chunk_frames})")
         path = Path(path)
         if path.exists():
             if not overwrite:
@@ -256,13 +273,16 @@ class EpisodeStore:
         lock = _take_writer_lock(path)  # after mode="w", which would clear the directory
         data = root.create_group("data")
         for key, spec in schema.keys.items():
-            if spec.kind in ("image", "depth"):  # a few frames per chunk, like images
+            shards = None
+            if spec.kind in ("image", "depth"):  # a few frames per chunk, many chunks per file
                 chunks = (image_chunk_frames, *spec.shape)
+                shards = (image_shard_frames, *spec.shape) if image_shard_frames else None
                 codec = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
             else:
                 chunks = (lowdim_chunk_steps, *spec.shape)
                 codec = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
-            data.create_array(key, shape=(0, *spec.shape), dtype=spec.dtype, chunks=chunks, compressors=codec)
+            data.create_array(key, shape=(0, *spec.shape), dtype=spec.dtype, chunks=chunks, shards=shards,
+                              compressors=codec)
         meta = root.create_group("meta")
         meta.create_array("episode_ends", shape=(0,), dtype="int64", chunks=(4096,), fill_value=-1)
         root.attrs[SCHEMA_ATTR] = schema.to_dict()  # the episode log is created by the writer's open
@@ -431,10 +451,22 @@ class EpisodeStore:
         s, e = self.episode_bounds(i)
         return {k: self.read(k, s, e) for k in (keys or self.schema.keys)}
 
-    def chunk_file(self, key: str, i: int) -> Path:
-        """The file of chunk ``i`` (along time) of ``data/<key>``: Zarr v3's default chunk keys;
-        every other dimension is one chunk."""
+    def steps_per_file(self, key: str) -> int:
+        """Steps of ``data/<key>`` per file on disk: the shard length of a sharded array, else
+        the chunk length."""
+        arr = self.array(key)
+        return int((arr.shards or arr.chunks)[0])
+
+    def storage_file(self, key: str, i: int) -> Path:
+        """File ``i`` along time of ``data/<key>`` (steps ``[i*n, (i+1)*n)`` for
+        ``n = steps_per_file(key)``): Zarr v3's default chunk keys, the shard's key for a
+        sharded array; every other dimension is one chunk."""
         return self.path / "data" / key / "c" / str(i) / Path(*(["0"] * len(self.schema.keys[key].shape)))
+
+    def is_sharded(self) -> bool:
+        """Whether every image/depth array is sharded (False for stores written before sharding)."""
+        return all(self.array(k).shards is not None for k, spec in self.schema.keys.items()
+                   if spec.kind in ("image", "depth"))
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
@@ -501,10 +533,10 @@ class EpisodeStore:
         their directories (Zarr writes through rename; the rename is durable once the directory is)."""
         for key in self.schema.keys:
             arr_dir = self.path / "data" / key
-            chunk = int(self.array(key).chunks[0])
+            chunk = self.steps_per_file(key)
             dirs = {arr_dir}
             for i in range(start // chunk, (stop - 1) // chunk + 1):
-                f = self.chunk_file(key, i)
+                f = self.storage_file(key, i)
                 _fsync(f)
                 dirs.add(f.parent)
             _fsync(arr_dir / "zarr.json")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
 import numpy as np
 
 from df_policy.data.schema import EpisodeMeta, KeySpec, StoreSchema
@@ -61,10 +63,11 @@ def synthetic_episode(rng: np.random.Generator, length: int = 40, image_size: in
 
 
 def make_synthetic_store(path: str | os.PathLike, n_episodes: int = 20, length: int = 40, image_size: int = 32,
-                         seed: int = 0, overwrite: bool = False) -> EpisodeStore:
-    """Create a store of ``n_episodes`` synthetic episodes at ``path``."""
+                         seed: int = 0, overwrite: bool = False, **layout: Any) -> EpisodeStore:
+    """Create a store of ``n_episodes`` synthetic episodes at ``path``; ``layout`` goes to
+    :meth:`EpisodeStore.create` (``image_chunk_frames``, ``image_shard_frames``, ...)."""
     rng = np.random.default_rng(seed)
-    with EpisodeStore.create(path, synthetic_schema(image_size), overwrite=overwrite) as store:
+    with EpisodeStore.create(path, synthetic_schema(image_size), overwrite=overwrite, **layout) as store:
         for i in range(n_episodes):
             store.append_episode(synthetic_episode(rng, length, image_size),
                                  EpisodeMeta(task="reach the green goal", success=True, notes=f"synthetic {i}"))
