@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -102,6 +103,7 @@ def test_commands_never_drift_from_a_frozen_arm(checkpoint, mode):
             status = monitor.wait_status(lambda s: s.level == DiagnosticStatus.ERROR, since=t_enable, timeout_s=10.0)
             assert "max_tracking_error" in status.message and "not following" in status.message
             assert "max_tracking_error" in node.fault
+            assert re.search(r"for joint '[\w.-]+' \(dimension \d\)", node.fault), node.fault  # names the joint
             assert wait_until(lambda: not node.enabled, 3.0)
             n = len(monitor.commands)
             time.sleep(0.5)

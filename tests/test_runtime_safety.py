@@ -102,8 +102,10 @@ def test_velocity_limit_follows_the_command_time_not_the_wall_time():
 
 
 def test_tracking_bound_against_the_measured_position_faults_and_latches():
-    cfg = SafetyConfig(max_velocity=10.0, max_tracking_error=[0.2, 0.5])
+    cfg = SafetyConfig(max_velocity=10.0, max_tracking_error=[0.2, 0.5], names=["shoulder", "elbow"])
     f = SafetyFilter(cfg, action_dim=2, period_s=0.1)
+    with pytest.raises(ValueError, match="names has 2 names but the action has 3 dimensions"):
+        SafetyFilter(SafetyConfig(names=["shoulder", "elbow"]), action_dim=3, period_s=0.1)
     measured = np.array([0.0, 0.0])
     f.reset(last_command=measured)
     # no measured position: never sent
@@ -114,7 +116,8 @@ def test_tracking_bound_against_the_measured_position_faults_and_latches():
     # steps of 1.0 rad each): the first command beyond 0.2 in dimension 0 is never sent
     h = f.filter(np.array([0.3, 0.1]), now=0.2, measured=measured)
     assert isinstance(h, Hold) and h.kind == "tracking_error"
-    assert "dimension 0 is 0.3000 from the measured position 0.0000" in h.reason and f.fault == h.reason
+    assert "joint 'shoulder' (dimension 0) is 0.3000 from the measured position 0.0000" in h.reason
+    assert f.fault == h.reason
     # latched: even a command at the measured position is refused until reset
     h = f.filter(np.array([0.0, 0.0]), now=0.3, measured=measured)
     assert isinstance(h, Hold) and h.kind == "tracking_error" and f.holds["tracking_error"] == 2

@@ -65,8 +65,8 @@ def node_arguments(checkpoint: str = "", config: str = "", enable: str = "false"
     """The policy node's command-line arguments for these launch argument values.
 
     Empty values are left out (the config, or the node's defaults, apply). At least one of
-    ``checkpoint`` and ``config`` is required (the node cannot start without a checkpoint,
-    and without a config it has no joint names or limits).
+    ``checkpoint`` and ``config`` is required (the node cannot start without a checkpoint; with
+    a checkpoint alone, joint names and limits come from its store schema).
     """
     checkpoint, config, device = str(checkpoint).strip(), str(config).strip(), str(device).strip()
     if not checkpoint and not config:

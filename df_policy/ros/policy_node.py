@@ -406,7 +406,7 @@ class PolicyNode:
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
                                 max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,
                                 max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode,
-                                tracking_grace_s=cfg.tracking_grace_s),
+                                tracking_grace_s=cfg.tracking_grace_s, names=tuple(cfg.joint_names)),
             period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config, self.clock)

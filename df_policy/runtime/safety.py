@@ -78,6 +78,7 @@ class SafetyConfig:
             beyond ``max_tracking_error`` is clipped into the bound even in ``"fault"`` mode.
         command_dt_s: time the hardware takes to execute one command, the ``dt`` of the
             velocity and acceleration limits; ``None`` = one control period.
+        names: a name per dimension (joint names), used in fault messages; ``None`` = indices.
     """
 
     low: Limit = None
@@ -90,10 +91,14 @@ class SafetyConfig:
     tracking_mode: str = "fault"
     tracking_grace_s: float = 0.0
     command_dt_s: float | None = None
+    names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
             raise ValueError(f"SafetyConfig: {msg}")
+
+        if self.names is not None:
+            self.names = tuple(str(n) for n in self.names)
 
         for name in ("low", "high", "max_velocity", "max_acceleration", "max_tracking_error"):
             value = getattr(self, name)
@@ -194,6 +199,9 @@ class SafetyFilter:
         self._amax = self.config.vector("max_acceleration", self.action_dim)
         self._track = self.config.vector("max_tracking_error", self.action_dim)
         self.command_dt_s = float(self.config.command_dt_s or self.period_s)
+        names = self.config.names
+        if names is not None and len(names) != self.action_dim:
+            raise ValueError(f"SafetyConfig.names has {len(names)} names but the action has {self.action_dim} dimensions")
         self.max_action_age_s = (0.5 * self.period_s if self.config.max_action_age_s is None
                                  else float(self.config.max_action_age_s))
         self.reset()
@@ -314,7 +322,7 @@ class SafetyFilter:
                 x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
             elif far.any():
                 worst = int(np.argmax(error - self._track))
-                self.fault = (f"command {x[worst]:.4f} in dimension {worst} is {error[worst]:.4f} from the measured "
+                self.fault = (f"command {x[worst]:.4f} for {self.dimension_name(worst)} is {error[worst]:.4f} from the measured "
                               f"position {measured[worst]:.4f} (max_tracking_error {self._track[worst]:g}); "
                               "the controller or the arm is not following")
                 return self.hold("tracking_error", self.fault, now)
@@ -323,6 +331,10 @@ class SafetyFilter:
         self._last = x
         self.commands += 1
         return Command(x.copy(), now, target, step, tuple(kinds), raw)
+
+    def dimension_name(self, i: int) -> str:
+        """``"joint 'elbow' (dimension 2)"`` when names are configured, else ``"dimension 2"``."""
+        return f"joint {self.config.names[i]!r} (dimension {i})" if self.config.names else f"dimension {i}"
 
     def bound_future(self, start: np.ndarray, future: np.ndarray) -> np.ndarray:
         """Planned actions ``(k, Da)`` after the command ``start`` (robot units), made safe to hand
