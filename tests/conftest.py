@@ -70,3 +70,36 @@ def disk_full(monkeypatch):
 
     monkeypatch.setattr(zarr.storage.LocalStore, "set", set_or_fail)
     return state
+
+
+# With DFP_REQUIRE_EXTRAS=1 (scripts/test.sh, which installs every extra) a test that skips for
+# a missing dependency (rclpy, MuJoCo's OpenGL, gym-pusht, pyrealsense2, colcon, ...) fails
+# instead: a green run then means the ROS 2, simulation and camera tests really ran.
+ALLOWED_SKIPS = (
+    "lerobot extra not installed (.venv-lerobot)",  # run by scripts/test.sh in .venv-lerobot
+    "checks the error shown where the lerobot extra is missing",  # the other venv's half
+    "a RealSense device is connected",  # hardware present: the software-device test steps aside
+)
+
+
+def _require_extras(report) -> None:
+    if not report.skipped or os.environ.get("DFP_REQUIRE_EXTRAS", "") in ("", "0"):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
+    if any(allowed in reason for allowed in ALLOWED_SKIPS) or getattr(report, "wasxfail", None) is not None:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped, but DFP_REQUIRE_EXTRAS=1 says every extra is installed: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _require_extras(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _require_extras(outcome.get_result())
