@@ -317,6 +317,47 @@ def test_use_sim_time_runs_the_control_loop_on_the_simulation_clock(checkpoint):
         sim_clock.stop()
 
 
+def test_the_simulated_arm_is_the_time_source_with_publish_clock():
+    """sim_arm_node --publish-clock: /clock carries simulated time (half the wall time at
+    real_time_factor 0.5) and the JointState stamps are on it, so use_sim_time nodes follow it."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+
+    from df_policy.ros.node_thread import NodeThread, NodeThreadConfig
+    from df_policy.ros.sim_arm_node import SimArmNode, SimArmNodeConfig
+    from df_policy.sim.gl import NoGLBackendError, select_gl_backend
+
+    try:
+        select_gl_backend()
+    except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"no headless OpenGL backend: {exc}")
+    prefix = f"{RUN}/clocked_sim"
+    clocks: list[tuple[float, float]] = []
+    stamps: list[float] = []
+    listener = NodeThread(NodeThreadConfig("clock_listener"))
+    node = listener.start()
+    node.create_subscription(Clock, "/clock", lambda m: clocks.append(
+        (time.monotonic(), m.clock.sec + m.clock.nanosec * 1e-9)), 100)
+    node.create_subscription(JointState, f"{prefix}/joint_states",
+                             lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 100)
+    sim = SimArmNode(SimArmNodeConfig(publish_clock=True, real_time_factor=0.5, node_name="clocked_sim_arm",
+                                      joint_state_topic=f"{prefix}/joint_states", command_topic=f"{prefix}/command",
+                                      camera_topics={"scene": f"{prefix}/image"}))
+    try:
+        sim.start()
+        assert wait_until(lambda: len(clocks) > 10 and len(stamps) > 10, 10.0), "no /clock or JointState"
+        time.sleep(2.0)
+        (w0, c0), (w1, c1) = clocks[5], clocks[-1]
+        rate = (c1 - c0) / (w1 - w0)
+        print(f"\n/clock advances {rate:.3f} simulated s per wall s at real_time_factor 0.5")
+        assert 0.35 <= rate <= 0.55, f"/clock ran at {rate:.2f}x wall time, expected 0.5x"
+        assert c1 < 20.0 and c1 == pytest.approx(sim.sim_time_s, abs=0.2)  # simulated seconds since start-up
+        assert stamps[-1] <= c1 + 1e-9 and stamps[-1] >= c1 - 0.5  # JointState stamped in simulated time
+    finally:
+        sim.stop()
+        listener.stop()
+
+
 def _stream_lines(proc: subprocess.Popen, sink: list[str]) -> threading.Thread:
     thread = threading.Thread(target=lambda: sink.extend(iter(proc.stdout.readline, "")), daemon=True)
     thread.start()
@@ -412,6 +453,9 @@ def test_launch_file_maps_arguments_onto_the_node_command_line(tmp_path):
     from df_policy.ros.sim_arm_node import build_arg_parser as sim_parser, config_from_args
 
     assert config_from_args(sim_parser().parse_args(sim["arguments"])).task == "demo"
+    assert not config_from_args(sim_parser().parse_args(sim["arguments"])).publish_clock
+    clocked = launch.sim_node_settings("true", "", use_sim_time="true")  # the simulation is the time source
+    assert config_from_args(sim_parser().parse_args(clocked["arguments"])).publish_clock
     with pytest.raises(ValueError, match="use_sim"):
         launch.sim_node_settings("maybe")
     assert (launch.PACKAGE, launch.EXECUTABLE) == ("df_policy", "policy_node")

@@ -21,7 +21,8 @@ Launch arguments (all strings, as ``ros2 launch`` passes them):
 * ``log_level``: ``debug``, ``info``, ``warn``, ``error`` or ``fatal`` (``--log-level``).
 * ``use_sim``: ``true`` = also start the simulated SO-101 arm (``sim_arm_node``, the demo task:
   JointState on ``/joint_states``, camera on ``/camera/color/image_raw``, a JTC-like controller
-  on ``/joint_trajectory_controller/joint_trajectory``), the topics ``node_so101.yaml`` uses.
+  on ``/joint_trajectory_controller/joint_trajectory``), the topics ``node_so101.yaml`` uses;
+  with ``use_sim_time`` it also publishes ``/clock``, the simulation's time.
 
 The mapping from launch arguments to the node's namespace and command line is the pure function
 :func:`node_settings`, which the tests call; ``launch`` / ``launch_ros`` are imported only in
@@ -105,11 +106,13 @@ def node_settings(checkpoint: str = "", config: str = "", enable: str = "false",
             "ros_arguments": ["--log-level", level] if level else []}
 
 
-def sim_node_settings(use_sim: str = "false", namespace: str = "") -> dict | None:
-    """The simulated arm's ``launch_ros`` ``Node`` settings, or ``None`` when ``use_sim`` is false."""
+def sim_node_settings(use_sim: str = "false", namespace: str = "", use_sim_time: str = "false") -> dict | None:
+    """The simulated arm's ``launch_ros`` ``Node`` settings, or ``None`` when ``use_sim`` is false.
+    With ``use_sim_time`` the simulated arm publishes ``/clock`` (it is the time source)."""
     if not parse_bool(use_sim, "use_sim"):
         return None
-    return {"namespace": str(namespace).strip().strip("/"), "arguments": ["--task", "demo"]}
+    clock = ["--publish-clock"] if parse_bool(use_sim_time, "use_sim_time") else []
+    return {"namespace": str(namespace).strip().strip("/"), "arguments": ["--task", "demo", *clock]}
 
 
 def generate_launch_description():
@@ -126,7 +129,7 @@ def generate_launch_description():
         use_sim = values.pop("use_sim")
         nodes = [Node(package=PACKAGE, executable=EXECUTABLE, output="screen", emulate_tty=True,
                       **node_settings(**values))]
-        sim = sim_node_settings(use_sim, values["namespace"])
+        sim = sim_node_settings(use_sim, values["namespace"], values["use_sim_time"])
         if sim is not None:
             nodes.append(Node(package=PACKAGE, executable=SIM_EXECUTABLE, output="screen", emulate_tty=True, **sim))
         return nodes

@@ -24,8 +24,13 @@ the next ``seed + 1``, ...), ``~/controller_active`` (``SetBool``; false = the c
 stopped: its command subscription is destroyed and the arm holds where it is, as when a
 controller is deactivated), ``~/camera_active`` (``SetBool``; false = no more images).
 
-Time runs on the host clock: the physics thread steps ``1 / physics_hz`` of simulated time every
-``1 / physics_hz`` of wall time (an overrun is counted and skipped, never caught up in a burst).
+Time: the physics thread steps ``1 / physics_hz`` of simulated time every ``1 / (physics_hz *
+real_time_factor)`` of wall time (an overrun is counted and skipped, never caught up in a burst).
+By default stamps and the controller's trajectory timing use the host clock. With
+``publish_clock`` the node is the simulation's time source, as Gazebo is: it publishes
+``/clock`` (``rosgraph_msgs/Clock``, simulated time since start-up) every physics step, stamps
+its messages with it and times trajectories on it, so a policy node with ``use_sim_time`` runs
+on the simulation's time whatever ``real_time_factor`` is.
 
 Run: ``python -m df_policy.ros.sim_arm_node --task demo`` (prints ``READY``; stops on SIGINT/SIGTERM).
 """
@@ -68,6 +73,8 @@ class SimArmNodeConfig:
         joint_state_topic, command_topic: topics.
         camera_topics: camera name in the scene (``scene``) -> image topic.
         node_name, namespace, domain_id: the ROS node (``domain_id`` None = ``ROS_DOMAIN_ID``).
+        publish_clock: publish ``/clock`` and run stamps and trajectory timing on simulated time.
+        real_time_factor: simulated seconds per wall second (0.5 = half speed).
     """
 
     task: str = "demo"
@@ -82,6 +89,8 @@ class SimArmNodeConfig:
     node_name: str = "sim_arm"
     namespace: str = ""
     domain_id: int | None = None
+    publish_clock: bool = False
+    real_time_factor: float = 1.0
 
     def __post_init__(self) -> None:
         from df_policy.sim.controller import CONTROLLER_MODES
@@ -90,7 +99,7 @@ class SimArmNodeConfig:
             raise ValueError(f"task must be one of {SIM_TASKS}, got {self.task!r}")
         if self.controller not in CONTROLLER_MODES:
             raise ValueError(f"controller must be one of {CONTROLLER_MODES}, got {self.controller!r}")
-        for name in ("physics_hz", "camera_hz"):
+        for name in ("physics_hz", "camera_hz", "real_time_factor"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
@@ -145,6 +154,7 @@ class SimArmNode:
         self.overruns = 0
         self._max_step_s = 0.0  # longest physics step (+ render) since the last ~/task message
         self.steps = 0
+        self.sim_time_s = 0.0  # simulated seconds since start-up (/clock with publish_clock)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SimArmNode:
@@ -158,6 +168,8 @@ class SimArmNode:
             image = ros_message_class("sensor_msgs", "Image")
             self._image_pubs = {cam: node.create_publisher(image, topic, 10) for cam, topic in cfg.camera_topics.items()}
             self._task_pub = node.create_publisher(ros_message_class("std_msgs", "String"), "~/task", 10)
+            self._clock_pub = (node.create_publisher(ros_message_class("rosgraph_msgs", "Clock"), "/clock", 10)
+                               if cfg.publish_clock else None)
             node.create_service(srv.Trigger, "~/reset", self._on_reset)
             node.create_service(srv.SetBool, "~/controller_active", self._on_controller_active)
             node.create_service(srv.SetBool, "~/camera_active", self._on_camera_active)
@@ -203,10 +215,14 @@ class SimArmNode:
             msg_type, callback = ros_message_class("std_msgs", "Float64MultiArray"), self._on_forward
         self._command_sub = self.node.create_subscription(msg_type, cfg.command_topic, callback, 10)
 
+    def _now(self) -> float:
+        """The controller's time: simulated seconds with ``publish_clock``, else the host's."""
+        return self.sim_time_s if self.config.publish_clock else time.time()
+
     def _on_trajectory(self, msg: Any) -> None:
         from df_policy.sim.controller import CommandRejected
 
-        now = time.time()
+        now = self._now()
         n = len(msg.joint_names)
         if any(len(p.positions) != n for p in msg.points):
             positions = np.full((len(msg.points), n + 1), np.nan)  # the controller rejects and counts it
@@ -264,15 +280,22 @@ class SimArmNode:
     def _run(self) -> None:
         cfg = self.config
         period = 1.0 / cfg.physics_hz
+        wall_period = period / cfg.real_time_factor
         every = round(cfg.physics_hz / cfg.camera_hz)
         next_t = time.monotonic()
+        time_msg = ros_message_class("builtin_interfaces", "Time")
         while not self._stop.is_set():
             t_step = time.monotonic()
             with self._lock:
-                result = self.env.step(self.controller.target(time.time()))
+                result = self.env.step(self.controller.target(self._now()))
                 self._solved_for_s = self._solved_for_s + period if result.success else 0.0
                 self.steps += 1
-                stamp = self.node.get_clock().now().to_msg()
+                self.sim_time_s = self.steps * period
+                if cfg.publish_clock:
+                    ns = round(self.sim_time_s * 1e9)
+                    stamp = time_msg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+                else:
+                    stamp = self.node.get_clock().now().to_msg()
                 pos, vel = self.env.joint_positions(), self.env.joint_velocities()
                 images = ({cam: self.env.render(cam) for cam in cfg.camera_topics}
                           if self.steps % every == 0 and self._camera_on else {})
@@ -286,6 +309,8 @@ class SimArmNode:
                             "max_step_ms": round(self._max_step_s * 1e3, 2)}
                     self._max_step_s = 0.0
             try:
+                if self._clock_pub is not None:
+                    self._clock_pub.publish(ros_message_class("rosgraph_msgs", "Clock")(clock=stamp))
                 self._state_pub.publish(self._states.to_msg(pos, vel, stamp=stamp))
                 for cam, rgb in images.items():
                     self._image_pubs[cam].publish(rgb_to_image(rgb, stamp=stamp, frame_id=f"{cam}_optical_frame"))
@@ -296,7 +321,7 @@ class SimArmNode:
                     return
                 raise
             self._max_step_s = max(self._max_step_s, time.monotonic() - t_step)
-            next_t += period
+            next_t += wall_period
             delay = next_t - time.monotonic()
             if delay < 0:  # overrun: skip the missed periods instead of bursting to catch up
                 self.overruns += 1
@@ -329,6 +354,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--command-topic", default=d.command_topic)
     p.add_argument("--camera-topic", action="append", default=None, metavar="NAME=TOPIC",
                    help="camera image topic (repeatable); default scene=/camera/color/image_raw")
+    p.add_argument("--publish-clock", action="store_true",
+                   help="publish /clock (simulated time) and stamp and time everything on it (use_sim_time)")
+    p.add_argument("--real-time-factor", type=float, default=d.real_time_factor,
+                   help="simulated seconds per wall second")
     p.add_argument("--node-name", default=d.node_name)
     p.add_argument("--namespace", default=d.namespace)
     return p
@@ -339,7 +368,8 @@ def config_from_args(args: argparse.Namespace) -> SimArmNodeConfig:
                               controller=args.controller,
                               interpolate_from_desired_state=args.interpolate_from_desired_state,
                               joint_state_topic=args.joint_state_topic, command_topic=args.command_topic,
-                              node_name=args.node_name, namespace=args.namespace)
+                              node_name=args.node_name, namespace=args.namespace,
+                              publish_clock=args.publish_clock, real_time_factor=args.real_time_factor)
     if args.camera_topic:
         kw["camera_topics"] = _camera_topics(args.camera_topic)
     return SimArmNodeConfig(**kw)
