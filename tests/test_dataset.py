@@ -212,3 +212,28 @@ def test_windows_never_span_a_gap_in_the_recording(tmp_path):
                                                                    crop_shape=None, split_at_gaps=False),
                            progress=False)
     assert not off.index.action_indices(np.array([5]))[1].any()  # without it, the window spans the hole
+
+
+def test_available_memory_respects_the_cgroup_limit(tmp_path):
+    """A container or a Slurm job limits memory through its cgroup; the RAM-or-stream decision
+    must use that limit, not the host's free memory. The files are laid out as the kernel writes them."""
+    from df_policy.data.dataset import available_memory
+
+    free = available_memory(tmp_path / "none", proc_cgroup=str(tmp_path / "none"))
+    v2 = tmp_path / "v2"
+    (v2 / "job").mkdir(parents=True)
+    (v2 / "job" / "memory.max").write_text("1073741824\n")
+    (v2 / "job" / "memory.current").write_text("268435456\n")
+    (tmp_path / "cgroup_v2").write_text("0::/job\n")
+    assert free > 1 << 30 and available_memory(v2, proc_cgroup=str(tmp_path / "cgroup_v2")) == 768 << 20
+    (v2 / "job" / "memory.max").write_text("max\n")
+    assert available_memory(v2, proc_cgroup=str(tmp_path / "cgroup_v2")) == pytest.approx(free, rel=0.1)  # free moves
+    v1 = tmp_path / "v1" / "memory" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(str(2 << 30))
+    (v1 / "memory.usage_in_bytes").write_text(str(1 << 30))
+    (tmp_path / "cgroup_v1").write_text("4:memory:/docker/abc\n0::/\n")
+    assert available_memory(tmp_path / "v1", proc_cgroup=str(tmp_path / "cgroup_v1")) == 1 << 30
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712")  # v1's "no limit"
+    assert available_memory(tmp_path / "v1", proc_cgroup=str(tmp_path / "cgroup_v1")) == pytest.approx(free, rel=0.1)
+    assert 0 < available_memory() <= free * 1.1  # this machine, whatever its cgroup says

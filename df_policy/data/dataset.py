@@ -15,7 +15,8 @@ Batches are gathered with vectorised numpy indexing (``__getitems__``), so use
 Data residency: ``cache="ram"`` loads the used keys into numpy arrays once; forked DataLoader
 workers share those pages copy-on-write (nothing writes to them), so workers do not each copy
 the store. ``cache="stream"`` reads the Zarr chunks a batch needs (each worker opens the store
-itself after the fork). ``"auto"`` picks RAM when the data fits in half the available memory.
+itself after the fork). ``"auto"`` picks RAM when the data fits in half the available memory
+(:func:`available_memory`: free memory capped by the process's cgroup limit).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -132,11 +134,41 @@ def identity_collate(batch: Any) -> Any:
     return batch
 
 
-def _available_memory() -> int:
+_NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a huge page-aligned number
+
+
+def available_memory(cgroup_root: str | os.PathLike = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """Bytes this process can still use: the host's free memory, capped by the memory limit of
+    its cgroup (v2 ``memory.max - memory.current``, v1 ``memory.limit_in_bytes -
+    memory.usage_in_bytes``), which is what a container or a Slurm job actually grants."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 4 << 30
+        free = 4 << 30
+    root = Path(cgroup_root)
+    paths = {"v2": "", "v1": ""}
+    try:
+        for line in Path(proc_cgroup).read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                paths["v2"] = path.lstrip("/")
+            elif "memory" in controllers.split(","):
+                paths["v1"] = path.lstrip("/")
+    except (OSError, ValueError):
+        pass
+    candidates = [(root / paths["v2"], "memory.max", "memory.current"), (root, "memory.max", "memory.current"),
+                  (root / "memory" / paths["v1"], "memory.limit_in_bytes", "memory.usage_in_bytes"),
+                  (root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")]
+    for directory, limit_name, usage_name in candidates:
+        try:
+            limit_text = (directory / limit_name).read_text().strip()
+            usage = int((directory / usage_name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text != "max" and int(limit_text) < _NO_LIMIT:
+            return max(0, min(free, int(limit_text) - usage))
+        return free
+    return free
 
 
 class EpisodeArrays:
@@ -154,7 +186,7 @@ class EpisodeArrays:
         nbytes = sum(reader.n_steps * reader.schema.keys[k].dim * np.dtype(reader.schema.keys[k].dtype).itemsize
                      for k in self.keys)
         self.nbytes = nbytes
-        self.in_ram = cache == "ram" or (cache == "auto" and nbytes < 0.5 * _available_memory())
+        self.in_ram = cache == "ram" or (cache == "auto" and nbytes < 0.5 * available_memory())
         self.ram: dict[str, np.ndarray] = {}
         if self.in_ram:
             block = 4096
