@@ -597,6 +597,45 @@ def test_command_groups_config_validation_and_ros_parameter_names():
         PolicyNodeConfig.from_mapping({**base, "command_groups.arm.topics": "/x"})
 
 
+def test_enable_checks_the_joint_order_of_a_multiarray_controller(checkpoint):
+    """Float64MultiArray values carry no names: with controller_node set, ~/enable reads that
+    controller's `joints` parameter (a real ROS parameter service) and refuses a missing
+    controller or another order, naming both orders."""
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import Float64MultiArray
+
+    from df_policy.ros.node_thread import NodeThread, NodeThreadConfig
+
+    prefix = f"{RUN}/order"
+    controller = f"forward_controller_{os.getpid()}"
+    camera = Camera(f"{prefix}/camera/image_raw")
+    driver = _driver(prefix, command_type="multiarray")
+    monitor = Monitor(f"{prefix}/command", command_msg=Float64MultiArray)
+    node = PolicyNode(_config(checkpoint, prefix, command_type="multiarray", controller_node=f"/{controller}")).start()
+    stand_in = NodeThread(NodeThreadConfig(controller, parameter_services=True))
+    try:
+        driver.start()
+        assert wait_until(lambda: all(a is not None and a < 0.3 for a in node.input_ages().values()), 10.0)
+        assert wait_until(lambda: node.command_subscriber_count >= 1, 10.0)
+        ok, msg = node.enable()  # no controller node yet
+        assert not ok and f"/{controller} did not answer" in msg, msg
+        ros_node = stand_in.start()
+        ros_node.declare_parameter("joints", list(reversed(JOINTS)))  # a controller configured in another order
+        ok, msg = node.enable()
+        assert not ok and "expects the joints in the order ['gripper', 'wrist_roll'" in msg, msg
+        ros_node.set_parameters([Parameter("joints", Parameter.Type.STRING_ARRAY, list(JOINTS))])
+        ok, msg = node.enable()
+        assert ok, msg
+        assert wait_until(lambda: len(monitor.commands) >= 3, 10.0)
+        assert all(len(m.data) == len(JOINTS) for _, m in list(monitor.commands))
+    finally:
+        node.stop()
+        for n in (stand_in, monitor, camera, driver):
+            n.stop()
+    with pytest.raises(PolicyNodeConfigError, match="controller_node must be a fully qualified node name"):
+        _config(checkpoint, prefix, controller_node="forward controller")
+
+
 def test_command_groups_split_each_command_between_controllers(checkpoint):
     """A 5-joint arm on a JTC-style topic and the gripper on a forward controller's topic: each gets
     its joints by name / in its order; enabling needs both controllers."""

@@ -48,7 +48,7 @@ ACCELERATE_MODES = ("off", "channels_last", "compile")
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
 MAPPING_FIELDS = ("camera_topics", "camera_types", "lowdim_fields")
 """Fields that map a checkpoint key to a value (``<field>.<key>`` as ROS parameters)."""
-GROUP_ATTRIBUTES = ("joints", "topic", "type")
+GROUP_ATTRIBUTES = ("joints", "topic", "type", "controller")
 """Attributes of one command group (``command_groups.<group>.<attribute>`` as ROS parameters)."""
 
 
@@ -58,6 +58,17 @@ class PolicyNodeConfigError(ValueError):
 
 def _fail(msg: str) -> None:
     raise PolicyNodeConfigError(f"PolicyNodeConfig: {msg}")
+
+
+def _controller_node(value: Any, name: str) -> str:
+    """``""`` or a fully qualified node name (``/ns/forward_position_controller``)."""
+    if value is None or value == "":
+        return ""
+    parts = str(value).split("/")
+    if not isinstance(value, str) or parts[0] != "" or not all(
+            p and not p[0].isdigit() and all(c.isalnum() or c == "_" for c in p) for p in parts[1:]):
+        _fail(f"{name} must be a fully qualified node name such as /forward_position_controller, got {value!r}")
+    return value
 
 
 def _str_tuple(value: Any, name: str) -> tuple[str, ...]:
@@ -123,14 +134,18 @@ def _to_bool(value: Any, name: str) -> bool:
 @dataclass(frozen=True)
 class CommandGroup:
     """One controller's share of the command: ``joints`` (a subset of ``joint_names``, sent in this
-    order), the ``topic`` it listens on and the message ``type`` (one of :data:`COMMAND_TYPES`)."""
+    order), the ``topic`` it listens on, the message ``type`` (one of :data:`COMMAND_TYPES`) and
+    optionally the ``controller`` node (``/forward_position_controller``) whose ``joints``
+    parameter must list the same joints in the same order (checked at ``~/enable`` for
+    ``multiarray``, whose values carry no names)."""
 
     joints: tuple[str, ...]
     topic: str
     type: str = "trajectory"
+    controller: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"joints": list(self.joints), "topic": self.topic, "type": self.type}
+        return {"joints": list(self.joints), "topic": self.topic, "type": self.type, "controller": self.controller}
 
 
 @dataclass(frozen=True)
@@ -162,6 +177,11 @@ class PolicyNodeConfig:
             smoothly if a tick is late) or ``"multiarray"`` (``Float64MultiArray`` of
             ``len(joint_names)`` positions, e.g. a forward_command_controller).
         chunk_points: ``trajectory_chunk`` only: planned points after the tick's command (>= 0).
+        controller_node: the controller's node (e.g. ``/forward_position_controller``): with
+            ``multiarray``, whose values carry no joint names, ``~/enable`` reads that node's
+            ``joints`` parameter and refuses unless it lists ``joint_names`` in the same order
+            (or the node does not answer). Empty = not verified (a warning at start-up).
+            Per group: ``command_groups.<group>.controller``.
         command_groups: several controllers instead of one (e.g. a 5-joint arm on a JTC and the
             gripper on a forward position controller): group name -> ``{joints: [...], topic:
             ..., type: ...}``. Every joint of ``joint_names`` belongs to exactly one group; each
@@ -222,6 +242,7 @@ class PolicyNodeConfig:
     command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     command_type: str = "trajectory"
     chunk_points: int = 7
+    controller_node: str = ""
     command_groups: Mapping[str, Any] = field(default_factory=dict)
     max_acceleration: float | tuple[float, ...] | None = None
     max_tracking_error: float | tuple[float, ...] | None = 0.5
@@ -298,6 +319,7 @@ class PolicyNodeConfig:
             _fail("joint_state_topic, command_topic and camera topics must all differ")
         if self.command_type not in COMMAND_TYPES:
             _fail(f"command_type must be one of {COMMAND_TYPES}, got {self.command_type!r}")
+        s(self, "controller_node", _controller_node(self.controller_node, "controller_node"))
         s(self, "command_groups", self._groups(self.command_groups, names, {self.joint_state_topic, *topics}))
         if self.planner_mode not in PLANNER_MODES:
             _fail(f"planner_mode must be one of {PLANNER_MODES}, got {self.planner_mode!r}")
@@ -357,7 +379,8 @@ class PolicyNodeConfig:
             kind = g.get("type", "trajectory")
             if kind not in COMMAND_TYPES:
                 _fail(f"{where}.type must be one of {COMMAND_TYPES}, got {kind!r}")
-            groups[name] = CommandGroup(joints, _topic(g["topic"], f"{where}.topic"), kind)
+            controller = _controller_node(g.get("controller", ""), f"{where}.controller")
+            groups[name] = CommandGroup(joints, _topic(g["topic"], f"{where}.topic"), kind, controller)
         if groups:
             owners: dict[str, list[str]] = {}
             for name, g in groups.items():
@@ -376,7 +399,7 @@ class PolicyNodeConfig:
         """The command groups, or the single group ``command`` of ``command_topic`` / ``command_type``."""
         if self.command_groups:
             return dict(self.command_groups)
-        return {"command": CommandGroup(self.joint_names, self.command_topic, self.command_type)}
+        return {"command": CommandGroup(self.joint_names, self.command_topic, self.command_type, self.controller_node)}
 
     @staticmethod
     def _number(value: Any, name: str) -> float:

@@ -36,12 +36,15 @@ class NodeThreadConfig:
         namespace: ROS namespace, ``""`` for the root.
         domain_id: DDS domain (0..232); ``None`` = ``ROS_DOMAIN_ID`` from the environment.
         spin_timeout_s: how long one executor wait may block; bounds the latency of :meth:`stop`.
+        parameter_services: offer the node's parameters to other nodes (``~/get_parameters``,
+            ...), as a controller that others read its ``joints`` from must.
     """
 
     node_name: str
     namespace: str = ""
     domain_id: int | None = None
     spin_timeout_s: float = 0.05
+    parameter_services: bool = False
 
     def __post_init__(self) -> None:
         name = self.node_name
@@ -126,7 +129,7 @@ class NodeThread:
                     self.config.node_name,
                     namespace=self.config.namespace or None,
                     context=context,
-                    start_parameter_services=False,
+                    start_parameter_services=self.config.parameter_services,
                 )
                 executor = executors.SingleThreadedExecutor(context=context)
                 executor.add_node(node)

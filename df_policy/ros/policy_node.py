@@ -148,6 +148,8 @@ class _CommandOutput:
     publisher: Any
     converter: CommandConverter
     index: np.ndarray
+    joints: tuple[str, ...] = ()
+    controller: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,23 @@ class PolicyNode:
         if not outputs or self.node is None:
             return 0
         return min(o.publisher.get_subscription_count() for o in outputs)
+
+    def _controller_order_errors(self) -> list[str]:
+        """For each ``multiarray`` output with a controller node: why its ``joints`` parameter does
+        not match the order the node sends (or could not be read)."""
+        from .controller_check import ControllerCheckError, controller_joints, joint_order_error
+
+        errors = []
+        for o in getattr(self, "_outputs", []):
+            if o.type != "multiarray" or not o.controller:
+                continue
+            try:
+                error = joint_order_error(o.controller, o.joints, controller_joints(self._context, o.controller))
+            except ControllerCheckError as exc:
+                error = f"{exc} (needed to verify the joint order of {o.topic})"
+            if error:
+                errors.append(error)
+        return errors
 
     def _unsubscribed_topics(self) -> list[str]:
         """Command topics nobody subscribes to (a controller not running)."""
@@ -454,7 +473,12 @@ class PolicyNode:
                    else ros_message_class("std_msgs", "Float64MultiArray"))
             self._outputs.append(_CommandOutput(
                 node.resolve_topic_name(group.topic), group.type, node.create_publisher(cls, group.topic, cfg.qos_depth),
-                CommandConverter(group.joints), np.array([cfg.joint_names.index(j) for j in group.joints])))
+                CommandConverter(group.joints), np.array([cfg.joint_names.index(j) for j in group.joints]),
+                group.joints, group.controller))
+            if group.type == "multiarray" and not group.controller:
+                node.get_logger().warning(
+                    f"{group.topic}: Float64MultiArray in the order {list(group.joints)}, not verified against the "
+                    "controller (set controller_node, or command_groups.<group>.controller, to check its joints)")
         self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
                                                "/diagnostics", cfg.qos_depth)
         # what the policy intended, for `ros2 bag record` / Foxglove / RViz
@@ -579,6 +603,9 @@ class PolicyNode:
             if unsubscribed:
                 return False, (f"cannot enable: nothing subscribes to {', '.join(unsubscribed)} "
                                "(is the controller loaded and active?)")
+            wrong_order = self._controller_order_errors()
+            if wrong_order:
+                return False, "cannot enable: " + "; ".join(wrong_order)
             try:
                 q = self.measured_position()
             except RuntimeError as exc:

@@ -19,6 +19,9 @@ measured state unless ``interpolate_from_desired_state``), ``controller: forward
 ``std_msgs/Float64MultiArray`` (one value per joint, in ``SO101_JOINTS`` order). Rejected
 messages change nothing and are counted.
 
+Parameter ``joints``: the joint order of its commands, as a ros2_control controller declares it
+(the policy node's ``controller_node`` check reads it).
+
 Services (``std_srvs``): ``~/reset`` (``Trigger``; next episode: the first call gives ``seed``,
 the next ``seed + 1``, ...), ``~/controller_active`` (``SetBool``; false = the controller is
 stopped: its command subscription is destroyed and the arm holds where it is, as when a
@@ -159,7 +162,7 @@ class SimArmNode:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SimArmNode:
         cfg = self.config
-        node_thread = NodeThread(NodeThreadConfig(cfg.node_name, cfg.namespace, cfg.domain_id))
+        node_thread = NodeThread(NodeThreadConfig(cfg.node_name, cfg.namespace, cfg.domain_id, parameter_services=True))
         node = node_thread.start()
         try:
             srv = import_ros("std_srvs.srv")
@@ -170,6 +173,7 @@ class SimArmNode:
             self._task_pub = node.create_publisher(ros_message_class("std_msgs", "String"), "~/task", 10)
             self._clock_pub = (node.create_publisher(ros_message_class("rosgraph_msgs", "Clock"), "/clock", 10)
                                if cfg.publish_clock else None)
+            node.declare_parameter("joints", list(self.joint_names))  # as ros2_control controllers declare it
             node.create_service(srv.Trigger, "~/reset", self._on_reset)
             node.create_service(srv.SetBool, "~/controller_active", self._on_controller_active)
             node.create_service(srv.SetBool, "~/camera_active", self._on_camera_active)
