@@ -4,6 +4,8 @@
         --out runs/lerobot_state_small --minutes 60 [--size small|pusht] [--threads 2]
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py eval --run runs/lerobot_state_small \
         --episodes 100 --seed 0 [--workers 2] [--sampler ddpm100|ddim10]
+    .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py replay --run runs/lerobot_state_small \
+        --store runs/pusht.zarr [--sampler ddpm100]
 
 Runs in ``.venv-lerobot`` (``bash scripts/install_lerobot.sh bench``: LeRobot with diffusers, gym-pusht).
 The comparison it is made for: ``dfp train --config pusht_state_cpu`` (60 minutes on this CPU,
@@ -207,6 +209,55 @@ def cmd_eval(a: argparse.Namespace) -> None:
           f"{m['success_rate']:.3f}, mean max coverage {m['avg_max_coverage']:.3f}; {out}")
 
 
+def cmd_replay(a: argparse.Namespace) -> None:
+    """Offline replay on the held-out episodes (df_policy's validation split): LeRobot's
+    ``select_action`` fed the recorded observations step by step (a chunk of 8 every 8 steps, as
+    in closed loop), scored per lookahead with df_policy's own scorer against the recorded
+    actions, beside the repeat-last and constant-velocity baselines, in min-max normalised units
+    (the training episodes' range, the same as df_policy's normaliser)."""
+    from safetensors.torch import load_file
+
+    from df_policy.data.sampler import split_episodes
+    from df_policy.data.store import EpisodeStore
+    from df_policy.evaluation.lookahead import lookahead_metrics, lookahead_table
+
+    torch.set_num_threads(1)
+    torch.manual_seed(a.seed)
+    summary = json.loads((Path(a.run) / "run.json").read_text())
+    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[a.sampler])
+    policy.load_state_dict(load_file(str(Path(a.run) / "model.safetensors")))
+    pre, post = processors(policy.eval(), summary["stats"])
+    lo, hi = (np.asarray(summary["stats"]["action"][k], np.float64) for k in ("min", "max"))
+
+    def norm(x: np.ndarray) -> np.ndarray:
+        return 2.0 * (np.asarray(x, np.float64) - lo) / (hi - lo) - 1.0
+
+    store = EpisodeStore.open(a.store)
+    _, val = split_episodes(store.n_episodes, 0.05, 0)
+    recorded, executed, obs_steps = [], [], []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for ep in val:
+            data = store.episode(ep, keys=["state", "action"])
+            policy.reset()
+            out = []
+            for t in range(len(data["action"])):
+                state = torch.as_tensor(np.asarray(data["state"][t], np.float32))
+                batch = pre({"observation.state": state[:2], "observation.environment_state": state})
+                out.append(post(policy.select_action(batch)).reshape(-1).numpy())
+            T = len(out)
+            recorded.append(norm(data["action"]))
+            executed.append(norm(np.stack(out)))
+            obs_steps.append(np.arange(T) - np.arange(T) % 8)  # the queue refills every 8 steps
+    la = lookahead_metrics(recorded, executed, obs_steps)
+    m = {"run": a.run, "sampler": a.sampler, "episodes": val, "steps": int(sum(len(r) for r in recorded)),
+         "seconds": round(time.perf_counter() - t0, 1), "lookahead": la}
+    path = Path(a.run) / f"replay_{a.sampler}.json"
+    path.write_text(json.dumps(m, indent=1))
+    print("\n".join(lookahead_table(la, lambda v: "-" if v is None else f"{v:.4f}")))
+    print(f"{la['verdict']}\n{la.get('verdict_matched', '')}\n{len(val)} held-out episodes {val}; {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -225,9 +276,14 @@ def main() -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--workers", type=int, default=2)
     e.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm100")
+    r = sub.add_parser("replay")
+    r.add_argument("--run", required=True)
+    r.add_argument("--store", default="runs/pusht.zarr")
+    r.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddpm100")
+    r.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    (cmd_train if a.cmd == "train" else cmd_eval)(a)
+    {"train": cmd_train, "eval": cmd_eval, "replay": cmd_replay}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -115,8 +115,11 @@ class ReplayBufferReader:
 
 def open_episodes(path: str | os.PathLike, mode: str = "r", fps: float | None = None):
     """Open any supported store: our Zarr v3 store, or a Diffusion Policy one (read-only)."""
+    from df_policy.data.remote import is_remote
     from df_policy.data.store import EpisodeStore
 
+    if is_remote(path):  # object storage: a df_policy store, read-only
+        return EpisodeStore.open(str(path), mode=mode)
     p = Path(path)
     if not p.exists():
         raise StoreError(f"{p} does not exist")

@@ -144,7 +144,11 @@ def read_episode_log(path: Path) -> tuple[list[EpisodeMeta], int]:
     newline is a torn append (not committed) and is ignored; ``committed_bytes`` is where it starts."""
     if not path.is_file():
         return [], 0
-    data = path.read_bytes()
+    return parse_episode_log(path.read_bytes(), str(path))
+
+
+def parse_episode_log(data: bytes, path: str) -> tuple[list[EpisodeMeta], int]:
+    """:func:`read_episode_log` on the log's bytes (``path`` names it in errors)."""
     end = data.rfind(b"\n") + 1
     episodes: list[EpisodeMeta] = []
     for n, raw in enumerate(data[:end].splitlines(), start=1):
@@ -290,10 +294,15 @@ class EpisodeStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r") -> "EpisodeStore":
-        """Open an existing store; ``mode`` is ``"r"`` (read-only) or ``"r+"``."""
+        """Open an existing store; ``mode`` is ``"r"`` (read-only) or ``"r+"``. A URL
+        (``s3://bucket/store.zarr``) opens a read-only :class:`~df_policy.data.remote.RemoteEpisodeStore`."""
         _require_zarr()
         if mode not in ("r", "r+"):
             raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
+        from df_policy.data.remote import RemoteEpisodeStore, is_remote
+
+        if is_remote(path):
+            return RemoteEpisodeStore.open_url(str(path), mode)
         path = Path(path)
         if not path.exists():
             raise StoreError(f"{path} does not exist")
@@ -329,15 +338,29 @@ class EpisodeStore:
             self._flushed = int(doc.pop("uncommitted_steps", 0))
             self._log_bytes = None
         else:
-            self._episodes, self._log_bytes = read_episode_log(self.path / EPISODE_LOG)
+            self._episodes, self._log_bytes = self._read_episode_log()
             self._flushed = self._read_flush_record()
         self._schema_doc = doc
         if not self.read_only:
             self._prepare_log()
 
+    def _read_episode_log(self) -> tuple[list[EpisodeMeta], int]:
+        return read_episode_log(self.path / EPISODE_LOG)
+
+    def _read_small_file(self, name: str) -> str:
+        """Text of a small file of the store (``FileNotFoundError`` when absent)."""
+        return (self.path / name).read_text()
+
+    def _live_writer(self) -> dict[str, Any] | None:
+        """The other process holding the writer lock now (pid, host, command, since), or ``None``."""
+        if self._lock is None and is_write_locked(self.path):
+            holder = read_holder(self.path) or {}
+            return None if holder.get("pid") == os.getpid() else holder  # ourselves: not a recording
+        return None
+
     def _read_flush_record(self) -> int:
         try:
-            record = json.loads((self.path / FLUSH_RECORD).read_text())
+            record = json.loads(self._read_small_file(FLUSH_RECORD))
             return int(record["steps"]) if int(record["episodes"]) == len(self._episodes) else 0
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return 0
@@ -409,10 +432,7 @@ class EpisodeStore:
         # Only steps whose flush completed (recorded after the data writes) are trusted:
         # an array may have been resized just before the kill, with its new chunks unwritten.
         flushed = self._flushed
-        recording = None  # another process holds the writer lock: it is recording this episode now
-        if self._lock is None and is_write_locked(self.path):
-            holder = read_holder(self.path) or {}
-            recording = None if holder.get("pid") == os.getpid() else holder  # ourselves: not a recording
+        recording = self._live_writer()  # another process holds the writer lock: it is recording now
         return PartialEpisode(start=n_steps, steps=max(0, min(flushed, *per_key.values())), per_key=per_key,
                               recording=recording)
 

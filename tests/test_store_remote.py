@@ -1,0 +1,76 @@
+"""Episode stores on object storage, read-only: a real S3 protocol server (moto, on 127.0.0.1,
+started by the test) holding a store uploaded with s3fs, read through EpisodeStore.open,
+make_datasets and the CLI exactly as from a local directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+
+from df_policy.cli import main as dfp  # noqa: E402
+from df_policy.data.dataset import DatasetConfig, make_datasets  # noqa: E402
+from df_policy.data.store import EpisodeStore, StoreError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def s3_store(tmp_path_factory):
+    """(url, local path, endpoint) of a 6-episode synthetic store uploaded to a local S3 server."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from df_policy.data.synthetic import make_synthetic_store
+
+    local = tmp_path_factory.mktemp("s3src") / "synth.zarr"
+    store = make_synthetic_store(local, n_episodes=6, length=20, image_size=32, seed=1)
+    with EpisodeStore.open(local, mode="r+") as w:
+        w.set_episode_meta(2, bad=True, notes="dropped the cube")
+    del store
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    creds = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, **creds)
+    fs.mkdir("demos")
+    fs.put(str(local), "demos/synth.zarr", recursive=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DFP_STORAGE_OPTIONS", json.dumps({"endpoint_url": endpoint, **creds}))
+    try:
+        yield "s3://demos/synth.zarr", local, endpoint
+    finally:
+        mp.undo()
+        server.stop()
+
+
+def test_a_store_on_s3_reads_like_the_local_one(s3_store):
+    url, local, _ = s3_store
+    remote, here = EpisodeStore.open(url), EpisodeStore.open(local)
+    assert type(remote).__name__ == "RemoteEpisodeStore" and remote.path == url
+    assert remote.n_episodes == 6 and remote.n_steps == here.n_steps and remote.partial is None
+    assert remote.episode_meta[2].bad and remote.episode_meta[2].notes == "dropped the cube"
+    assert remote.is_sharded() and remote.size_on_disk() > 0
+    for i in (0, 5):
+        for k, v in here.episode(i).items():
+            np.testing.assert_array_equal(remote.episode(i)[k], v)
+    cfg = DatasetConfig(crop_shape=(28, 28), val_ratio=0.2, horizon=8)
+    (train_r, _), (train_l, _) = make_datasets(url, cfg, progress=False), make_datasets(str(local), cfg, progress=False)
+    assert train_r.episodes == train_l.episodes and 2 not in train_r.episodes  # the bad episode is left out
+    br, bl = train_r.__getitems__([0, 7, 30]), train_l.__getitems__([0, 7, 30])
+    for k in ("obs.agent_pos", "action", "obs_is_pad", "action_is_pad"):
+        np.testing.assert_array_equal(br[k].numpy(), bl[k].numpy())
+
+
+def test_object_storage_is_read_only_and_errors_name_the_problem(s3_store, capsys):
+    url, _, _ = s3_store
+    with pytest.raises(StoreError, match="open read-only; record to a local store"):
+        EpisodeStore.open(url, mode="r+")
+    with pytest.raises(StoreError, match="is not a Zarr v3 store"):
+        EpisodeStore.open("s3://demos/nothing.zarr")
+    assert dfp(["data", "info", url]) == 0
+    out = capsys.readouterr().out
+    assert "episodes   6" in out and "layout sharded" in out
