@@ -237,3 +237,27 @@ def test_available_memory_respects_the_cgroup_limit(tmp_path):
     (v1 / "memory.limit_in_bytes").write_text("9223372036854771712")  # v1's "no limit"
     assert available_memory(tmp_path / "v1", proc_cgroup=str(tmp_path / "cgroup_v1")) == pytest.approx(free, rel=0.1)
     assert 0 < available_memory() <= free * 1.1  # this machine, whatever its cgroup says
+
+
+def test_a_rank_shard_holds_only_its_episodes_with_the_global_normaliser(synth_store):
+    cfg = DatasetConfig(crop_shape=None, val_ratio=0.2, cache="ram", horizon=8)
+    full, val = make_datasets(str(synth_store), cfg, progress=False)
+    shards = [make_datasets(str(synth_store), cfg, progress=False, shard=(r, 2))[0] for r in (0, 1)]
+    assert shards[0].episodes == full.episodes[0::2] and shards[1].episodes == full.episodes[1::2]
+    assert sorted(shards[0].episodes + shards[1].episodes) == sorted(full.episodes)
+    store = EpisodeStore.open(synth_store)
+    for shard in shards:
+        for k in ("agent_pos", "action"):  # every rank normalises with the stats of all training episodes
+            np.testing.assert_array_equal(shard.normalizer.stats[k].min, full.normalizer.stats[k].min)
+            np.testing.assert_array_equal(shard.normalizer.stats[k].max, full.normalizer.stats[k].max)
+        held = {i for i in range(store.n_episodes) if shard.arrays.resident[slice(*store.episode_bounds(i))].all()}
+        assert held == set(shard.episodes) | set(val.episodes)  # nothing else was loaded
+        b = shard.__getitems__([3])  # the first episode of the share, anchor step 3
+        s, _ = store.episode_bounds(shard.episodes[0])
+        np.testing.assert_allclose(shard.normalizer.unnormalize("agent_pos", b["obs.agent_pos"][0].numpy()),
+                                   store.read("agent_pos", s + 2, s + 4), atol=1e-6)
+    other = next(i for i in shards[1].episodes)
+    with pytest.raises(IndexError, match="outside the resident episodes"):
+        shards[0].arrays.gather("action", np.array([store.episode_bounds(other)[0]]))
+    with pytest.raises(ValueError, match="cannot give every one of 40 ranks"):
+        make_datasets(str(synth_store), cfg, progress=False, shard=(39, 40))

@@ -93,16 +93,23 @@ def test_checkpoint_refuses_mismatched_schema(synth_store, tmp_path):
         load_checkpoint(out)
 
 
-def test_ddp_two_cpu_processes_keep_replicas_identical(synth_store, tmp_path):
+@pytest.mark.parametrize("shard", [False, True], ids=["shared_sampler", "shard_by_rank"])
+def test_ddp_two_cpu_processes_keep_replicas_identical(synth_store, tmp_path, shard):
     out = tmp_path / "ddp"
     env = dict(os.environ, DFP_DDP_BACKEND="gloo", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           "--master_port", str(29500 + os.getpid() % 1000), "-m", "df_policy.training.trainer",
+           "--master_port", str(29500 + os.getpid() % 1000 + int(shard)), "-m", "df_policy.training.trainer",
            "--data", str(synth_store), "--out", str(out), *TINY, "train.steps=6", "train.device=cpu",
-           "train.max_minutes=5"]  # the LR follows the time budget: one clock for both ranks keeps them identical
+           "train.max_minutes=5",  # the LR follows the time budget: one clock for both ranks keeps them identical
+           f"dataset.shard_by_rank={str(shard).lower()}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 6
     assert summary["replica_max_abs_diff"] == 0.0
     assert load_checkpoint(out).step == 6
+    if shard:  # each rank trained on its own episodes, together all of them
+        a, b = summary["train_episodes_per_rank"]
+        assert a and b and not set(a) & set(b)
+    else:
+        assert "train_episodes_per_rank" not in summary

@@ -67,6 +67,13 @@ class DatasetConfig:
         derived_keys: new low-dim keys defined as a slice of a stored key's last axis,
             ``{"agent_pos": "state[0:2]"}`` (PushT's state also holds the block pose, which an
             image policy must not see). Usable in ``lowdim_keys``; saved in the schema.
+        angle_dims: low-dim key -> dimensions that hold an angle in radians, fed to the model
+            as ``(cos, sin)`` (:mod:`df_policy.data.features`): ``{"state": [4]}`` for PushT's
+            block angle, which wraps at 2π. The key's model input grows by one per angle; the
+            store keeps the raw values.
+        shard_by_rank: under DDP, each rank trains on its own share of the training episodes
+            and holds only those in RAM (stores larger than a node's memory); off, every rank
+            samples windows of every episode (``DistributedSampler``).
     """
 
     image_keys: list[str] | None = None
@@ -83,6 +90,7 @@ class DatasetConfig:
     split_at_gaps: bool = True
     derived_keys: dict[str, str] = field(default_factory=dict)
     angle_dims: dict[str, list[int]] = field(default_factory=dict)
+    shard_by_rank: bool = False
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
@@ -172,10 +180,17 @@ def available_memory(cgroup_root: str | os.PathLike = "/sys/fs/cgroup", proc_cgr
 
 
 class EpisodeArrays:
-    """The arrays a dataset reads, either resident in RAM or streamed from Zarr chunks."""
+    """The arrays a dataset reads, either resident in RAM or streamed from Zarr chunks.
+
+    ``resident``: the episodes to hold in RAM (``None`` = all). The arrays keep the store's step
+    indexing, but only the steps of those episodes are ever written, so the pages of the others
+    are never touched and cost no memory (a DDP rank holding its own share of a large store);
+    reading a step outside them is an error for :meth:`gather` and goes to the store for
+    :meth:`full`."""
 
     def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
-                 derived: dict[str, str] | None = None, angle_dims: dict[str, list[int]] | None = None) -> None:
+                 derived: dict[str, str] | None = None, angle_dims: dict[str, list[int]] | None = None,
+                 resident: Sequence[int] | None = None) -> None:
         self.path, self.fps = path, fps
         self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
         self.angle_dims = check_angle_dims(angle_dims)
@@ -183,18 +198,25 @@ class EpisodeArrays:
         reader = open_episodes(path, fps=fps)
         self.reader = reader
         self._pid = os.getpid()
-        nbytes = sum(reader.n_steps * reader.schema.keys[k].dim * np.dtype(reader.schema.keys[k].dtype).itemsize
+        episodes = range(reader.n_episodes) if resident is None else sorted(set(resident))
+        bounds = [reader.episode_bounds(i) for i in episodes]
+        self.resident = np.zeros(reader.n_steps, dtype=bool)
+        for s, e in bounds:
+            self.resident[s:e] = True
+        steps = int(self.resident.sum())
+        nbytes = sum(steps * reader.schema.keys[k].dim * np.dtype(reader.schema.keys[k].dtype).itemsize
                      for k in self.keys)
         self.nbytes = nbytes
         self.in_ram = cache == "ram" or (cache == "auto" and nbytes < 0.5 * available_memory())
         self.ram: dict[str, np.ndarray] = {}
         if self.in_ram:
             block = 4096
+            ranges = [(a, min(a + block, e)) for s, e in _merge_ranges(bounds) for a in range(s, e, block)]
             for k in self.keys:
                 spec = reader.schema.keys[k]
-                out = np.empty((reader.n_steps, *spec.shape), dtype=spec.dtype)
-                for s in tqdm(range(0, reader.n_steps, block), desc=f"load {k}", disable=not progress, leave=False):
-                    out[s : s + block] = reader.read(k, s, s + block)
+                out = np.empty((reader.n_steps, *spec.shape), dtype=spec.dtype)  # untouched pages: no memory
+                for s, e in tqdm(ranges, desc=f"load {k}", disable=not progress, leave=False):
+                    out[s:e] = reader.read(k, s, e)
                 self.ram[k] = out
 
     def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
@@ -209,6 +231,8 @@ class EpisodeArrays:
             src, a, b = self.derived[key]
             return self._gather(src, idx)[..., a:b]
         if self.in_ram:
+            if not self.resident[idx].all():
+                raise IndexError(f"{key}: steps outside the resident episodes were requested")
             return self.ram[key][idx]
         if os.getpid() != self._pid:  # a forked worker must not share the parent's Zarr handles
             self.reader = open_episodes(self.path, fps=self.fps)
@@ -235,8 +259,19 @@ class EpisodeArrays:
         parts = []
         for ep in episodes:
             s, e = self.reader.episode_bounds(ep)
-            parts.append(self.ram[key][s:e] if self.in_ram else self.reader.read(key, s, e))
+            held = self.in_ram and self.resident[s:e].all()
+            parts.append(self.ram[key][s:e] if held else self.reader.read(key, s, e))
         return np.concatenate(parts)
+
+
+def _merge_ranges(bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(bounds):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        elif e > s:
+            out.append((s, e))
+    return out
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -311,10 +346,14 @@ def recording_gaps(reader: Any, cfg: DatasetConfig) -> np.ndarray | None:
 
 
 def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool = True,
-                  normalizer: Normalizer | None = None) -> tuple[WindowDataset, WindowDataset | None]:
+                  normalizer: Normalizer | None = None, shard: tuple[int, int] | None = None
+                  ) -> tuple[WindowDataset, WindowDataset | None]:
     """Train and validation datasets of the store at ``path`` (validation ``None`` if ``val_ratio == 0``).
 
-    Episodes marked bad are excluded. The normaliser is fitted on the training episodes unless given.
+    Episodes marked bad are excluded. The normaliser is fitted on the training episodes unless
+    given (all of them, also with ``shard``). ``shard = (rank, world_size)``: the training set is
+    this rank's share of the training episodes (every ``world_size``-th, from ``rank``), and only
+    those (and the validation episodes) are held in RAM.
     """
     reader = open_episodes(path, fps=cfg.fps)
     if reader.partial is not None:
@@ -337,8 +376,18 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
             raise ValueError(f"angle_dims[{k!r}]: {e}") from None
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
+    mine = train_eps
+    if shard is not None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard (rank {rank}, world size {world}) is not a rank of the world")
+        mine = train_eps[rank::world]
+        if not mine:
+            raise ValueError(f"{path}: {len(train_eps)} training episodes cannot give every one of {world} ranks "
+                             "its own share (dataset.shard_by_rank)")
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
-                           derived=cfg.derived_keys, angle_dims=cfg.angle_dims)
+                           derived=cfg.derived_keys, angle_dims=cfg.angle_dims,
+                           resident=None if shard is None else [*mine, *val_eps])
     if normalizer is None:
         normalizer = Normalizer.fit(
             {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode
@@ -346,6 +395,6 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
     breaks = recording_gaps(reader, cfg) if cfg.split_at_gaps else None
     if breaks is not None and len(breaks) and progress:
         print(f"{path}: {len(breaks)} gaps in the recording (dropped steps): no training window spans one")
-    train = WindowDataset(arrays, train_eps, cfg, normalizer, train=True, seed=seed, breaks=breaks)
+    train = WindowDataset(arrays, mine, cfg, normalizer, train=True, seed=seed, breaks=breaks)
     val = WindowDataset(arrays, val_eps, cfg, normalizer, train=False, seed=seed, breaks=breaks) if val_eps else None
     return train, val

@@ -160,7 +160,12 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     out = Path(out)
     is_main = rank == 0
     seed_everything(tc.seed)  # identical model init on every rank
-    train_ds, val_ds = make_datasets(data, run.dataset, seed=tc.seed + 1000 * rank, progress=progress and is_main)
+    sharded = run.dataset.shard_by_rank and world > 1
+    if sharded and tc.data_on_device:
+        raise ValueError("dataset.shard_by_rank holds each rank's share in host RAM for the DataLoader; "
+                         "train.data_on_device copies the whole store to every device: use one or the other")
+    train_ds, val_ds = make_datasets(data, run.dataset, seed=tc.seed + 1000 * rank, progress=progress and is_main,
+                                     shard=(rank, world) if sharded else None)
     if len(train_ds) == 0:
         raise ValueError(f"{data}: no training samples")
     policy_cfg = policy_config_for(run, train_ds)
@@ -192,12 +197,16 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
             print(f"training data on {device}: {device_data.nbytes / 2**20:.0f} MiB, {len(device_data)} windows")
         batches = iter(lambda: device_data.sample(tc.batch_size, batch_gen), None)
     else:
-        if world > 1:
+        if world > 1 and not sharded:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=tc.seed)
+        elif sharded:  # the rank's own episodes: a sampler of its own
+            sampler = torch.utils.data.RandomSampler(
+                train_ds, generator=torch.Generator().manual_seed(tc.seed + 7919 * rank + step))
         else:
             sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(tc.seed + step))
         loader = torch.utils.data.DataLoader(
-            train_ds, batch_size=tc.batch_size, sampler=sampler, drop_last=len(train_ds) >= tc.batch_size * world,
+            train_ds, batch_size=tc.batch_size, sampler=sampler,
+            drop_last=len(train_ds) >= tc.batch_size * (1 if sharded else world),
             num_workers=tc.num_workers, collate_fn=identity_collate, pin_memory=device.type == "cuda",
             persistent_workers=tc.num_workers > 0)
         batches = infinite_batches(loader)
@@ -303,6 +312,10 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     summary = {"steps": step, "seconds": round(elapsed, 1), "samples_per_s": round(samples / max(elapsed, 1e-9), 1),
                "world_size": world, "device": str(device), "n_parameters": sum(p.numel() for p in policy.parameters()),
                "train_samples": len(train_ds), **(last_val or {})}
+    if sharded:  # which episodes each rank trained on
+        shares: list = [None] * world
+        dist.all_gather_object(shares, list(train_ds.episodes))
+        summary["train_episodes_per_rank"] = shares
     if world > 1:  # DDP must keep the replicas bit-identical; report how far apart they are
         flat = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
         gathered = [torch.empty_like(flat) for _ in range(world)]
