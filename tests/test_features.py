@@ -70,3 +70,31 @@ def test_angle_dims_must_name_a_lowdim_input_that_has_the_dimension(synth_store)
     with pytest.raises(ValueError, match=r"angle_dims\['agent_pos'\].*out of range"):
         make_datasets(str(synth_store), DatasetConfig(lowdim_keys=["agent_pos"], angle_dims={"agent_pos": [2]},
                                                       crop_shape=None), progress=False)
+
+
+@pytest.mark.parametrize("cache", ["ram", "stream"])
+def test_images_resized_on_load_match_what_the_runtime_feeds(synth_store, cache):
+    """resize_shape: frames are resized once on load (RAM holds the small frames) and the runtime
+    resizes raw camera frames with the same function, so training and serving see the same pixels."""
+    from df_policy.data.augment import center_crop, resize
+
+    cfg = DatasetConfig(image_keys=["image"], lowdim_keys=["agent_pos"], resize_shape=(40, 48), crop_shape=(36, 40),
+                        val_ratio=0.2, horizon=16, cache=cache)
+    train, val = make_datasets(str(synth_store), cfg, progress=False)
+    if cache == "ram":
+        assert train.arrays.ram["image"].shape[1:] == (40, 48, 3)  # the 32x32 frames, resized
+    b = val.__getitems__([5])
+    assert b["obs.image"].shape == (1, 2, 3, 36, 40)
+    store = EpisodeStore.open(synth_store)
+    s, _ = store.episode_bounds(val.episodes[0])
+    raw = store.read("image", s + 4, s + 6)  # the window of anchor 5, full-size frames
+    expected = center_crop(resize(raw, (40, 48)), (36, 40)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(b["obs.image"][0].numpy(), expected)
+    policy_cfg = DiffusionForcingConfig(image_shapes={"image": (3, 36, 40)}, lowdim_shapes={"agent_pos": 2},
+                                        action_dim=2, n_obs_steps=2, horizon=16)
+    pre = Preprocessor(policy_cfg, val.normalizer, "action", cfg.crop_shape, resize_shape=cfg.resize_shape)
+    for t in range(2):
+        out = pre.observation({"image": raw[t], "agent_pos": store.read("agent_pos", s + 4 + t, s + 5 + t)[0]})
+        np.testing.assert_array_equal(out["obs.image"], expected[t])
+    with pytest.raises(ValueError, match="does not fit resize_shape"):
+        DatasetConfig(resize_shape=(16, 16), crop_shape=(20, 20))

@@ -1,4 +1,4 @@
-"""Image crops shared by training (random crop) and evaluation/serving (centre crop).
+"""Image resizing and crops shared by training (random crop) and evaluation/serving (centre crop).
 
 Images are ``uint8`` ``(..., H, W, C)`` (store layout) on input; outputs keep the layout.
 One random offset per sample is applied to all of that sample's observation steps, so
@@ -33,3 +33,21 @@ def random_crop(images: np.ndarray, crop: tuple[int, int], rng: np.random.Genera
     for i in range(b):
         out[i] = images[i, :, ys[i] : ys[i] + crop[0], xs[i] : xs[i] + crop[1], :]
     return out
+
+
+def resize(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize ``(..., H, W, C)`` uint8 frames to ``(..., h, w, C)`` with OpenCV's area filter
+    (the right one for shrinking camera frames to a model's input); frames already at ``shape``
+    are returned unchanged. Training (on load) and the runtime call this same function."""
+    h, w = int(shape[0]), int(shape[1])
+    if images.shape[-3:-1] == (h, w):
+        return images
+    import cv2
+
+    lead, (H, W, C) = images.shape[:-3], images.shape[-3:]
+    flat = images.reshape(-1, H, W, C)
+    out = np.empty((len(flat), h, w, C), dtype=images.dtype)
+    for i, frame in enumerate(flat):
+        r = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        out[i] = r.reshape(h, w, C)
+    return out.reshape(*lead, h, w, C)

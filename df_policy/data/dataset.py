@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from df_policy.data.augment import center_crop, random_crop
+from df_policy.data.augment import center_crop, random_crop, resize
 from df_policy.data.features import check_angle_dims, encode_angles, encoded_dim
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
@@ -55,7 +55,10 @@ class DatasetConfig:
         n_obs_steps: ``To``.
         horizon: ``Tp`` (action steps per sample, starting at the first observation step).
         max_action_pad: see :class:`WindowSpec`.
-        crop_shape: ``(h, w)`` crop of every image, or ``None`` for no crop.
+        crop_shape: ``(h, w)`` crop of every image (after ``resize_shape``), or ``None`` for no crop.
+        resize_shape: ``(h, w)`` every image is resized to on load (OpenCV area filter), before
+            it is held in RAM and cropped: a 480x640 camera trains at e.g. 96x128 without holding
+            or decoding full frames per sample. The runtime resizes raw frames the same way.
         val_ratio: fraction of episodes held out for validation (by episode).
         split_seed: seed of the episode split.
         normalizer_mode: ``"minmax"`` or ``"meanstd"`` for low-dim keys and the action.
@@ -82,6 +85,7 @@ class DatasetConfig:
     horizon: int = 16
     max_action_pad: int | None = None
     crop_shape: tuple[int, int] | None = (84, 84)
+    resize_shape: tuple[int, int] | None = None
     val_ratio: float = 0.1
     split_seed: int = 0
     normalizer_mode: str = "minmax"
@@ -102,6 +106,13 @@ class DatasetConfig:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.crop_shape is not None:
             self.crop_shape = (int(self.crop_shape[0]), int(self.crop_shape[1]))
+        if self.resize_shape is not None:
+            self.resize_shape = (int(self.resize_shape[0]), int(self.resize_shape[1]))
+            if min(self.resize_shape) < 8:
+                raise ValueError(f"resize_shape must be at least 8x8, got {self.resize_shape}")
+            if self.crop_shape is not None and (self.crop_shape[0] > self.resize_shape[0]
+                                                or self.crop_shape[1] > self.resize_shape[1]):
+                raise ValueError(f"crop_shape {self.crop_shape} does not fit resize_shape {self.resize_shape}")
         if not 0.0 <= self.val_ratio < 1.0:
             raise ValueError(f"val_ratio must be in [0, 1), got {self.val_ratio}")
 
@@ -190,8 +201,9 @@ class EpisodeArrays:
 
     def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
                  derived: dict[str, str] | None = None, angle_dims: dict[str, list[int]] | None = None,
-                 resident: Sequence[int] | None = None) -> None:
+                 resident: Sequence[int] | None = None, resize_shape: tuple[int, int] | None = None) -> None:
         self.path, self.fps = path, fps
+        self.resize_shape = None if resize_shape is None else (int(resize_shape[0]), int(resize_shape[1]))
         self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
         self.angle_dims = check_angle_dims(angle_dims)
         self.keys = sorted({self.derived[k][0] if k in self.derived else k for k in keys})
@@ -204,7 +216,7 @@ class EpisodeArrays:
         for s, e in bounds:
             self.resident[s:e] = True
         steps = int(self.resident.sum())
-        nbytes = sum(steps * reader.schema.keys[k].dim * np.dtype(reader.schema.keys[k].dtype).itemsize
+        nbytes = sum(steps * int(np.prod(self.step_shape(k))) * np.dtype(reader.schema.keys[k].dtype).itemsize
                      for k in self.keys)
         self.nbytes = nbytes
         self.in_ram = cache == "ram" or (cache == "auto" and nbytes < 0.5 * available_memory())
@@ -214,10 +226,22 @@ class EpisodeArrays:
             ranges = [(a, min(a + block, e)) for s, e in _merge_ranges(bounds) for a in range(s, e, block)]
             for k in self.keys:
                 spec = reader.schema.keys[k]
-                out = np.empty((reader.n_steps, *spec.shape), dtype=spec.dtype)  # untouched pages: no memory
+                out = np.empty((reader.n_steps, *self.step_shape(k)), dtype=spec.dtype)  # untouched pages: no memory
                 for s, e in tqdm(ranges, desc=f"load {k}", disable=not progress, leave=False):
-                    out[s:e] = reader.read(k, s, e)
+                    out[s:e] = self._resized(k, reader.read(k, s, e))
                 self.ram[k] = out
+
+    def step_shape(self, key: str) -> tuple[int, ...]:
+        """Shape of one step of stored ``key`` as this dataset holds it (images after resizing)."""
+        spec = self.reader.schema.keys[key]
+        if spec.kind == "image" and self.resize_shape is not None:
+            return (*self.resize_shape, spec.shape[-1])
+        return tuple(spec.shape)
+
+    def _resized(self, key: str, frames: np.ndarray) -> np.ndarray:
+        if self.resize_shape is None or self.reader.schema.keys[key].kind != "image":
+            return frames
+        return resize(frames, self.resize_shape)
 
     def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
         """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``, angle
@@ -244,7 +268,8 @@ class EpisodeArrays:
         spec = self.reader.schema.keys[key]
         if spec.kind == "image" and raw.dtype != np.uint8:
             raw = np.clip(np.rint(raw), 0, 255).astype(np.uint8)
-        return raw.astype(spec.dtype, copy=False)[inv].reshape(*idx.shape, *raw.shape[1:])
+        raw = self._resized(key, raw.astype(spec.dtype, copy=False))
+        return raw[inv].reshape(*idx.shape, *raw.shape[1:])
 
     def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
         """All steps of ``episodes`` for ``key`` (used to fit the normaliser), angles encoded."""
@@ -260,7 +285,7 @@ class EpisodeArrays:
         for ep in episodes:
             s, e = self.reader.episode_bounds(ep)
             held = self.in_ram and self.resident[s:e].all()
-            parts.append(self.ram[key][s:e] if held else self.reader.read(key, s, e))
+            parts.append(self.ram[key][s:e] if held else self._resized(key, self.reader.read(key, s, e)))
         return np.concatenate(parts)
 
 
@@ -387,7 +412,7 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
                              "its own share (dataset.shard_by_rank)")
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
                            derived=cfg.derived_keys, angle_dims=cfg.angle_dims,
-                           resident=None if shard is None else [*mine, *val_eps])
+                           resident=None if shard is None else [*mine, *val_eps], resize_shape=cfg.resize_shape)
     if normalizer is None:
         normalizer = Normalizer.fit(
             {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode

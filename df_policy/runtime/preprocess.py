@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from df_policy.data.augment import center_crop
+from df_policy.data.augment import center_crop, resize
 from df_policy.data.dataset import parse_slice
 from df_policy.data.features import check_angle_dims, encode_angles
 from df_policy.data.normalizer import Normalizer
@@ -43,6 +43,7 @@ class Preprocessor:
         normalizer: the checkpoint's normaliser (low-dim keys and the action key).
         action_key: name of the action in the normaliser / store.
         crop_shape: ``(h, w)`` centre crop of raw images, ``None`` = images already at size.
+        resize_shape: ``(h, w)`` raw images are resized to first, as in training (``None`` = no resize).
         derived_keys: derived low-dim key -> ``"source[a:b]"``.
         angle_dims: low-dim key -> dimensions (of the raw value) encoded as ``(cos, sin)``.
     """
@@ -53,6 +54,7 @@ class Preprocessor:
     crop_shape: tuple[int, int] | None = None
     derived_keys: dict[str, str] | None = None
     angle_dims: dict[str, list[int]] | None = None
+    resize_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
@@ -64,6 +66,8 @@ class Preprocessor:
         self._derived = {k: parse_slice(v) for k, v in self.derived_keys.items()}
         if self.crop_shape is not None:
             self.crop_shape = (int(self.crop_shape[0]), int(self.crop_shape[1]))
+        if self.resize_shape is not None:
+            self.resize_shape = (int(self.resize_shape[0]), int(self.resize_shape[1]))
         for key in [*self.policy_config.lowdim_shapes, self.action_key]:
             if key not in self.normalizer.stats:
                 raise ValueError(f"the checkpoint's normaliser has no stats for {key!r}")
@@ -73,7 +77,8 @@ class Preprocessor:
         """From a :class:`~df_policy.training.checkpoint.LoadedPolicy`."""
         ds = dict(loaded.run_config.get("dataset") or {})
         return cls(loaded.policy.config, loaded.normalizer, loaded.schema.action_key,
-                   ds.get("crop_shape"), ds.get("derived_keys") or {}, ds.get("angle_dims") or {})
+                   ds.get("crop_shape"), ds.get("derived_keys") or {}, ds.get("angle_dims") or {},
+                   ds.get("resize_shape"))
 
     @property
     def raw_keys(self) -> list[str]:
@@ -116,6 +121,8 @@ class Preprocessor:
             img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
         if img.ndim != 3 or img.shape[-1] != C:
             raise ObservationError(f"image {key!r} must be (H, W, {C}) uint8, got {img.shape}")
+        if self.resize_shape is not None:
+            img = resize(img, self.resize_shape)
         if img.shape[:2] != (h, w):
             if self.crop_shape is None or tuple(self.crop_shape) != (h, w):
                 raise ObservationError(f"image {key!r} is {img.shape[:2]}, the model needs {(h, w)} and no crop is configured")

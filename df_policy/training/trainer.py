@@ -72,6 +72,8 @@ def policy_config_for(run: RunConfig, ds: WindowDataset) -> DiffusionForcingConf
     image_shapes = {}
     for k in ds.image_keys:
         h, w, c = schema.keys[k].shape
+        if run.dataset.resize_shape is not None:
+            h, w = run.dataset.resize_shape
         if run.dataset.crop_shape is not None:
             h, w = run.dataset.crop_shape
         image_shapes[k] = (c, h, w)
