@@ -74,3 +74,19 @@ def test_object_storage_is_read_only_and_errors_name_the_problem(s3_store, capsy
     assert dfp(["data", "info", url]) == 0
     out = capsys.readouterr().out
     assert "episodes   6" in out and "layout sharded" in out
+
+
+def test_validate_reads_every_file_on_s3_and_names_a_missing_one(s3_store):
+    import s3fs
+
+    from df_policy.data.ops import validate_store
+
+    url, local, endpoint = s3_store
+    assert validate_store(url) == []
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing",
+                           client_kwargs={"region_name": "eu-west-1"})
+    fs.cp("demos/synth.zarr", "demos/partial.zarr", recursive=True)
+    fs.rm("demos/partial.zarr/data/image/c/1/0/0/0")  # an interrupted upload: steps 64..119 lost
+    assert EpisodeStore.open("s3://demos/partial.zarr").file_count() == EpisodeStore.open(url).file_count() - 1
+    assert validate_store("s3://demos/partial.zarr") == [
+        "data/image: chunk file data/image/c/1/0/0/0 for steps [64, 120) is missing (it would read as zeros)"]

@@ -24,8 +24,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np

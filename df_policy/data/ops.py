@@ -41,7 +41,8 @@ def store_info(reader: Any) -> dict[str, Any]:
         "depth_keys": schema.depth_keys,
         "cameras": sorted(schema.cameras),
         "size_on_disk_bytes": reader.size_on_disk(),
-        "files": sum(1 for f in Path(reader.path).rglob("*") if f.is_file()) if Path(reader.path).is_dir() else 1,
+        "files": reader.file_count() if isinstance(reader, EpisodeStore) else (
+            sum(1 for f in Path(reader.path).rglob("*") if f.is_file()) if Path(reader.path).is_dir() else 1),
         "layout": ("sharded" if reader.is_sharded() else "chunk files (dfp data compact shards them)")
         if isinstance(reader, EpisodeStore) else "diffusion_policy",
         "partial_episode": None if reader.partial is None else reader.partial.describe(),
@@ -95,10 +96,9 @@ def _missing_chunk_files(store: EpisodeStore, key: str) -> list[str]:
     """
     out = []
     for i, (s, e) in enumerate(_block_ranges(store.n_steps, store.steps_per_file(key))):
-        f = store.storage_file(key, i)
-        if not f.is_file():
-            out.append(f"data/{key}: chunk file {f.relative_to(store.path)} for steps [{s}, {e}) is missing "
-                       "(it would read as zeros)")
+        name = store.storage_key(key, i)
+        if not store.has_file(name):
+            out.append(f"data/{key}: chunk file {name} for steps [{s}, {e}) is missing (it would read as zeros)")
     return out
 
 

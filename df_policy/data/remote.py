@@ -98,10 +98,12 @@ class RemoteEpisodeStore(EpisodeStore):
     def size_on_disk(self) -> int:
         return int(self._fs.du(self._root))
 
-    def is_sharded(self) -> bool:
-        return all(self.array(k).shards is not None for k, spec in self.schema.keys.items()
-                   if spec.kind in ("image", "depth"))
+    def has_file(self, name: str) -> bool:
+        return bool(self._fs.exists(f"{self._root}/{name}"))
+
+    def file_count(self) -> int:
+        return len(self._fs.find(self._root))
 
     def storage_file(self, key: str, i: int) -> Any:
-        raise StoreError(f"{self.path}: per-file checks need a local store")
+        raise StoreError(f"{self.path}: a store on object storage has no local files; use storage_key")
 

@@ -477,11 +477,22 @@ class EpisodeStore:
         arr = self.array(key)
         return int((arr.shards or arr.chunks)[0])
 
-    def storage_file(self, key: str, i: int) -> Path:
-        """File ``i`` along time of ``data/<key>`` (steps ``[i*n, (i+1)*n)`` for
-        ``n = steps_per_file(key)``): Zarr v3's default chunk keys, the shard's key for a
+    def storage_key(self, key: str, i: int) -> str:
+        """Store-relative name of file ``i`` along time of ``data/<key>`` (steps ``[i*n, (i+1)*n)``
+        for ``n = steps_per_file(key)``): Zarr v3's default chunk keys, the shard's key for a
         sharded array; every other dimension is one chunk."""
-        return self.path / "data" / key / "c" / str(i) / Path(*(["0"] * len(self.schema.keys[key].shape)))
+        return "/".join(["data", key, "c", str(i), *(["0"] * len(self.schema.keys[key].shape))])
+
+    def storage_file(self, key: str, i: int) -> Path:
+        """Path of file ``i`` along time of ``data/<key>`` (:meth:`storage_key`)."""
+        return self.path / self.storage_key(key, i)
+
+    def has_file(self, name: str) -> bool:
+        """Whether the store-relative file ``name`` exists."""
+        return (self.path / name).is_file()
+
+    def file_count(self) -> int:
+        return sum(1 for f in self.path.rglob("*") if f.is_file())
 
     def is_sharded(self) -> bool:
         """Whether every image/depth array is sharded (False for stores written before sharding)."""
