@@ -97,3 +97,25 @@ def test_data_on_device_training_runs(synth_store, tmp_path, one_torch_thread):
     s = train(str(synth_store), tmp_path / "run", load_run_config(None, TINY + ["train.steps=6", "train.data_on_device=true"]),
               progress=False)
     assert s["steps"] == 6 and np.isfinite(s["val/action_mse_stream"]) and np.isfinite(s["val/action_mse_chunk"])
+
+
+def test_lowdim_noise_is_added_in_training_batches_only(synth_store):
+    """dataset.lowdim_noise_std: training batches (host loader and on-device batcher) get Gaussian
+    noise of that std on the low-dim observations; validation batches and actions are exact."""
+    cfg = DatasetConfig(crop_shape=None, val_ratio=0.2, horizon=8, cache="ram", lowdim_noise_std=0.05)
+    clean_cfg = DatasetConfig(crop_shape=None, val_ratio=0.2, horizon=8, cache="ram")
+    train, val = make_datasets(str(synth_store), cfg, progress=False)
+    clean_train, clean_val = make_datasets(str(synth_store), clean_cfg, progress=False)
+    idx = list(range(0, len(train), 2))
+    noisy, clean = train.__getitems__(idx), clean_train.__getitems__(idx)
+    diff = (noisy["obs.agent_pos"] - clean["obs.agent_pos"]).numpy()
+    assert 0.04 < diff.std() < 0.06 and abs(diff.mean()) < 0.01
+    assert torch.equal(noisy["action"], clean["action"])
+    assert torch.equal(val.__getitems__([0, 3])["obs.agent_pos"], clean_val.__getitems__([0, 3])["obs.agent_pos"])
+    dev, clean_dev = DeviceBatcher(train, "cpu"), DeviceBatcher(clean_train, "cpu")
+    samples = torch.arange(len(dev))
+    d = dev.batch(samples, torch.Generator().manual_seed(0))["obs.agent_pos"] - clean_dev.batch(samples)["obs.agent_pos"]
+    assert 0.04 < float(d.std()) < 0.06
+    assert torch.equal(dev.batch(samples, train=False)["obs.agent_pos"], clean_dev.batch(samples, train=False)["obs.agent_pos"])
+    with pytest.raises(ValueError, match="lowdim_noise_std"):
+        DatasetConfig(lowdim_noise_std=-0.1)

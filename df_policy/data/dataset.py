@@ -74,6 +74,10 @@ class DatasetConfig:
             as ``(cos, sin)`` (:mod:`df_policy.data.features`): ``{"state": [4]}`` for PushT's
             block angle, which wraps at 2π. The key's model input grows by one per angle; the
             store keeps the raw values.
+        lowdim_noise_std: training only: Gaussian noise (std in normalised units, where the
+            data spans [-1, 1]) added to every low-dim observation of a sample, each step and
+            dimension independently, so the policy also sees states a little off the
+            demonstrations (closed-loop drift); 0 = off. Actions are never noised.
         shard_by_rank: under DDP, each rank trains on its own share of the training episodes
             and holds only those in RAM (stores larger than a node's memory); off, every rank
             samples windows of every episode (``DistributedSampler``).
@@ -94,6 +98,7 @@ class DatasetConfig:
     split_at_gaps: bool = True
     derived_keys: dict[str, str] = field(default_factory=dict)
     angle_dims: dict[str, list[int]] = field(default_factory=dict)
+    lowdim_noise_std: float = 0.0
     shard_by_rank: bool = False
 
     def __post_init__(self) -> None:
@@ -113,6 +118,8 @@ class DatasetConfig:
             if self.crop_shape is not None and (self.crop_shape[0] > self.resize_shape[0]
                                                 or self.crop_shape[1] > self.resize_shape[1]):
                 raise ValueError(f"crop_shape {self.crop_shape} does not fit resize_shape {self.resize_shape}")
+        if not 0.0 <= float(self.lowdim_noise_std) < 1.0:
+            raise ValueError(f"lowdim_noise_std must be in [0, 1) (normalised units), got {self.lowdim_noise_std}")
         if not 0.0 <= self.val_ratio < 1.0:
             raise ValueError(f"val_ratio must be in [0, 1), got {self.val_ratio}")
 
@@ -349,7 +356,10 @@ class WindowDataset(torch.utils.data.Dataset):
             batch[f"obs.{k}"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 1, 4, 2, 3)))
         for k in self.lowdim_keys:
             x = self.arrays.gather(k, obs_idx).reshape(len(idx), self.cfg.n_obs_steps, -1)
-            batch[f"obs.{k}"] = torch.from_numpy(self.normalizer.normalize(k, x).astype(np.float32))
+            x = self.normalizer.normalize(k, x).astype(np.float32)
+            if self.train and self.cfg.lowdim_noise_std > 0:
+                x += self._worker_rng().normal(0.0, self.cfg.lowdim_noise_std, x.shape).astype(np.float32)
+            batch[f"obs.{k}"] = torch.from_numpy(x)
         a = self.arrays.gather(self.action_key, act_idx).reshape(len(idx), self.cfg.horizon, -1)
         batch["action"] = torch.from_numpy(self.normalizer.normalize(self.action_key, a).astype(np.float32))
         batch["obs_is_pad"] = torch.from_numpy(obs_pad)

@@ -36,6 +36,7 @@ class DeviceBatcher:
         self.train = dataset.train
         cfg = dataset.cfg
         self.crop = cfg.crop_shape
+        self.lowdim_noise_std = float(cfg.lowdim_noise_std)
         all_samples = np.arange(len(dataset), dtype=np.int64)
         obs_idx, obs_pad = dataset.index.obs_indices(all_samples)
         act_idx, act_pad = dataset.index.action_indices(all_samples)
@@ -79,7 +80,10 @@ class DeviceBatcher:
         obs_idx, act_idx = self.obs_idx[samples], self.act_idx[samples]
         batch = {f"obs.{k}": self._crop(v, obs_idx, generator, train) for k, v in self.images.items()}
         for k, v in self.lowdim.items():
-            batch[f"obs.{k}"] = v[obs_idx]
+            x = v[obs_idx]
+            if train and self.lowdim_noise_std > 0:  # dataset.lowdim_noise_std, as WindowDataset adds it
+                x = x + self.lowdim_noise_std * torch.randn(x.shape, generator=generator, device=self.device)
+            batch[f"obs.{k}"] = x
         batch["action"] = self.action[act_idx]
         batch["obs_is_pad"] = self.obs_pad[samples]
         batch["action_is_pad"] = self.act_pad[samples]
