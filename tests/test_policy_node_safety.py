@@ -169,6 +169,36 @@ def test_a_dead_control_loop_is_an_error_not_ok(checkpoint):
         assert wait_until(lambda: len(monitor.commands) > n + 2, 10.0)
 
 
+def test_a_stuck_control_tick_is_an_error_not_ok(checkpoint):
+    """The loop thread is alive but a tick never returns (a deadlock, a blocking call): after
+    max(1 s, 10 periods) the node latches a fault, says why and sends nothing more."""
+    import threading
+
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    with frozen_rig(checkpoint, f"{RUN}/stuckloop", max_tracking_error=None) as (node, monitor):
+        assert wait_until(lambda: node.command_subscriber_count >= 1, 10.0)
+        assert node.enable()[0]
+        assert wait_until(lambda: len(monitor.commands) > 2, 10.0)
+        release = threading.Event()
+        real = node.runtime.control_tick
+
+        def stuck(now=None, measured=None):
+            release.wait(30.0)  # a lock that is never released
+            return real(now, measured)
+
+        node.runtime.control_tick = stuck
+        t_stuck = time.monotonic()
+        status = monitor.wait_status(lambda s: s.level == DiagnosticStatus.ERROR, since=t_stuck, timeout_s=10.0)
+        assert "the control loop is stuck" in status.message
+        assert wait_until(lambda: not node.enabled, 3.0)
+        n = len(monitor.commands)
+        del node.runtime.control_tick
+        release.set()  # the stuck tick returns late: its command is not published
+        time.sleep(0.5)
+        assert len(monitor.commands) == n
+
+
 def test_a_checkpoint_in_another_unit_is_refused(checkpoint, tmp_path):
     run = tmp_path / "deg_run"
     shutil.copytree(checkpoint, run)

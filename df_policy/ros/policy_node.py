@@ -138,6 +138,12 @@ def _stop_all_at_exit() -> None:
             log.debug("stopping a policy node at exit failed", exc_info=True)
 
 
+STUCK_TICK_S = 1.0
+STUCK_TICK_PERIODS = 10
+"""A control tick running longer than ``max(STUCK_TICK_S, STUCK_TICK_PERIODS * period)`` wall
+seconds while enabled is a stuck loop: a fault, like a dead loop thread."""
+
+
 @dataclass(frozen=True)
 class _CommandOutput:
     """One command publisher: resolved topic, command type, publisher, converter of its joints and
@@ -876,8 +882,12 @@ class PolicyNode:
         """Latch a fault when, while enabled, the control loop died or the controller went away."""
         if not self._enabled or self._fault is not None:
             return
+        stuck_limit_s = max(STUCK_TICK_S, STUCK_TICK_PERIODS * self.loop.period_s)
         if self.loop.failure is not None or not self.loop.alive:
             self._fault = self.loop.failure or "the control loop thread is not running"
+        elif self.loop.busy_for_s() > stuck_limit_s:
+            self._fault = (f"a control tick has been running for {self.loop.busy_for_s():.2f} s (limit "
+                           f"{stuck_limit_s:.2f} s): the control loop is stuck")
         elif self.command_subscriber_count == 0:
             self._fault = self._no_subscriber_fault()
         if self._fault is not None:

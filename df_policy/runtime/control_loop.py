@@ -51,6 +51,7 @@ class ControlLoop:
         self.sink_errors = 0
         self.last_error: str | None = None
         self.failure: str | None = None
+        self._tick_started: float | None = None  # time.monotonic() while a tick runs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +59,12 @@ class ControlLoop:
     def alive(self) -> bool:
         """Whether the loop thread is running (False after :meth:`stop` or a failure)."""
         return self._thread is not None and self._thread.is_alive()
+
+    def busy_for_s(self) -> float:
+        """Wall seconds the current tick has been running (0 between ticks): a tick stuck in a
+        deadlock or a blocking call shows here while the thread is still alive."""
+        started = self._tick_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def start(self) -> "ControlLoop":
         self._stop.clear()
@@ -103,7 +110,11 @@ class ControlLoop:
             scheduled += skipped * self.period_s
         self.jitter_s.append(start - scheduled)
         t0 = time.perf_counter()
-        result = self.runtime.control_tick(start, self.measure())
+        self._tick_started = time.monotonic()
+        try:
+            result = self.runtime.control_tick(start, self.measure())
+        finally:
+            self._tick_started = None
         self.ticks += 1
         try:
             self.sink(result)
