@@ -223,6 +223,7 @@ class EpisodeArrays:
         for s, e in bounds:
             self.resident[s:e] = True
         steps = int(self.resident.sum())
+        self._all_resident = steps == reader.n_steps  # then gather needs no residency check
         nbytes = sum(steps * int(np.prod(self.step_shape(k))) * np.dtype(reader.schema.keys[k].dtype).itemsize
                      for k in self.keys)
         self.nbytes = nbytes
@@ -262,7 +263,7 @@ class EpisodeArrays:
             src, a, b = self.derived[key]
             return self._gather(src, idx)[..., a:b]
         if self.in_ram:
-            if not self.resident[idx].all():
+            if not self._all_resident and not self.resident[idx].all():
                 raise IndexError(f"{key}: steps outside the resident episodes were requested")
             return self.ram[key][idx]
         if os.getpid() != self._pid:  # a forked worker must not share the parent's Zarr handles

@@ -178,17 +178,17 @@ def drop_episodes(path: str | os.PathLike, drop: Sequence[int], progress: bool =
     The new store is written next to the old one and swapped in with two renames, so an
     interruption leaves either the old store or the new one (plus a ``.old``/``.tmp`` sibling).
     """
-    return _rewrite(path, lambda n: [i for i in range(n) if i not in set(drop)], drop, progress, "drop")
+    return _rewrite(path, drop, progress, "drop")
 
 
 def compact(path: str | os.PathLike, progress: bool = True) -> EpisodeStore:
     """Rewrite a store in the current layout (sharded image arrays: a few files per episode
     instead of one per 4 frames), every episode, its metadata and the camera records kept;
     swapped in like :func:`drop_episodes`. Frames and values are copied bit for bit."""
-    return _rewrite(path, lambda n: list(range(n)), [], progress, "compact")
+    return _rewrite(path, [], progress, "compact")
 
 
-def _rewrite(path: str | os.PathLike, keep_of: Any, drop: Sequence[int], progress: bool, desc: str) -> EpisodeStore:
+def _rewrite(path: str | os.PathLike, drop: Sequence[int], progress: bool, desc: str) -> EpisodeStore:
     path = Path(path)
     with EpisodeStore.open(path, mode="r+") as store:  # the writer lock: nobody records meanwhile
         if store.partial is not None:
@@ -196,7 +196,7 @@ def _rewrite(path: str | os.PathLike, keep_of: Any, drop: Sequence[int], progres
         bad = [i for i in drop if not 0 <= i < store.n_episodes]
         if bad:
             raise StoreError(f"episodes {bad} out of range ({store.n_episodes} episodes)")
-        keep = keep_of(store.n_episodes)
+        keep = [i for i in range(store.n_episodes) if i not in set(drop)]
         tmp = path.with_name(path.name + ".tmp")
         with EpisodeStore.create(tmp, store.schema, overwrite=True) as out:
             out.update_schema(**{k: v for k, v in store._schema_doc.items() if k in ("cameras", "joint_names")})

@@ -104,6 +104,3 @@ class RemoteEpisodeStore(EpisodeStore):
     def file_count(self) -> int:
         return len(self._fs.find(self._root))
 
-    def storage_file(self, key: str, i: int) -> Any:
-        raise StoreError(f"{self.path}: a store on object storage has no local files; use storage_key")
-

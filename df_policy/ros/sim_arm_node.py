@@ -288,6 +288,7 @@ class SimArmNode:
         every = round(cfg.physics_hz / cfg.camera_hz)
         next_t = time.monotonic()
         time_msg = ros_message_class("builtin_interfaces", "Time")
+        clock_msg = ros_message_class("rosgraph_msgs", "Clock")
         while not self._stop.is_set():
             t_step = time.monotonic()
             with self._lock:
@@ -314,7 +315,7 @@ class SimArmNode:
                     self._max_step_s = 0.0
             try:
                 if self._clock_pub is not None:
-                    self._clock_pub.publish(ros_message_class("rosgraph_msgs", "Clock")(clock=stamp))
+                    self._clock_pub.publish(clock_msg(clock=stamp))
                 self._state_pub.publish(self._states.to_msg(pos, vel, stamp=stamp))
                 for cam, rgb in images.items():
                     self._image_pubs[cam].publish(rgb_to_image(rgb, stamp=stamp, frame_id=f"{cam}_optical_frame"))

@@ -71,9 +71,7 @@ def policy_config_for(run: RunConfig, ds: WindowDataset) -> DiffusionForcingConf
     schema = ds.schema
     image_shapes = {}
     for k in ds.image_keys:
-        h, w, c = schema.keys[k].shape
-        if run.dataset.resize_shape is not None:
-            h, w = run.dataset.resize_shape
+        h, w, c = ds.arrays.step_shape(k)  # after resize_shape
         if run.dataset.crop_shape is not None:
             h, w = run.dataset.crop_shape
         image_shapes[k] = (c, h, w)
@@ -201,11 +199,9 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
     else:
         if world > 1 and not sharded:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, world, rank, shuffle=True, seed=tc.seed)
-        elif sharded:  # the rank's own episodes: a sampler of its own
+        else:  # one process, or a rank's own episodes (shard_by_rank): a sampler of its own (rank 0: seed + step)
             sampler = torch.utils.data.RandomSampler(
                 train_ds, generator=torch.Generator().manual_seed(tc.seed + 7919 * rank + step))
-        else:
-            sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(tc.seed + step))
         loader = torch.utils.data.DataLoader(
             train_ds, batch_size=tc.batch_size, sampler=sampler,
             drop_last=len(train_ds) >= tc.batch_size * (1 if sharded else world),
