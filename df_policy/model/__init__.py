@@ -1,5 +1,5 @@
-"""Model core of df_policy: noise schedule, scheduling matrices, vision encoder, causal
-denoiser and the Diffusion Forcing policy."""
+"""Model core of df_policy: noise schedule, scheduling matrices, vision encoder, denoisers
+(causal transformer, 1-D U-Net) and the Diffusion Forcing policy."""
 
 from df_policy.model.denoiser import CausalDenoiser, DenoiserConfig
 from df_policy.model.noise import NoiseSchedule
@@ -16,6 +16,7 @@ from df_policy.model.schedules import (
     trapezoid,
     validate_schedule,
 )
+from df_policy.model.unet_denoiser import UNetDenoiser, UNetDenoiserConfig
 from df_policy.model.vision import ImageEncoder, VisionEncoderConfig, load_torchvision_resnet18
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "ImageEncoder",
     "NoiseSchedule",
     "ObservationEncoder",
+    "UNetDenoiser",
+    "UNetDenoiserConfig",
     "VisionEncoderConfig",
     "autoregressive",
     "full_sequence",

@@ -48,6 +48,8 @@ class DenoiserConfig:
             time) or ``"full"`` (action tokens at or after the newest observation see each other
             in both directions, as Diffusion Forcing's non-causal planning configuration; past
             tokens stay causal). Costs nothing per call: only the mask changes.
+        architecture: always ``"transformer"`` (``"unet"`` selects
+            :class:`~df_policy.model.unet_denoiser.UNetDenoiserConfig` in ``policy.denoiser``).
     """
 
     d_model: int = 128
@@ -57,8 +59,11 @@ class DenoiserConfig:
     dropout: float = 0.0
     rope_base: float = 10000.0
     future_attention: str = "causal"
+    architecture: str = "transformer"
 
     def __post_init__(self) -> None:
+        if self.architecture != "transformer":
+            raise ValueError(f"DenoiserConfig: architecture must be 'transformer', got {self.architecture!r}")
         if self.future_attention not in FUTURE_ATTENTION:
             raise ValueError(f"DenoiserConfig: future_attention must be one of {FUTURE_ATTENTION}, "
                              f"got {self.future_attention!r}")
@@ -167,6 +172,22 @@ def causal_time_mask(obs_times: Tensor, action_times: Tensor, future_attention: 
     return torch.cat([top, bottom], dim=0)
 
 
+def check_denoiser_inputs(noisy_actions: Tensor, levels: Tensor, obs_features: Tensor, action_dim: int,
+                          actions_per_token: int) -> tuple[int, int, int]:
+    """Shapes of a denoiser call (the contract of :meth:`CausalDenoiser.forward`) -> ``(B, N, To)``;
+    a ValueError names the argument that does not fit."""
+    B, T, Da = noisy_actions.shape
+    A = actions_per_token
+    if Da != action_dim or T % A:
+        raise ValueError(f"noisy_actions must be (B, N*{A}, {action_dim}), got {tuple(noisy_actions.shape)}")
+    N = T // A
+    if levels.shape != (B, N):
+        raise ValueError(f"levels must be (B, N) = ({B}, {N}), got {tuple(levels.shape)}")
+    if obs_features.ndim != 3 or obs_features.shape[0] != B:
+        raise ValueError(f"obs_features must be (B, To, obs_dim), got {tuple(obs_features.shape)}")
+    return B, N, obs_features.shape[1]
+
+
 class CausalDenoiser(nn.Module):
     """Predicts ``v`` for every action from noisy actions, per-token levels and observations.
 
@@ -249,16 +270,8 @@ class CausalDenoiser(nn.Module):
         Returns:
             ``(B, N * A, Da)`` v-prediction, dtype of ``noisy_actions``.
         """
-        B, T, Da = noisy_actions.shape
-        A = self.actions_per_token
-        if Da != self.action_dim or T % A:
-            raise ValueError(f"noisy_actions must be (B, N*{A}, {self.action_dim}), got {tuple(noisy_actions.shape)}")
-        N = T // A
-        if levels.shape != (B, N):
-            raise ValueError(f"levels must be (B, N) = ({B}, {N}), got {tuple(levels.shape)}")
-        if obs_features.ndim != 3 or obs_features.shape[0] != B:
-            raise ValueError(f"obs_features must be (B, To, obs_dim), got {tuple(obs_features.shape)}")
-        To = obs_features.shape[1]
+        B, N, To = check_denoiser_inputs(noisy_actions, levels, obs_features, self.action_dim, self.actions_per_token)
+        A, Da = self.actions_per_token, self.action_dim
         device = noisy_actions.device
         obs_times = torch.arange(To, device=device) if obs_times is None else obs_times.to(device)
         action_times = torch.arange(N, device=device) * A if action_times is None else action_times.to(device)

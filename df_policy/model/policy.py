@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from df_policy.model.denoiser import CausalDenoiser, DenoiserConfig
+from df_policy.model.unet_denoiser import UNetDenoiser, UNetDenoiserConfig
 from df_policy.model.level_sampling import LevelSamplingConfig, sample_levels
 from df_policy.model.noise import NoiseSchedule
 from df_policy.model.observation import OBS_PREFIX, EncodedObs, ObservationEncoder
@@ -78,7 +79,8 @@ class DiffusionForcingConfig:
             :mod:`df_policy.model.level_sampling`. Default: independent uniform (the paper's).
         lowdim_embed_dim: width of the low-dim observation MLP.
         vision: image-encoder settings (one encoder per camera).
-        denoiser: transformer sizes.
+        denoiser: the denoising network: transformer sizes (default), or `{architecture: unet, ...}`
+            for the 1-D U-Net (:mod:`df_policy.model.unet_denoiser`).
     """
 
     image_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -102,13 +104,13 @@ class DiffusionForcingConfig:
     level_sampling: LevelSamplingConfig = field(default_factory=LevelSamplingConfig)
     lowdim_embed_dim: int = 64
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
-    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    denoiser: DenoiserConfig | UNetDenoiserConfig = field(default_factory=DenoiserConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.vision, Mapping):
             self.vision = VisionEncoderConfig(**self.vision)
         if isinstance(self.denoiser, Mapping):
-            self.denoiser = DenoiserConfig(**self.denoiser)
+            self.denoiser = denoiser_config(self.denoiser)
         self.level_sampling = LevelSamplingConfig.coerce(self.level_sampling)
         self.image_shapes = {str(k): tuple(int(s) for s in v) for k, v in dict(self.image_shapes).items()}
         self.lowdim_shapes = {str(k): int(v) for k, v in dict(self.lowdim_shapes).items()}
@@ -152,6 +154,9 @@ class DiffusionForcingConfig:
                 fail(f"{name} must be in [0, 1]")
         if self.history_dropout_prob + self.unconditional_prob > 1.0:
             fail("history_dropout_prob + unconditional_prob must be <= 1")
+        if isinstance(self.denoiser, UNetDenoiserConfig) and self.n_tokens % self.denoiser.token_multiple:
+            fail(f"the U-Net denoiser with channels {self.denoiser.channels} needs horizon / actions_per_token "
+                 f"= {self.n_tokens} to be a multiple of {self.denoiser.token_multiple}")
 
     @property
     def n_tokens(self) -> int:
@@ -172,6 +177,19 @@ class DiffusionForcingConfig:
         return cls(**dict(data))
 
 
+def denoiser_config(data: Mapping[str, Any]) -> DenoiserConfig | UNetDenoiserConfig:
+    """``policy.denoiser`` mapping -> its config; ``architecture`` picks the network
+    (``transformer``, the default, or ``unet``)."""
+    architectures = {"transformer": DenoiserConfig, "unet": UNetDenoiserConfig}
+    name = data.get("architecture", "transformer")
+    if name not in architectures:
+        raise ValueError(f"policy.denoiser.architecture must be one of {sorted(architectures)}, got {name!r}")
+    try:
+        return architectures[name](**data)
+    except TypeError as e:  # a field of the other architecture
+        raise ValueError(f"policy.denoiser ({name}): {e}") from e
+
+
 class DiffusionForcingPolicy(nn.Module):
     """Diffusion Forcing policy over action tokens with independent per-token noise levels.
 
@@ -187,13 +205,12 @@ class DiffusionForcingPolicy(nn.Module):
         self.obs_encoder = ObservationEncoder(
             config.image_shapes, config.lowdim_shapes, config.vision, config.lowdim_embed_dim
         )
-        self.denoiser = CausalDenoiser(
-            config.denoiser,
-            action_dim=config.action_dim,
-            obs_dim=self.obs_encoder.out_dim,
-            actions_per_token=config.actions_per_token,
-            num_levels=config.num_train_levels,
-        )
+        sizes = {"action_dim": config.action_dim, "obs_dim": self.obs_encoder.out_dim,
+                 "actions_per_token": config.actions_per_token, "num_levels": config.num_train_levels}
+        if isinstance(config.denoiser, UNetDenoiserConfig):
+            self.denoiser = UNetDenoiser(config.denoiser, n_obs_steps=config.n_obs_steps, **sizes)
+        else:
+            self.denoiser = CausalDenoiser(config.denoiser, **sizes)
         self._action_queue: deque[Tensor] = deque()
         self._obs_history: deque[dict[str, Tensor]] = deque(maxlen=config.n_obs_steps)
         self.set_inference_modules(None, None)
