@@ -134,8 +134,15 @@ def test_node_commands_only_when_enabled_and_holds_on_stale_camera(checkpoint):
         bad[4] = 1.5  # wrist_roll, limit 1.0
         assert node._last_line_check(Command(bad, now, now, 0))[0] == "unsafe"
         assert node._last_line_check(Command(np.full(6, np.nan), now, now, 0))[0] == "unsafe"
-        node._on_result(Command(bad, now, now, 0))  # what the control loop calls with each tick's result
+        from sensor_msgs.msg import JointState
+
+        raw = []
+        monitor.node.create_subscription(JointState, "/policy_node/command_raw", raw.append, 100)
+        time.sleep(0.5)  # discovery of the new subscription
+        node._on_result(Command(bad, now, now, 0, raw=bad))  # what the control loop calls with each tick's result
         assert node.fault == "command outside the position limits: wrist_roll=1.5000"
+        # the refused command is still recorded as what the policy wanted
+        assert wait_until(lambda: any(m.position[4] == 1.5 for m in raw), 5.0)
         status = monitor.wait_status(lambda s: s.level == DiagnosticStatus.ERROR, since=now)
         assert "fault" in status.message and "wrist_roll=1.5000" in status.message
         assert wait_until(lambda: not node.enabled, 3.0), "a fault must stop commanding"
@@ -299,6 +306,10 @@ def test_use_sim_time_runs_the_control_loop_on_the_simulation_clock(checkpoint):
         assert 3.0 <= wall_rate <= 7.0, f"{wall_rate:.1f} commands/s of wall time; expected ~5 (10 Hz at 0.5x)"
         assert 0.08 <= sim_period <= 0.12, f"commands {sim_period:.3f} s of simulation time apart, expected 0.1"
         assert stamps.min() > 1000.0  # command times are simulation times
+        # and so are the trajectories' stamps (trajectory_stamp: plan), one simulated period apart
+        header = np.array([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, m in window])
+        assert 1000.0 < header.min() < 1e6
+        assert 0.08 <= float(np.median(np.diff(header))) <= 0.12
 
         sim_clock.on = False  # paused: time stands still, nothing is commanded, nothing faults
         time.sleep(0.3)
@@ -516,6 +527,7 @@ def test_config_yaml_params_file_and_validation(tmp_path):
         ({"max_velocity": None}, r"missing required settings \['max_velocity'\]"),
         ({"max_velocity": [1.0, 2.0]}, "max_velocity needs one number or one per joint"),
         ({"command_type": "twist"}, "command_type must be one of"),
+        ({"trajectory_stamp": "now"}, "trajectory_stamp must be one of"),
         ({"camera_types": {"wrist": "image"}}, "camera_types.wrist names no camera"),
         ({"joint_state_topic": base["command_topic"]}, "must all differ"),
         ({"max_obs_age_s": 0}, "max_obs_age_s must be > 0"),
@@ -647,7 +659,7 @@ def test_command_groups_split_each_command_between_controllers(checkpoint):
     camera = Camera(f"{prefix}/camera/image_raw")
     driver = _driver(prefix)  # joint states; nothing is sent to its own command topic
     arm = Monitor(groups["arm"]["topic"])
-    node = PolicyNode(_config(checkpoint, prefix, command_groups=groups)).start()
+    node = PolicyNode(_config(checkpoint, prefix, command_groups=groups, trajectory_stamp="zero")).start()
     gripper = None
     try:
         driver.start()
@@ -663,6 +675,7 @@ def test_command_groups_split_each_command_between_controllers(checkpoint):
         assert driver.stats.commands_executed == 0  # the single command_topic is not used
         for _, msg in list(arm.commands):
             assert tuple(msg.joint_names) == JOINTS[:5] and len(msg.points) == 1
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)  # trajectory_stamp: zero
             q = np.asarray(msg.points[0].positions)
             assert np.isfinite(q).all() and (q >= np.asarray(LOWER[:5])).all() and (q <= np.asarray(UPPER[:5])).all()
         for _, msg in list(gripper.commands):

@@ -242,8 +242,16 @@ def test_trajectory_chunk_publishes_the_bounded_plan(checkpoint):
         assert wait_until(lambda: _inputs_fresh(node) and node.command_subscriber_count >= 1, 10.0)
         assert node.enable()[0]
         assert wait_until(lambda: len(monitor.commands) >= 12, 15.0)
-        lengths = []
-        for _, msg in list(monitor.commands):
+        lengths, stamps = [], []
+        wall_offset = time.time() - time.monotonic()  # receipt times are monotonic, ROS time is the system clock
+        for received, msg in list(monitor.commands):
+            received += wall_offset
+            # trajectory_stamp "plan": stamped with the ROS time of the command's tick (this
+            # node's clock, the host's); a command may be published up to half a period before
+            # its tick, never a period or more
+            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+            stamps.append(stamp)
+            assert received - 1.0 < stamp < received + 0.1, (stamp, received)
             points = np.asarray([p.positions for p in msg.points])
             times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
             lengths.append(len(points))
@@ -252,6 +260,8 @@ def test_trajectory_chunk_publishes_the_bounded_plan(checkpoint):
             assert (points >= np.asarray(LOWER) - 1e-9).all() and (points <= np.asarray(UPPER) + 1e-9).all()
             assert (np.abs(np.diff(points, axis=0)) <= 1.0 * 0.1 + 1e-9).all()  # max_velocity 1.0, 0.1 s apart
         assert max(lengths) > 1, "no planned points were published"
+        assert (np.diff(stamps) > 0).all()
+        assert abs(float(np.median(np.diff(stamps))) - 0.1) < 0.01  # one period apart
         assert driver.stats.commands_rejected == 0 and driver.stats.commands_executed > 0
         # what the policy intended, for recording: the plan, the raw and the sent command
         assert wait_until(lambda: min(len(seen[k]) for k in ("planned", "raw", "sent")) >= 5, 5.0)

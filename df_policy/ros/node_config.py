@@ -32,6 +32,7 @@ __all__ = [
     "MAPPING_FIELDS",
     "PLANNER_MODES",
     "TRACKING_MODES",
+    "TRAJECTORY_STAMPS",
     "PolicyNodeConfig",
     "PolicyNodeConfigError",
 ]
@@ -42,6 +43,7 @@ CAMERA_TYPES = ("image", "compressed")
 """``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``."""
 PLANNER_MODES = ("stream", "chunk", "autoregressive")
 TRACKING_MODES = ("fault", "clip")
+TRAJECTORY_STAMPS = ("plan", "zero")
 ACCELERATE_MODES = ("off", "channels_last", "compile")
 """See :mod:`df_policy.runtime.acceleration` (kept here so the config imports without torch)."""
 """See :class:`df_policy.runtime.planning.PlannerConfig`."""
@@ -177,6 +179,13 @@ class PolicyNodeConfig:
             smoothly if a tick is late) or ``"multiarray"`` (``Float64MultiArray`` of
             ``len(joint_names)`` positions, e.g. a forward_command_controller).
         chunk_points: ``trajectory_chunk`` only: planned points after the tick's command (>= 0).
+        trajectory_stamp: ``header.stamp`` of every ``JointTrajectory`` the node publishes
+            (commands and ``~/planned_trajectory``). ``plan`` (default): the ROS time of the
+            tick the command belongs to, so point ``i`` is due at that time + ``(i + 1)`` periods
+            and a controller that honours stamps (JTC) compensates transport delay instead of
+            shifting the plan by it; needs the controller's clock in step with the node's
+            (same host, chrony/PTP, or ``use_sim_time`` on both). ``zero``: stamp 0, "start when
+            received" (clocks that are not synchronised).
         controller_node: the controller's node (e.g. ``/forward_position_controller``): with
             ``multiarray``, whose values carry no joint names, ``~/enable`` reads that node's
             ``joints`` parameter and refuses unless it lists ``joint_names`` in the same order
@@ -242,6 +251,7 @@ class PolicyNodeConfig:
     command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     command_type: str = "trajectory"
     chunk_points: int = 7
+    trajectory_stamp: str = "plan"
     controller_node: str = ""
     command_groups: Mapping[str, Any] = field(default_factory=dict)
     max_acceleration: float | tuple[float, ...] | None = None
@@ -288,6 +298,8 @@ class PolicyNodeConfig:
         s(self, "max_acceleration", self._rate_limit(self.max_acceleration, "max_acceleration", n, required=False))
         s(self, "max_tracking_error",
           self._rate_limit(self.max_tracking_error, "max_tracking_error", n, required=False))
+        if self.trajectory_stamp not in TRAJECTORY_STAMPS:
+            _fail(f"trajectory_stamp must be one of {TRAJECTORY_STAMPS}, got {self.trajectory_stamp!r}")
         if self.tracking_mode not in TRACKING_MODES:
             _fail(f"tracking_mode must be one of {TRACKING_MODES}, got {self.tracking_mode!r}")
         if not isinstance(self.action_unit, str) or not self.action_unit:

@@ -109,6 +109,7 @@ from .messages import (
     JointStateConverter,
     MessageConversionError,
     compressed_image_to_rgb,
+    ns_to_time,
 )
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
 from .node_setup import checkpoint_defaults, default_camera_topic, flatten_parameters, observation_inputs, parameter_value
@@ -725,6 +726,8 @@ class PolicyNode:
                 return
             problem = self._last_line_check(result)
             if problem is not None:
+                if result.raw is not None:  # what the policy wanted, recorded even when refused
+                    self._publish_joint_vector(self._raw_pub, result.raw)
                 kind, why = problem
                 with self._lock:
                     self.counters[f"refused_{kind}"] += 1
@@ -741,15 +744,16 @@ class PolicyNode:
             if bad.any():  # cannot happen after bound_future: a bug upstream; keep the points before it
                 future = future[: int(np.argmax(bad))]
             points = np.vstack([result.action, future])
+            stamp = self._trajectory_stamp(result.target_time)
             for out in self._outputs:
                 if out.type == "trajectory_chunk":
-                    msg = out.converter.to_trajectory(points[:, out.index], self.period_s)
+                    msg = out.converter.to_trajectory(points[:, out.index], self.period_s, stamp=stamp)
                 elif out.type == "trajectory":
-                    msg = out.converter.to_trajectory(result.action[out.index], self.period_s)
+                    msg = out.converter.to_trajectory(result.action[out.index], self.period_s, stamp=stamp)
                 else:
                     msg = out.converter.to_multiarray(result.action[out.index])
                 out.publisher.publish(msg)
-            self._planned_pub.publish(self._commands.to_trajectory(points, self.period_s))
+            self._planned_pub.publish(self._commands.to_trajectory(points, self.period_s, stamp=stamp))
             self._publish_joint_vector(self._sent_pub, result.action)
             if result.raw is not None:
                 self._publish_joint_vector(self._raw_pub, result.raw)
@@ -782,6 +786,15 @@ class PolicyNode:
             self.node.get_logger().info(f"holding ({result.kind}): {result.reason}")
         elif due:
             self.node.get_logger().warning(f"holding ({result.kind}): {result.reason}")
+
+    def _trajectory_stamp(self, target_time: float) -> Any:
+        """``header.stamp`` of a tick's trajectories: ``None`` (zero, "start on receipt") or the
+        ROS time of ``target_time`` (a time on the runtime's clock, mapped through the offset
+        between the two clocks now; the same clock under ``use_sim_time``)."""
+        if self.config.trajectory_stamp == "zero":
+            return None
+        ros_now_ns = self.node.get_clock().now().nanoseconds
+        return ns_to_time(max(ros_now_ns - round((self.clock.now() - target_time) * 1e9), 0))
 
     def _publish_joint_vector(self, publisher: Any, values: np.ndarray) -> None:
         msg = ros_message_class("sensor_msgs", "JointState")()
