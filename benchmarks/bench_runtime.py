@@ -1,7 +1,7 @@
 """Per-tick latency of the streaming runtime: ``stream`` vs ``chunk`` (and ``autoregressive``).
 
     python benchmarks/bench_runtime.py [--ticks 80] [--threads 1] [--checkpoint RUN_OR_CKPT]
-        [--device cpu|cuda] [--model pusht_cpu|gpu_sized] [--accelerate off channels_last compile]
+        [--device cpu|cuda] [--model pusht_cpu|gpu_sized] [--accelerate off channels_last compile onnx]
 
 Without ``--checkpoint`` the model is the policy of ``df_policy/configs/pusht_cpu.yaml`` with
 random weights and PushT shapes (img 96x96 centre-cropped to 84, agent_pos 2, action 2, To=2,

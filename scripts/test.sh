@@ -7,7 +7,7 @@
 # Usage: bash scripts/test.sh [pytest args]      (e.g. -m slow for the long tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh dev,sim,ros,realsense,bags,s3
+bash scripts/install.sh dev,sim,ros,realsense,bags,s3,onnx
 . .venv/bin/activate
 set +e
 DFP_REQUIRE_EXTRAS="${DFP_REQUIRE_EXTRAS:-1}" python -m pytest "$@"

@@ -122,3 +122,21 @@ def test_policy_with_unet_round_trips_through_a_checkpoint(tmp_path) -> None:
     obs = {"obs.state": batch["obs.state"][:1]}
     sample = lambda p: p.eval().sample(obs, p.make_schedule("pyramid"), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(sample(policy), sample(loaded))
+
+
+def test_unet_runs_under_onnx_runtime_with_the_same_samples() -> None:
+    pytest.importorskip("onnxruntime")
+    from df_policy.runtime.acceleration import accelerate
+
+    config = DiffusionForcingConfig(lowdim_shapes={"state": 5}, action_dim=2, horizon=8, n_action_steps=4,
+                                    num_train_levels=100, num_sampling_steps=5, lowdim_embed_dim=16,
+                                    denoiser={"architecture": "unet", "channels": [16, 32], "n_groups": 4})
+    policy = DiffusionForcingPolicy(config).eval()
+    obs = {"obs.state": torch.randn(1, 2, 5)}
+    sample = lambda: policy.sample(obs, policy.make_schedule("pyramid"), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        eager = sample()
+        assert accelerate(policy, "onnx") == "onnx"
+        fast = sample()
+    assert policy._inference_denoiser.n_exports == 1
+    assert (fast - eager).abs().max() <= 1e-5

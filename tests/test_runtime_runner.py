@@ -376,10 +376,10 @@ def wait_for(predicate, timeout_s=5.0):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, raised while compiling
 def test_fast_paths_give_the_same_actions_as_eager():
-    """``accelerate``: channels_last and torch.compile against eager on the same observations and
+    """``accelerate``: channels_last, torch.compile and ONNX Runtime against eager on the same observations and
     noise; max abs difference of the executed actions in normalised units <= 1e-5 (issue 11)."""
     actions = {}
-    for mode in ("off", "channels_last", "compile"):
+    for mode in ("off", "channels_last", "compile", "onnx"):
         policy = make_policy(tiny_policy_config(), seed=0)
         rt = make_runtime(policy, RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=1), period_s=PERIOD,
                                                 accelerate=mode), FakeClock())
@@ -393,10 +393,13 @@ def test_fast_paths_give_the_same_actions_as_eager():
             if isinstance(result, Command):
                 sent.append(rt.preprocessor.normalize_action(result.action))
         actions[mode] = np.stack(sent)
-        assert (policy._inference_denoiser is not None) == (mode == "compile")
+        assert (policy._inference_denoiser is not None) == (mode in ("compile", "onnx"))
         assert "_inference_denoiser" not in str(list(policy.state_dict()))  # checkpoints unchanged
     assert actions["off"].shape == actions["compile"].shape and len(actions["off"]) >= 20
-    for mode in ("channels_last", "compile"):
+    # the ONNX path exported each signature it met once, in warm-up: the denoiser's window, the
+    # encoder's single new frame (a stream tick encodes only the newest frame)
+    assert policy._inference_denoiser.n_exports == 1 and policy._inference_encoder.n_exports == 1
+    for mode in ("channels_last", "compile", "onnx"):
         diff = np.abs(actions[mode] - actions["off"]).max()
         assert diff <= 1e-5, f"{mode}: max abs difference {diff:.2e} in normalised action units"
     with pytest.raises(ValueError, match="accelerate must be one of"):

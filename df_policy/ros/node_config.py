@@ -44,7 +44,7 @@ CAMERA_TYPES = ("image", "compressed")
 PLANNER_MODES = ("stream", "chunk", "autoregressive")
 TRACKING_MODES = ("fault", "clip")
 TRAJECTORY_STAMPS = ("plan", "zero")
-ACCELERATE_MODES = ("off", "channels_last", "compile")
+ACCELERATE_MODES = ("off", "channels_last", "compile", "onnx")
 """See :mod:`df_policy.runtime.acceleration` (kept here so the config imports without torch)."""
 """See :class:`df_policy.runtime.planning.PlannerConfig`."""
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
@@ -221,7 +221,7 @@ class PolicyNodeConfig:
         max_obs_age_s: the node holds when the newest complete observation (every camera and
             the joint state) is older than this; enabling needs every input younger than this.
         device: torch device for inference (``cpu``, ``cuda``, ``cuda:1``).
-        accelerate: inference fast path (``off``, ``channels_last``, ``compile``; see
+        accelerate: inference fast path (``off``, ``channels_last``, ``compile``, ``onnx``; see
             :mod:`df_policy.runtime.acceleration`); the node warms it up at start-up, before
             ``~/enable`` can succeed, so compilation never happens on the control path.
         rate_hz: control rate; ``None`` or 0 = the checkpoint's fps (running at another rate
