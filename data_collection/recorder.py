@@ -3,7 +3,10 @@
 Loop (one iteration per period of ``1 / fps`` s)
 ------------------------------------------------
 1. ``state = robot.read_state()`` (host monotonic stamp ``state.timestamp_s``);
-2. ``frame = camera.read(frame_timeout_s)`` for every camera;
+2. ``frame = camera.read(...)`` for every camera, all of them together waiting at most
+   ``frame_timeout_s`` and, when paced (``realtime``), never past the end of the period: a
+   camera that stops delivering (unplugged, USB reset) costs the loop the rest of one period,
+   not ``frame_timeout_s`` per camera, so the arm keeps being commanded at ``fps``;
 3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
    later than the state of the last recorded step) and every camera delivered a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
@@ -108,6 +111,8 @@ DEPTH_KEY_SUFFIX = "_depth"  # data_collection.bag_import.DEPTH_KEY_SUFFIX
 SIM_ARM_TASK = "pick the cube and place it on the green square"
 DEPTH_PROBE_S = 5.0
 """Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
+MIN_FRAME_WAIT_S = 0.001
+"""Shortest camera wait per read: takes a frame already queued, waits for none."""
 
 
 def records_depth(camera: Camera) -> bool:
@@ -160,7 +165,8 @@ class RecorderConfig:
         write_queue_steps: steps the writer thread may lag behind the loop before ``add_step``
             waits (counted as ``writer_stalls`` in the summary; a step is never dropped). ``0``
             writes in the loop itself, without a thread (only to measure what the thread buys).
-        frame_timeout_s: longest wait for a camera frame per step.
+        frame_timeout_s: longest wait for the cameras' frames per step (all cameras together);
+            when paced, the wait also ends with the period (see step 2 of the loop).
         max_skew_s: largest accepted ``|frame stamp - state stamp|``.
         robot_model: stored as ``schema.robot``.
         camera_lost_s: a camera that delivers no frame (read errors or timeouts) for this long,
@@ -389,14 +395,28 @@ class Recorder:
         return store
 
     # ------------------------------------------------------------------ loop
-    def _read_frames(self, state: RobotState) -> tuple[dict[str, Frame] | None, int]:
-        """Frames matched to ``state`` (or None if the step must be dropped), and frame gaps seen."""
+    def _frame_deadline(self, period_start: float) -> float:
+        """Monotonic time by which this step's camera reads must end: ``frame_timeout_s`` from
+        now, and (paced) no later than the end of the period that began at ``period_start``."""
+        deadline = time.monotonic() + self.config.frame_timeout_s
+        if self.config.realtime:
+            deadline = min(deadline, period_start + 1.0 / self.config.fps)
+        return deadline
+
+    @staticmethod
+    def _wait_left(deadline: float) -> float:
+        # at least MIN_FRAME_WAIT_S: a frame already waiting in the driver's queue is still taken
+        return max(deadline - time.monotonic(), MIN_FRAME_WAIT_S)
+
+    def _read_frames(self, state: RobotState, deadline: float) -> tuple[dict[str, Frame] | None, int]:
+        """Frames matched to ``state`` (or None if the step must be dropped), and frame gaps seen;
+        reads end by ``deadline`` (monotonic s)."""
         frames: dict[str, Frame] = {}
         gaps = 0
         ok = True
         for cam in self.cameras:
             try:
-                frame = cam.read(self.config.frame_timeout_s)
+                frame = cam.read(self._wait_left(deadline))
             except (CameraError, TimeoutError) as e:
                 self._missing[cam.name] = self._missing.get(cam.name, 0) + 1
                 self._last_camera_error[cam.name] = str(e) or type(e).__name__
@@ -428,11 +448,12 @@ class Recorder:
             frames[cam.name] = frame
         return (frames if ok else None), gaps
 
-    def _skip_frames(self) -> None:
-        """Idle: read (and drop) a frame per camera, so that no frame older than the episode is recorded."""
+    def _skip_frames(self, deadline: float) -> None:
+        """Idle: read (and drop) a frame per camera, so that no frame older than the episode is
+        recorded; reads end by ``deadline``."""
         for cam in self.cameras:
             try:
-                frame = cam.read(self.config.frame_timeout_s)
+                frame = cam.read(self._wait_left(deadline))
             except (CameraError, TimeoutError):
                 continue
             self._last_frame_number[cam.name] = frame.frame_number
@@ -464,7 +485,7 @@ class Recorder:
         next_t = time.monotonic()
         while True:
             state = self.robot.read_state()
-            self._skip_frames()
+            self._skip_frames(self._frame_deadline(next_t))
             self.robot.send_command(self.teleop.action(state))
             self._n.iterations += 1
             self._n.idle_iterations += 1
@@ -549,7 +570,7 @@ class Recorder:
                         periods.append(start - prev_start)
                     prev_start = start
                     state = self.robot.read_state()
-                    frames, gaps = self._read_frames(state)
+                    frames, gaps = self._read_frames(state, self._frame_deadline(next_t))
                     n.dropped_frames += gaps
                     lost = sorted(c for c, k in self._missing.items() if k >= cfg.camera_lost_steps)
                     if lost:

@@ -679,8 +679,9 @@ class RecorderSpec(_Spec):
         task: task description stored with every episode.
         realtime: pace the loop to ``fps`` (must be true for ``ros2`` / ``simulated`` robots).
         flush_every: steps buffered before they are written (what a crash can lose).
-        frame_timeout_s: longest wait for a camera frame per step, s. Keep it below ``1 / fps``
-            if a late camera must not delay the robot's commands.
+        frame_timeout_s: longest wait for the cameras' frames per step (all cameras together), s;
+            a paced recording also stops waiting at the end of the period, so a late or
+            unplugged camera never delays the robot's commands.
         max_skew_s: largest accepted gap between a frame's and the joint state's timestamps,
             s; at least ``1 / camera fps`` or most steps are dropped.
         robot_model: stored as ``schema.robot`` (default: the robot's name).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -300,3 +301,35 @@ def test_camera_lost_settings_are_validated(tmp_path):
         RecorderConfig(store_path=tmp_path / "s", on_camera_lost="keep")
     with pytest.raises(RecorderError, match="camera_lost_s must be a positive number"):
         RecorderConfig(store_path=tmp_path / "s", camera_lost_s=0)
+
+
+def test_a_stalled_camera_never_holds_the_loop_past_its_period(tmp_path):
+    """Paced at 20 Hz with frame_timeout_s 0.5: once the camera stops delivering (every read
+    waits its whole timeout, like a RealSense after a USB reset), no read may wait past the end
+    of the period, so the arm is still commanded every period; the camera is then lost."""
+    from data_collection.cameras.base import CameraError, CameraTimeoutError
+
+    env, rec = _sim_recorder(tmp_path, episodes=2, flush_every=5, camera_lost_s=0.5, frame_timeout_s=0.5)
+    rec.config = dataclasses.replace(rec.config, realtime=True, fps=20.0)
+    cam = rec.cameras[0]
+    stalled, waits = [], []
+    real_read = cam._read
+
+    def read(timeout_s: float):
+        if not stalled:
+            return real_read(timeout_s)
+        waits.append(timeout_s)
+        time.sleep(timeout_s)
+        raise CameraTimeoutError(f"{cam.name}: no new frame within {timeout_s} s")
+
+    cam._read = read
+    rec.log = lambda line: stalled.append(True) if line == "episode=0 flushed steps=10" else None
+    sends = []
+    real_send = rec.robot.send_command
+    rec.robot.send_command = lambda action: sends.append(time.monotonic()) or real_send(action)
+    with env, pytest.raises(CameraError, match="camera scene delivered no frame for 0.5 s"):
+        rec.run()
+    assert len(waits) >= 8  # ~10 periods of 50 ms until the camera counts as lost
+    assert max(waits) <= 0.05 + 1e-6, f"a read waited {max(waits):.3f} s, longer than the 50 ms period"
+    gaps = np.diff(sends[-len(waits):])  # without the bound: 0.5 s apart
+    assert np.median(gaps) < 0.25, f"commands {np.median(gaps) * 1e3:.0f} ms apart while the camera stalled"
