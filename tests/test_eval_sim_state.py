@@ -36,6 +36,8 @@ def test_sim_config_validation():
         SimEvalConfig("ckpt", planner={"ramps": 8})
     with pytest.raises(ValueError, match="--delay-steps"):
         SimEvalConfig("ckpt", planner={"delay_steps": 1})
+    with pytest.raises(ValueError, match="accelerate must be one of"):
+        SimEvalConfig("ckpt", accelerate="tensorrt")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +88,10 @@ def test_eval_sim_cli_delay_and_planner_overrides(state_checkpoint, tmp_path):
     assert dfp(["eval", "sim", "--checkpoint", str(state_checkpoint), "--env", "pusht", "--obs", "state",
                 "--episodes", "1", "--seed", "5", "--max-steps", "6", "--workers", "1", "--videos", "0",
                 "--delay-steps", "1", "--fps", "10", "--planner", "ramp_tokens=2", "--planner", "calls_per_tick=2",
-                "--out", str(out)]) == 0
+                "--accelerate", "onnx", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["delay_steps"] == 1 and m["planner"] == {"ramp_tokens": 2, "calls_per_tick": 2}
+    assert m["config"]["accelerate"] == "onnx"
     assert m["config"]["planner"] == m["planner"] and m["seeds"] == [5, 5] and m["episodes"][0]["steps"] == 6
     assert "adding latency the simulator does not have" in (out / "report.md").read_text()
     assert dfp(["eval", "sim", "--checkpoint", str(state_checkpoint), "--obs", "pixels", "--episodes", "1",

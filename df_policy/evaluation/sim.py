@@ -78,6 +78,8 @@ class SimEvalConfig:
         delay_steps: control steps planned ahead for inference latency; 0 (default) matches the
             simulator, which waits for inference (module docstring).
         fps: control rate for the runtime (``None``: the checkpoint's, else the simulator's).
+        accelerate: the runtime's inference path (``RuntimeConfig.accelerate``; ``onnx`` makes
+            long evaluations of large denoisers faster, each worker exports once).
     """
 
     checkpoint: str
@@ -92,10 +94,15 @@ class SimEvalConfig:
     obs: str = "auto"
     delay_steps: int = 0
     fps: float | None = None
+    accelerate: str = "channels_last"
 
     def __post_init__(self) -> None:
         from df_policy.evaluation.common import parse_planner_overrides
+        from df_policy.runtime.acceleration import ACCELERATE_MODES
         from df_policy.runtime.planning import MODES
+
+        if self.accelerate not in ACCELERATE_MODES:
+            raise ValueError(f"accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
 
         if self.env not in ENVS:
             raise ValueError(f"env must be one of {ENVS}, got {self.env!r}")
@@ -181,7 +188,8 @@ def _init_worker(cfg: SimEvalConfig) -> None:
     clock = FakeClock()
     planner = PlannerConfig(mode=cfg.mode, delay_steps=cfg.delay_steps, **cfg.planner)
     period = 1.0 / cfg.fps if cfg.fps else None
-    runtime = PolicyRuntime.from_checkpoint(cfg.checkpoint, RuntimeConfig(planner=planner, period_s=period), clock=clock)
+    runtime = PolicyRuntime.from_checkpoint(
+        cfg.checkpoint, RuntimeConfig(planner=planner, period_s=period, accelerate=cfg.accelerate), clock=clock)
     _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps, cfg.obs))
 
 
@@ -325,12 +333,14 @@ def add_eval_sim_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--videos", type=int, default=3)
+    p.add_argument("--accelerate", default="channels_last",
+                   help="inference path: off, channels_last (default), compile, onnx (CPU, the onnx extra)")
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
         cfg = SimEvalConfig(a.checkpoint, a.env, a.episodes, a.seed, a.mode, a.max_steps, a.workers, a.videos,
                             planner=a.planner,  # KEY=VALUE strings, parsed and checked by SimEvalConfig
-                            obs=a.obs, delay_steps=a.delay_steps, fps=a.fps)
+                            obs=a.obs, delay_steps=a.delay_steps, fps=a.fps, accelerate=a.accelerate)
         m = evaluate_sim(cfg, a.out)
         print(f"{m['n_episodes']} episodes ({m['mode']}, obs {m['obs']}, delay_steps {m['delay_steps']}, seeds "
               f"{m['seeds'][0]}..{m['seeds'][1]}): success rate {m['success_rate']:.3f}, "
