@@ -408,3 +408,25 @@ def test_fast_paths_give_the_same_actions_as_eager():
     from df_policy.runtime.acceleration import ACCELERATE_MODES
 
     assert NODE_MODES == ACCELERATE_MODES  # the node config's copy (it imports without torch)
+
+
+def test_onnx_encoder_exports_once_for_any_number_of_steps():
+    """accelerate=onnx encodes step by step: a window of To frames (chunk mode, or a stream tick
+    that finds two new frames) uses the single-step graph exported in warm-up, same features."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from df_policy.runtime.acceleration import accelerate
+
+    policy = make_policy(tiny_policy_config(), seed=0)
+    cfg = policy.config
+    torch.manual_seed(3)
+    window = {f"obs.{k}": torch.rand(1, 2, *shape) for k, shape in cfg.image_shapes.items()}  # (1, To=2, ...)
+    window.update({f"obs.{k}": torch.randn(1, 2, d) for k, d in cfg.lowdim_shapes.items()})
+    with torch.no_grad():
+        eager = policy.obs_encoder(window)
+        assert accelerate(policy, "onnx") == "onnx"
+        one = policy.run_obs_encoder({k: v[:, :1] for k, v in window.items()})
+        both = policy.run_obs_encoder(window)
+    assert policy._inference_encoder.n_exports == 1
+    assert torch.allclose(both, eager, atol=1e-5) and torch.allclose(one, eager[:, :1], atol=1e-5)

@@ -180,8 +180,26 @@ def _install_onnx(policy: DiffusionForcingPolicy) -> str:
                         torch.arange(levels.shape[1]) * A if action_times is None else action_times.cpu()]
         return tensors, not default
 
-    policy.set_inference_modules(
-        OnnxRuntimeModule(policy.obs_encoder, encoder_inputs, lambda m, _: _EncoderCall(m, keys), "observation encoder"),
-        OnnxRuntimeModule(policy.denoiser, denoiser_inputs, _DenoiserCall, "denoiser"),
-    )
+    encoder = OnnxRuntimeModule(policy.obs_encoder, encoder_inputs, lambda m, _: _EncoderCall(m, keys),
+                                "observation encoder")
+    policy.set_inference_modules(StepwiseEncoder(encoder, keys),
+                                 OnnxRuntimeModule(policy.denoiser, denoiser_inputs, _DenoiserCall, "denoiser"))
     return "onnx"
+
+
+class StepwiseEncoder:
+    """Runs an encoder one observation step at a time and stacks the steps (the observation
+    encoder treats steps independently): a window of 1 or ``To`` new frames, or a tick that
+    finds two frames to encode, all use the one exported single-step graph, so no export can
+    happen on the control path after warm-up."""
+
+    def __init__(self, encoder: OnnxRuntimeModule, keys: tuple[str, ...]) -> None:
+        self.encoder, self.keys = encoder, keys
+
+    @property
+    def n_exports(self) -> int:
+        return self.encoder.n_exports
+
+    def __call__(self, obs: Mapping[str, Tensor]) -> Tensor:
+        steps = obs[self.keys[0]].shape[1]
+        return torch.cat([self.encoder({k: obs[k][:, t:t + 1] for k in self.keys}) for t in range(steps)], dim=1)
