@@ -4,9 +4,10 @@ Loop (one iteration per period of ``1 / fps`` s)
 ------------------------------------------------
 1. ``state = robot.read_state()`` (host monotonic stamp ``state.timestamp_s``);
 2. ``frame = camera.read(...)`` for every camera, all of them together waiting at most
-   ``frame_timeout_s`` and, when paced (``realtime``), never past the end of the period: a
-   camera that stops delivering (unplugged, USB reset) costs the loop the rest of one period,
-   not ``frame_timeout_s`` per camera, so the arm keeps being commanded at ``fps``;
+   ``frame_timeout_s`` and, when paced (``realtime``), never past the end of the period (half
+   a period when the loop already runs late): a camera that stops delivering (unplugged, USB
+   reset) costs the loop at most the rest of one period, not ``frame_timeout_s`` per camera,
+   so the arm keeps being commanded at ``fps``;
 3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
    later than the state of the last recorded step) and every camera delivered a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
@@ -397,10 +398,14 @@ class Recorder:
     # ------------------------------------------------------------------ loop
     def _frame_deadline(self, period_start: float) -> float:
         """Monotonic time by which this step's camera reads must end: ``frame_timeout_s`` from
-        now, and (paced) no later than the end of the period that began at ``period_start``."""
-        deadline = time.monotonic() + self.config.frame_timeout_s
+        now, and (paced) no later than the end of the period that began at ``period_start``;
+        a loop running late (the period nearly over) still gives the cameras half a period, so
+        lateness alone never makes a healthy camera miss its frame."""
+        now = time.monotonic()
+        deadline = now + self.config.frame_timeout_s
         if self.config.realtime:
-            deadline = min(deadline, period_start + 1.0 / self.config.fps)
+            period = 1.0 / self.config.fps
+            deadline = min(deadline, max(period_start + period, now + 0.5 * period))
         return deadline
 
     @staticmethod

@@ -91,7 +91,7 @@ def test_eval_sim_cli_delay_and_planner_overrides(state_checkpoint, tmp_path):
                 "--accelerate", "onnx", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["delay_steps"] == 1 and m["planner"] == {"ramp_tokens": 2, "calls_per_tick": 2}
-    assert m["config"]["accelerate"] == "onnx"
+    assert m["config"]["accelerate"] == "onnx" and m["episodes"][0]["accelerate"] == "onnx"  # no silent fallback
     assert m["config"]["planner"] == m["planner"] and m["seeds"] == [5, 5] and m["episodes"][0]["steps"] == 6
     assert "adding latency the simulator does not have" in (out / "report.md").read_text()
     assert dfp(["eval", "sim", "--checkpoint", str(state_checkpoint), "--obs", "pixels", "--episodes", "1",

@@ -93,6 +93,8 @@ def test_config_validation_names_the_problem() -> None:
         DiffusionForcingConfig(lowdim_shapes={"s": 3}, denoiser={"architecture": "lstm"})
     with pytest.raises(ValueError, match="d_model"):  # a transformer field given to the U-Net
         DiffusionForcingConfig(lowdim_shapes={"s": 3}, denoiser={"architecture": "unet", "d_model": 64})
+    with pytest.raises(ValueError, match="actions_per_token 1"):
+        DiffusionForcingConfig(lowdim_shapes={"s": 3}, actions_per_token=2, denoiser={"architecture": "unet"})
     with pytest.raises(ValueError, match="multiple of 4"):
         DiffusionForcingConfig(lowdim_shapes={"s": 3}, horizon=10, n_action_steps=4,
                                denoiser={"architecture": "unet", "channels": [8, 16, 32]})
@@ -126,6 +128,7 @@ def test_policy_with_unet_round_trips_through_a_checkpoint(tmp_path) -> None:
 
 def test_unet_runs_under_onnx_runtime_with_the_same_samples() -> None:
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
     from df_policy.runtime.acceleration import accelerate
 
     config = DiffusionForcingConfig(lowdim_shapes={"state": 5}, action_dim=2, horizon=8, n_action_steps=4,

@@ -226,7 +226,8 @@ def _run_episode(index: int) -> dict[str, Any]:
         if terminated or truncated:
             break
     out = {"episode": index, "seed": seed, "success": success, "max_coverage": max_cov, "final_coverage": cov,
-           "steps": steps, "holds": holds, "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3),
+           "steps": steps, "holds": holds, "accelerate": runtime.accelerate,  # the path in effect
+           "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3),
            "inference_ms_p99": float(np.percentile(latencies, 99) * 1e3)}
     if frames is not None:
         out["frames"] = np.stack(frames)

@@ -154,6 +154,9 @@ class DiffusionForcingConfig:
                 fail(f"{name} must be in [0, 1]")
         if self.history_dropout_prob + self.unconditional_prob > 1.0:
             fail("history_dropout_prob + unconditional_prob must be <= 1")
+        if isinstance(self.denoiser, UNetDenoiserConfig) and self.actions_per_token != 1:
+            fail("the U-Net denoiser needs actions_per_token 1 (it sees token order, not time: with grouped "
+                 "tokens the runtime's windows are not aligned with the training layout)")
         if isinstance(self.denoiser, UNetDenoiserConfig) and self.n_tokens % self.denoiser.token_multiple:
             fail(f"the U-Net denoiser with channels {self.denoiser.channels} needs horizon / actions_per_token "
                  f"= {self.n_tokens} to be a multiple of {self.denoiser.token_multiple}")

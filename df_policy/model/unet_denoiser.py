@@ -18,9 +18,11 @@ Contract differences from the transformer:
   context tokens therefore see the noisy future tokens; the runtime is unaffected (it always
   passes the whole window).
 * **Fixed layout**: the network sees token order, not time. ``obs_times`` / ``action_times``
-  must be the training layout (``0..To-1`` and ``n * A``, what the runtime passes); anything else
-  is refused. The window length ``N`` must be a multiple of ``2 ** (len(channels) - 1)`` and the
-  number of observation steps is fixed at construction.
+  must be the training layout (``0..To-1`` and ``n * A``); anything else is refused. With one
+  action per token (required by :class:`~df_policy.model.policy.DiffusionForcingConfig` for this
+  network) that is what the runtime passes in every mode; with grouped tokens its windows would
+  be shifted against the observations. The window length ``N`` must be a multiple of
+  ``2 ** (len(channels) - 1)`` and the number of observation steps is fixed at construction.
 """
 
 from __future__ import annotations

@@ -183,7 +183,8 @@ class PolicyNodeConfig:
             (commands and ``~/planned_trajectory``). ``plan`` (default): the ROS time of the
             tick the command belongs to, so point ``i`` is due at that time + ``(i + 1)`` periods
             and a controller that honours stamps (JTC) compensates transport delay instead of
-            shifting the plan by it; needs the controller's clock in step with the node's
+            shifting the plan by it (a late command is stamped no earlier than half a period
+            before sending, so no trajectory ends in the past); needs the controller's clock in step with the node's
             (same host, chrony/PTP, or ``use_sim_time`` on both). ``zero``: stamp 0, "start when
             received" (clocks that are not synchronised).
         controller_node: the controller's node (e.g. ``/forward_position_controller``): with

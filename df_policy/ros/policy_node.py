@@ -53,7 +53,8 @@ clock (``time.monotonic()``), or, when the node's ROS parameter ``use_sim_time``
 node's ROS clock, i.e. simulation time from ``/clock`` (:mod:`df_policy.ros.ros_clock`): the
 control period, observation ages, the tracking grace and command lateness then all follow the
 simulation, however fast it runs, and nothing is commanded while it is paused.
-``header.stamp`` is not used (sender clocks do not matter, transport delay is not compensated). An observation is pushed
+An input's ``header.stamp`` is not used (sender clocks do not matter, transport delay is not compensated;
+outgoing trajectories are stamped, see ``trajectory_stamp``). An observation is pushed
 to the runtime when a camera frame arrives (a joint state, for checkpoints without cameras),
 combining the latest message of every input; its stamp is the **oldest** receipt time among
 them, so a stalled input makes the observation age. The runtime runs inference on its own
@@ -790,11 +791,15 @@ class PolicyNode:
     def _trajectory_stamp(self, target_time: float) -> Any:
         """``header.stamp`` of a tick's trajectories: ``None`` (zero, "start on receipt") or the
         ROS time of ``target_time`` (a time on the runtime's clock, mapped through the offset
-        between the two clocks now; the same clock under ``use_sim_time``)."""
+        between the two clocks now; the same clock under ``use_sim_time``). A late command (the
+        last-line check lets it be up to ``max_action_age_s`` + half a period late) is stamped
+        no earlier than half a period ago, so its first point, one period after the stamp, is
+        still ahead when sent: a controller never receives a trajectory that ends in the past."""
         if self.config.trajectory_stamp == "zero":
             return None
         ros_now_ns = self.node.get_clock().now().nanoseconds
-        return ns_to_time(max(ros_now_ns - round((self.clock.now() - target_time) * 1e9), 0))
+        planned_ns = ros_now_ns - round((self.clock.now() - target_time) * 1e9)
+        return ns_to_time(max(planned_ns, ros_now_ns - round(0.5 * self.period_s * 1e9), 0))
 
     def _publish_joint_vector(self, publisher: Any, values: np.ndarray) -> None:
         msg = ros_message_class("sensor_msgs", "JointState")()

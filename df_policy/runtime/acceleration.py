@@ -25,9 +25,10 @@ Modes (``RuntimeConfig.accelerate``):
   ``torch.get_num_threads()`` threads. Falls back to ``channels_last`` (with a warning) on another
   device or without onnxruntime.
 
-The compiled callables share the policy's weights and are installed with
-:meth:`DiffusionForcingPolicy.set_inference_modules`, so checkpoints and ``state_dict`` are
-unchanged and training (``policy.train()``) always runs eager.
+The compiled callables share the policy's weights (the ONNX graphs hold a copy, taken when each
+signature is exported: call :func:`accelerate` again after changing the weights) and are
+installed with :meth:`DiffusionForcingPolicy.set_inference_modules`, so checkpoints and
+``state_dict`` are unchanged and training (``policy.train()``) always runs eager.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from torch import Tensor
 
 from df_policy.model.observation import OBS_PREFIX
 from df_policy.model.policy import DiffusionForcingPolicy
+from df_policy.model.unet_denoiser import UNetDenoiser
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ class OnnxRuntimeModule:
         if entry is None:
             entry = self._sessions[key] = self._export(tensors, options)
         session, names = entry
+        if len(names) != len(tensors):
+            raise RuntimeError(f"ONNX graph of the {self.name} takes {len(names)} inputs, the call gave {len(tensors)}")
         out = session.run(None, {n: t.detach().contiguous().numpy() for n, t in zip(names, tensors)})
         return torch.from_numpy(out[0])
 
@@ -168,17 +172,20 @@ def _install_onnx(policy: DiffusionForcingPolicy) -> str:
     def encoder_inputs(obs: Mapping[str, Tensor]) -> tuple[list[Tensor], Any]:
         return [obs[k] for k in keys], None
 
+    # The transformer takes the time indices as graph inputs (one graph whatever the window's
+    # alignment, which changes from tick to tick with grouped tokens); the U-Net has only the
+    # training layout (it checks it itself when run eagerly) and takes none.
+    with_times = not isinstance(policy.denoiser, UNetDenoiser)
+
     def denoiser_inputs(x: Tensor, levels: Tensor, features: Tensor, missing: Tensor | None = None, *,
                         obs_times: Tensor | None = None, action_times: Tensor | None = None) -> tuple[list[Tensor], Any]:
         if missing is None:
             missing = torch.zeros(features.shape[:2], dtype=torch.bool)
         tensors = [x, levels, features, missing]
-        default = ((obs_times is None or torch.equal(obs_times.cpu(), torch.arange(features.shape[1])))
-                   and (action_times is None or torch.equal(action_times.cpu(), torch.arange(levels.shape[1]) * A)))
-        if not default:  # the training layout is the common case; anything else is an input
+        if with_times:
             tensors += [torch.arange(features.shape[1]) if obs_times is None else obs_times.cpu(),
                         torch.arange(levels.shape[1]) * A if action_times is None else action_times.cpu()]
-        return tensors, not default
+        return tensors, with_times
 
     encoder = OnnxRuntimeModule(policy.obs_encoder, encoder_inputs, lambda m, _: _EncoderCall(m, keys),
                                 "observation encoder")
