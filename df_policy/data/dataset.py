@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from df_policy.data.augment import center_crop, random_crop, resize
-from df_policy.data.features import check_angle_dims, encode_angles, encoded_dim
+from df_policy.data.features import LowdimFeatures, check_angle_dims, check_pose_keypoints
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
@@ -74,6 +74,11 @@ class DatasetConfig:
             as ``(cos, sin)`` (:mod:`df_policy.data.features`): ``{"state": [4]}`` for PushT's
             block angle, which wraps at 2π. The key's model input grows by one per angle; the
             store keeps the raw values.
+        pose_keypoints: low-dim key -> ``{"pose_dims": [x, y, angle], "points": [[px, py], ...]}``:
+            the planar pose at those dimensions is fed as the world coordinates of the listed
+            body-frame points (:mod:`df_policy.data.features`), as Diffusion Policy feeds PushT's
+            block as 9 keypoints. The key's model input becomes ``D - 3 + 2 * len(points)``;
+            the store keeps the raw values. A key takes either this or ``angle_dims``.
         lowdim_noise_std: training only: Gaussian noise (std in normalised units, where the
             data spans [-1, 1]) added to every low-dim observation of a sample, each step and
             dimension independently, so the policy also sees states a little off the
@@ -98,12 +103,15 @@ class DatasetConfig:
     split_at_gaps: bool = True
     derived_keys: dict[str, str] = field(default_factory=dict)
     angle_dims: dict[str, list[int]] = field(default_factory=dict)
+    pose_keypoints: dict[str, dict] = field(default_factory=dict)
     lowdim_noise_std: float = 0.0
     shard_by_rank: bool = False
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
         self.angle_dims = check_angle_dims(self.angle_dims)
+        self.pose_keypoints = check_pose_keypoints(self.pose_keypoints)
+        LowdimFeatures(self.angle_dims, self.pose_keypoints)  # validates: one encoding per key
         for name, expr in self.derived_keys.items():
             parse_slice(expr)  # validates
         WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)  # validates geometry
@@ -126,6 +134,11 @@ class DatasetConfig:
     @property
     def window(self) -> WindowSpec:
         return WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)
+
+    @property
+    def features(self) -> LowdimFeatures:
+        """The low-dim encodings (angles, pose keypoints) this config asks for."""
+        return LowdimFeatures(self.angle_dims, self.pose_keypoints)
 
 
 _SLICE = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
@@ -207,12 +220,12 @@ class EpisodeArrays:
     :meth:`full`."""
 
     def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
-                 derived: dict[str, str] | None = None, angle_dims: dict[str, list[int]] | None = None,
+                 derived: dict[str, str] | None = None, features: LowdimFeatures | None = None,
                  resident: Sequence[int] | None = None, resize_shape: tuple[int, int] | None = None) -> None:
         self.path, self.fps = path, fps
         self.resize_shape = None if resize_shape is None else (int(resize_shape[0]), int(resize_shape[1]))
         self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
-        self.angle_dims = check_angle_dims(angle_dims)
+        self.features = features or LowdimFeatures()
         self.keys = sorted({self.derived[k][0] if k in self.derived else k for k in keys})
         reader = open_episodes(path, fps=fps)
         self.reader = reader
@@ -252,11 +265,9 @@ class EpisodeArrays:
         return resize(frames, self.resize_shape)
 
     def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
-        """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``, angle
-        dimensions encoded (``(*idx.shape, D + k)``)."""
-        if key in self.angle_dims:
-            return encode_angles(self._gather(key, idx), self.angle_dims[key])
-        return self._gather(key, idx)
+        """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``, low-dim
+        features encoded (``(*idx.shape, encoded_dim)``, :class:`LowdimFeatures`)."""
+        return self.features.encode(key, self._gather(key, idx))
 
     def _gather(self, key: str, idx: np.ndarray) -> np.ndarray:
         if key in self.derived:
@@ -280,10 +291,8 @@ class EpisodeArrays:
         return raw[inv].reshape(*idx.shape, *raw.shape[1:])
 
     def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
-        """All steps of ``episodes`` for ``key`` (used to fit the normaliser), angles encoded."""
-        if key in self.angle_dims:
-            return encode_angles(self._full(key, episodes), self.angle_dims[key])
-        return self._full(key, episodes)
+        """All steps of ``episodes`` for ``key`` (used to fit the normaliser), features encoded."""
+        return self.features.encode(key, self._full(key, episodes))
 
     def _full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
         if key in self.derived:
@@ -332,8 +341,8 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.index)
 
     def lowdim_dim(self, key: str) -> int:
-        """Model input size of low-dim ``key`` (its stored size plus one per encoded angle)."""
-        return encoded_dim(self.schema.keys[key].dim, self.cfg.angle_dims.get(key, []))
+        """Model input size of low-dim ``key`` (its stored size, changed by its feature encoding)."""
+        return self.cfg.features.encoded_dim(key, self.schema.keys[key].dim)
 
     def _worker_rng(self) -> np.random.Generator:
         # Re-seed after fork so DataLoader workers do not replay the same crops.
@@ -403,13 +412,15 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
         if schema.keys[k].kind == "depth":
             raise ValueError(f"key {k!r} of {path} is a depth key: the training dataset does not read depth "
                              f"(image keys: {schema.image_keys}, lowdim keys: {schema.lowdim_keys})")
-    for k, dims in cfg.angle_dims.items():
-        if k not in lowdim_keys:
-            raise ValueError(f"angle_dims names {k!r}, which is not a low-dim input (lowdim keys: {lowdim_keys})")
-        try:
-            encoded_dim(schema.keys[k].dim, dims)
-        except ValueError as e:
-            raise ValueError(f"angle_dims[{k!r}]: {e}") from None
+    features = cfg.features
+    for option, keys in (("angle_dims", cfg.angle_dims), ("pose_keypoints", cfg.pose_keypoints)):
+        for k in keys:
+            if k not in lowdim_keys:
+                raise ValueError(f"{option} names {k!r}, which is not a low-dim input (lowdim keys: {lowdim_keys})")
+            try:
+                features.encoded_dim(k, schema.keys[k].dim)
+            except ValueError as e:
+                raise ValueError(f"{option}[{k!r}]: {e}") from None
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
     mine = train_eps
@@ -422,7 +433,7 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
             raise ValueError(f"{path}: {len(train_eps)} training episodes cannot give every one of {world} ranks "
                              "its own share (dataset.shard_by_rank)")
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
-                           derived=cfg.derived_keys, angle_dims=cfg.angle_dims,
+                           derived=cfg.derived_keys, features=features,
                            resident=None if shard is None else [*mine, *val_eps], resize_shape=cfg.resize_shape)
     if normalizer is None:
         normalizer = Normalizer.fit(

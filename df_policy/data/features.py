@@ -55,3 +55,90 @@ def encode_angles(x: Any, angle_dims: Sequence[int]) -> np.ndarray:
     angles = x[..., dims].astype(np.float64)
     out = np.concatenate([x[..., keep].astype(np.float64), np.cos(angles), np.sin(angles)], axis=-1)
     return out.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32, copy=False)
+
+
+# --- planar poses as keypoints ---------------------------------------------------------------
+
+def check_pose_keypoints(spec: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, list]]:
+    """``{key: {"pose_dims": [x, y, θ], "points": [[px, py], ...]}}`` validated and copied as
+    plain lists (JSON/YAML-safe): three distinct non-negative dimension indices, at least one
+    finite 2-D point."""
+    out: dict[str, dict[str, list]] = {}
+    for key, entry in dict(spec or {}).items():
+        if not isinstance(entry, Mapping) or set(entry) != {"pose_dims", "points"}:
+            raise ValueError(f"pose_keypoints[{key!r}] must be a mapping with exactly 'pose_dims' and 'points', "
+                             f"got {entry!r}")
+        dims = list(entry["pose_dims"])
+        if len(dims) != 3 or any(int(d) != d or d < 0 for d in dims) or len(set(dims)) != 3:
+            raise ValueError(f"pose_keypoints[{key!r}].pose_dims must be three distinct dimension indices >= 0 "
+                             f"(x, y, angle in radians), got {entry['pose_dims']!r}")
+        points = np.asarray(entry["points"], dtype=np.float64)
+        if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] != 2 or not np.isfinite(points).all():
+            raise ValueError(f"pose_keypoints[{key!r}].points must be a non-empty list of finite [x, y] pairs "
+                             f"(body frame), got shape {points.shape}")
+        out[str(key)] = {"pose_dims": [int(d) for d in dims], "points": points.tolist()}
+    return out
+
+
+def encode_pose_keypoints(x: Any, pose_dims: Sequence[int], points: Any) -> np.ndarray:
+    """``(..., D)`` -> ``(..., D - 3 + 2K)``: the planar pose at ``pose_dims`` (``x, y`` in world
+    units, ``θ`` in radians, counter-clockwise) is replaced by the world coordinates of the ``K``
+    body-frame ``points``, ``p_world = (x, y) + R(θ) p_body``; the other dimensions come first, in
+    their order, then ``x0, y0, x1, y1, ...``."""
+    x = np.asarray(x)
+    dims = list(pose_dims)
+    if max(dims) >= x.shape[-1]:
+        raise ValueError(f"pose dimension {max(dims)} is out of range for a {x.shape[-1]}-dimensional key")
+    pts = np.asarray(points, dtype=np.float64)
+    keep = [d for d in range(x.shape[-1]) if d not in set(dims)]
+    px, py, th = (x[..., d].astype(np.float64)[..., None] for d in dims)
+    c, s = np.cos(th), np.sin(th)
+    wx = px + c * pts[:, 0] - s * pts[:, 1]
+    wy = py + s * pts[:, 0] + c * pts[:, 1]
+    world = np.stack([wx, wy], axis=-1).reshape(*x.shape[:-1], 2 * len(pts))
+    out = np.concatenate([x[..., keep].astype(np.float64), world], axis=-1)
+    return out.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32, copy=False)
+
+
+class LowdimFeatures:
+    """Every low-dim encoding of one dataset config, by key: angles as ``(cos, sin)``
+    (``angle_dims``) or a planar pose as keypoints (``pose_keypoints``); one encoding per key.
+    Training and the runtime both go through :meth:`encode`."""
+
+    def __init__(self, angle_dims: Mapping[str, Sequence[int]] | None = None,
+                 pose_keypoints: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.angle_dims = check_angle_dims(angle_dims)
+        self.pose_keypoints = check_pose_keypoints(pose_keypoints)
+        both = sorted(set(self.angle_dims) & set(self.pose_keypoints))
+        if both:
+            raise ValueError(f"keys {both} are in both angle_dims and pose_keypoints; a key takes one encoding "
+                             "(keypoints already make the pose's angle continuous)")
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted({*self.angle_dims, *self.pose_keypoints})
+
+    def encoded_dim(self, key: str, raw_dim: int) -> int:
+        """Model input size of ``key`` from its stored size (errors if a listed dimension is out of range)."""
+        if key in self.pose_keypoints:
+            dims = self.pose_keypoints[key]["pose_dims"]
+            if max(dims) >= raw_dim:
+                raise ValueError(f"pose dimension {max(dims)} is out of range for a {raw_dim}-dimensional key")
+            return raw_dim - 3 + 2 * len(self.pose_keypoints[key]["points"])
+        return encoded_dim(raw_dim, self.angle_dims.get(key, []))
+
+    def raw_dim(self, key: str, model_dim: int) -> int:
+        """Stored size of ``key`` from its model input size (inverse of :meth:`encoded_dim`)."""
+        if key in self.pose_keypoints:
+            return model_dim + 3 - 2 * len(self.pose_keypoints[key]["points"])
+        return model_dim - len(self.angle_dims.get(key, []))
+
+    def encode(self, key: str, x: Any) -> Any:
+        """Raw ``(..., D)`` values of ``key`` -> model features ``(..., encoded_dim)`` (unchanged if
+        the key has no encoding)."""
+        if key in self.pose_keypoints:
+            spec = self.pose_keypoints[key]
+            return encode_pose_keypoints(x, spec["pose_dims"], spec["points"])
+        if key in self.angle_dims:
+            return encode_angles(x, self.angle_dims[key])
+        return x

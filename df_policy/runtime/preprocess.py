@@ -5,8 +5,8 @@ of numpy arrays, images ``uint8 (H, W, C)`` (RGB, store layout), low-dim vectors
 The model needs, per step, ``obs.<image>`` ``uint8 (C, h, w)`` centre-cropped to the trained
 size and ``obs.<lowdim>`` ``float32 (D,)`` normalised with the checkpoint's normaliser. Derived
 low-dim keys (``agent_pos = state[0:2]``) are taken from the raw dict when present, else sliced
-from their source key; angle dimensions are encoded as ``(cos, sin)`` as in training
-(:mod:`df_policy.data.features`). Everything is read from the checkpoint (dataset config + normaliser).
+from their source key; angle dimensions (``(cos, sin)``) and planar poses (keypoints) are encoded
+as in training (:mod:`df_policy.data.features`). Everything is read from the checkpoint (dataset config + normaliser).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from df_policy.data.augment import center_crop, resize
 from df_policy.data.dataset import parse_slice
-from df_policy.data.features import check_angle_dims, encode_angles
+from df_policy.data.features import LowdimFeatures
 from df_policy.data.normalizer import Normalizer
 from df_policy.model.observation import OBS_PREFIX
 from df_policy.model.policy import DiffusionForcingConfig
@@ -46,6 +46,7 @@ class Preprocessor:
         resize_shape: ``(h, w)`` raw images are resized to first, as in training (``None`` = no resize).
         derived_keys: derived low-dim key -> ``"source[a:b]"``.
         angle_dims: low-dim key -> dimensions (of the raw value) encoded as ``(cos, sin)``.
+        pose_keypoints: low-dim key -> planar pose encoded as keypoints (``DatasetConfig.pose_keypoints``).
     """
 
     policy_config: DiffusionForcingConfig
@@ -55,13 +56,16 @@ class Preprocessor:
     derived_keys: dict[str, str] | None = None
     angle_dims: dict[str, list[int]] | None = None
     resize_shape: tuple[int, int] | None = None
+    pose_keypoints: dict[str, dict] | None = None
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
-        self.angle_dims = check_angle_dims(self.angle_dims)
-        for key in self.angle_dims:
+        self.features = LowdimFeatures(self.angle_dims, self.pose_keypoints)
+        self.angle_dims, self.pose_keypoints = self.features.angle_dims, self.features.pose_keypoints
+        for key in self.features.keys:
             if key not in self.policy_config.lowdim_shapes:
-                raise ValueError(f"angle_dims names {key!r}, which is not one of the model's low-dim inputs "
+                option = "angle_dims" if key in self.angle_dims else "pose_keypoints"
+                raise ValueError(f"{option} names {key!r}, which is not one of the model's low-dim inputs "
                                  f"{list(self.policy_config.lowdim_shapes)}")
         self._derived = {k: parse_slice(v) for k, v in self.derived_keys.items()}
         if self.crop_shape is not None:
@@ -78,7 +82,7 @@ class Preprocessor:
         ds = dict(loaded.run_config.get("dataset") or {})
         return cls(loaded.policy.config, loaded.normalizer, loaded.schema.action_key,
                    ds.get("crop_shape"), ds.get("derived_keys") or {}, ds.get("angle_dims") or {},
-                   ds.get("resize_shape"))
+                   ds.get("resize_shape"), ds.get("pose_keypoints") or {})
 
     @property
     def raw_keys(self) -> list[str]:
@@ -102,13 +106,12 @@ class Preprocessor:
             hint = f" (or its source {self._derived[key][0]!r})" if key in self._derived else ""
             raise ObservationError(f"observation lacks low-dim key {key!r}{hint}; got {sorted(raw)}")
         value = value.reshape(-1)
-        angles = self.angle_dims.get(key, [])
-        dim = self.policy_config.lowdim_shapes[key] - len(angles)
+        dim = self.features.raw_dim(key, self.policy_config.lowdim_shapes[key])
         if value.shape != (dim,):
             raise ObservationError(f"observation {key!r} must have {dim} values, got shape {np.shape(raw.get(key))}")
         if not np.isfinite(value).all():
             raise InvalidObservation(f"observation {key!r} contains NaN/Inf: {value.tolist()}")
-        return encode_angles(value, angles)
+        return self.features.encode(key, value)
 
     def _image(self, raw: Mapping[str, Any], key: str) -> np.ndarray:
         if key not in raw:
