@@ -5,15 +5,18 @@ make_datasets and the CLI exactly as from a local directory."""
 from __future__ import annotations
 
 import json
+import os
+import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
 from df_policy.cli import main as dfp  # noqa: E402
-from df_policy.data.dataset import DatasetConfig, make_datasets  # noqa: E402
+from df_policy.data.dataset import DatasetConfig, identity_collate, make_datasets  # noqa: E402
 from df_policy.data.store import EpisodeStore, StoreError  # noqa: E402
 
 
@@ -90,3 +93,50 @@ def test_validate_reads_every_file_on_s3_and_names_a_missing_one(s3_store):
     assert EpisodeStore.open("s3://demos/partial.zarr").file_count() == EpisodeStore.open(url).file_count() - 1
     assert validate_store("s3://demos/partial.zarr") == [
         "data/image: chunk file data/image/c/1/0/0/0 for steps [64, 120) is missing (it would read as zeros)"]
+
+
+class _TracedBatches(torch.utils.data.Dataset):
+    """A dataset's batches, each with the pid that read it and the peak memory allocated while
+    reading it (tracemalloc: Python objects and numpy arrays, in every thread)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitems__(self, indices):
+        self.ds.__getitems__(indices[:1])  # untraced: a worker's first read opens the store (botocore's models)
+        tracemalloc.start()
+        try:
+            batch = self.ds.__getitems__(indices)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return batch, peak, os.getpid()
+
+
+def test_dataloader_workers_stream_from_s3_like_in_process(s3_store):
+    """Forked DataLoader workers reopen the store on S3 and gather the same batches as the main
+    process, the frames those of the local store, without the memory blow-up of Zarr's
+    index-array selection on sharded images (it got workers OOM-killed at 480x640, ~10 GB a
+    batch; here the peak stays a few times the frames' bytes)."""
+    url, local, _ = s3_store
+    cfg = DatasetConfig(cache="stream", crop_shape=None, val_ratio=0.0, horizon=8)
+    train, _ = make_datasets(url, cfg, progress=False)
+    order = np.random.default_rng(0).permutation(len(train))
+    batches = [sorted(order[i:i + 16].tolist()) for i in range(0, 64, 16)]
+    expected = [train.__getitems__(b) for b in batches]  # in-process first: the parent's Zarr loop is running
+    frames = EpisodeStore.open(local).read("image")
+    loader = torch.utils.data.DataLoader(_TracedBatches(train), batch_sampler=batches, num_workers=2,
+                                         collate_fn=identity_collate, timeout=60)
+    got = list(loader)
+    assert len(got) == len(batches) and all(pid != os.getpid() for _, _, pid in got)
+    for (batch, peak, _), want, b in zip(got, expected, batches):
+        assert batch.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(batch[k].numpy(), want[k].numpy())
+        obs_idx, _ = train.index.obs_indices(np.asarray(b))
+        np.testing.assert_array_equal(batch["obs.image"].numpy(), frames[obs_idx].transpose(0, 1, 4, 2, 3))
+        nbytes = batch["obs.image"].numel()
+        assert peak < 10 * nbytes + (1 << 20), f"gathering {nbytes} bytes of frames peaked at {peak} bytes"
