@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from df_policy.evaluation.sim import SimEvalConfig
@@ -73,8 +74,11 @@ def test_eval_sim_state_runs_real_pusht(state_checkpoint, tmp_path):
     assert [e["seed"] for e in saved["episodes"]] == [3, 4] and all(e["steps"] == 10 for e in saved["episodes"])
     assert all(e["holds"] == 0 for e in saved["episodes"])  # delay 0 executes the step's own action
     assert 0.0 <= saved["avg_max_coverage"] <= 1.0
+    for e in saved["episodes"]:  # 10 steps: too short to count as a freeze, whatever the agent did
+        assert 0 <= e["still_steps_at_end"] <= 10 and e["frozen"] is False
+    assert saved["frozen_episodes"] == 0
     report = (tmp_path / "report.md").read_text()
-    assert "seeds 3..4" in report and "delay_steps = 0" in report and "observation `state`" in report
+    assert "seeds 3..4" in report and "frozen (failed" in report and "delay_steps = 0" in report and "observation `state`" in report
     assert (tmp_path / "episode_000.gif").read_bytes()[:3] == b"GIF"
     again = evaluate_sim(cfg, tmp_path / "again", progress=False)  # seeded: the same rollouts
     assert [e["max_coverage"] for e in again["episodes"]] == [e["max_coverage"] for e in m["episodes"]]
@@ -96,3 +100,14 @@ def test_eval_sim_cli_delay_and_planner_overrides(state_checkpoint, tmp_path):
     assert "adding latency the simulator does not have" in (out / "report.md").read_text()
     assert dfp(["eval", "sim", "--checkpoint", str(state_checkpoint), "--obs", "pixels", "--episodes", "1",
                 "--out", str(tmp_path / "bad")]) == 2  # the checkpoint needs the state key
+
+
+def test_trailing_still_steps_counts_the_steps_the_agent_stood_still_at_the_end():
+    from df_policy.evaluation.sim import trailing_still_steps
+
+    moving = np.cumsum(np.full((20, 2), 5.0), axis=0)
+    assert trailing_still_steps(moving) == 0  # moved on the last step
+    parked = np.concatenate([moving, np.repeat(moving[-1:], 60, axis=0) + np.random.default_rng(0).normal(0, 0.3, (60, 2))])
+    assert trailing_still_steps(parked) in (59, 60)  # 60 steps within 2 units of the end (jitter < tolerance)
+    assert trailing_still_steps(np.zeros((30, 2))) == 29 and trailing_still_steps(np.zeros((1, 2))) == 0
+    assert trailing_still_steps(parked, tolerance=0.01) < 5  # the jitter counts as motion at a tiny tolerance

@@ -32,9 +32,10 @@ field (ablations: ``--planner ramp_tokens=8 --planner calls_per_tick=2``).
 
 Metrics use the simulator's own definitions: ``coverage`` of the goal by the T block, success =
 coverage ≥ 0.95 (``info["is_success"]``). Episodes run in parallel processes (one torch thread
-each). Outputs: ``metrics.json`` (``success_rate``, ``avg_max_coverage``, ``obs``,
-``delay_steps``, ``fps``, ``planner``, ``seeds``, per episode), ``report.md``, GIFs of the first
-``--videos`` episodes.
+each). Outputs: ``metrics.json`` (``success_rate``, ``avg_max_coverage``, ``frozen_episodes``
+(failed episodes whose agent stood still for the last :data:`FREEZE_STEPS` steps: the policy
+settled on a fixed point), ``obs``, ``delay_steps``, ``fps``, ``planner``, ``seeds``, per episode),
+``report.md``, GIFs of the first ``--videos`` episodes.
 """
 
 from __future__ import annotations
@@ -193,6 +194,21 @@ def _init_worker(cfg: SimEvalConfig) -> None:
     _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps, cfg.obs))
 
 
+FREEZE_TOLERANCE = 2.0  # agent displacement (PushT units, 512 across) still counted as standing still
+FREEZE_STEPS = 50  # trailing steps standing still that make a failed episode a freeze (5 s at 10 Hz)
+
+
+def trailing_still_steps(positions: np.ndarray, tolerance: float = FREEZE_TOLERANCE) -> int:
+    """Steps at the end of a ``(T, 2)`` agent trajectory during which the agent stayed within
+    ``tolerance`` of its final position (``0`` when it moved on the last step)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if len(positions) < 2:
+        return 0
+    away = np.linalg.norm(positions - positions[-1], axis=-1) > tolerance
+    last_away = np.flatnonzero(away)
+    return int(len(positions) - 1 - (last_away[-1] + 1 if len(last_away) else 0))
+
+
 def _run_episode(index: int) -> dict[str, Any]:
     from df_policy.runtime.safety import Command
 
@@ -206,9 +222,11 @@ def _run_episode(index: int) -> dict[str, Any]:
     period = runtime.period_s
     frames = [env.render()] if index < cfg.videos else None
     max_cov, cov, success, holds, steps, latencies = 0.0, 0.0, False, 0, 0, []
+    positions = [np.asarray(agent, dtype=np.float64)]
     for k in range(cfg.max_steps):
         if k:
             raw, agent = _raw_observation(obs, cfg.obs)
+            positions.append(np.asarray(agent, dtype=np.float64))
         result, inference_s, _ = runtime.step_synchronously(raw, t_base + k * period)
         latencies.append(inference_s)
         if isinstance(result, Command):
@@ -225,8 +243,11 @@ def _run_episode(index: int) -> dict[str, Any]:
             frames.append(env.render())
         if terminated or truncated:
             break
+    positions.append(np.asarray(_raw_observation(obs, cfg.obs)[1], dtype=np.float64))
+    still = trailing_still_steps(np.stack(positions))
     out = {"episode": index, "seed": seed, "success": success, "max_coverage": max_cov, "final_coverage": cov,
-           "steps": steps, "holds": holds, "accelerate": runtime.accelerate,  # the path in effect
+           "steps": steps, "holds": holds, "still_steps_at_end": still,
+           "frozen": bool(not success and still >= FREEZE_STEPS), "accelerate": runtime.accelerate,  # the path in effect
            "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3),
            "inference_ms_p99": float(np.percentile(latencies, 99) * 1e3)}
     if frames is not None:
@@ -271,6 +292,7 @@ def evaluate_sim(cfg: SimEvalConfig, out: str | Path, progress: bool = True) -> 
         "avg_max_coverage": float(np.mean([r["max_coverage"] for r in results])),
         "avg_final_coverage": float(np.mean([r["final_coverage"] for r in results])),
         "holds_per_episode": float(np.mean([r["holds"] for r in results])),
+        "frozen_episodes": int(sum(r["frozen"] for r in results)),
         "inference_ms_p50": float(np.median([r["inference_ms_p50"] for r in results])),
         "seconds": round(time.perf_counter() - t0, 1), "config": asdict(cfg), "episodes": results, "videos": videos,
     }
@@ -302,11 +324,12 @@ def _write_report(m: dict[str, Any], path: Path) -> None:
         f"| mean max coverage | {m['avg_max_coverage']:.3f} |",
         f"| mean final coverage | {m['avg_final_coverage']:.3f} |",
         f"| holds per episode | {m['holds_per_episode']:.1f} |",
+        f"| frozen (failed, agent still for the last ≥ {FREEZE_STEPS} steps) | {m['frozen_episodes']} |",
         f"| inference per tick, median p50 (ms) | {m['inference_ms_p50']:.1f} |", "",
-        "| episode | seed | success | max coverage | steps | holds |", "|---|---|---|---|---|---|",
+        "| episode | seed | success | max coverage | steps | holds | still at end |", "|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['episode']} | {r['seed']} | {r['success']} | {r['max_coverage']:.3f} | {r['steps']} | {r['holds']} |"
-              for r in m["episodes"]]
+    lines += [f"| {r['episode']} | {r['seed']} | {r['success']} | {r['max_coverage']:.3f} | {r['steps']} | {r['holds']} "
+              f"| {r['still_steps_at_end']} |" for r in m["episodes"]]
     lines += ["", *[f"![episode]({v})" for v in m["videos"]]]
     path.write_text("\n".join(lines) + "\n")
 
