@@ -33,8 +33,8 @@ field (ablations: ``--planner ramp_tokens=8 --planner calls_per_tick=2``).
 Metrics use the simulator's own definitions: ``coverage`` of the goal by the T block, success =
 coverage ≥ 0.95 (``info["is_success"]``). Episodes run in parallel processes (one torch thread
 each). Outputs: ``metrics.json`` (``success_rate``, ``avg_max_coverage``, ``frozen_episodes``
-(failed episodes whose agent stood still for the last :data:`FREEZE_STEPS` steps: the policy
-settled on a fixed point), ``obs``, ``delay_steps``, ``fps``, ``planner``, ``seeds``, per episode),
+(failed episodes whose agent stayed within :data:`FREEZE_TOLERANCE` of one point for the last
+:data:`FREEZE_STEPS` steps: the policy settled on a fixed point), ``obs``, ``delay_steps``, ``fps``, ``planner``, ``seeds``, per episode),
 ``report.md``, GIFs of the first ``--videos`` episodes.
 """
 
@@ -194,8 +194,12 @@ def _init_worker(cfg: SimEvalConfig) -> None:
     _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps, cfg.obs))
 
 
-FREEZE_TOLERANCE = 2.0  # agent displacement (PushT units, 512 across) still counted as standing still
-FREEZE_STEPS = 50  # trailing steps standing still that make a failed episode a freeze (5 s at 10 Hz)
+# A freeze: the agent stays within FREEZE_TOLERANCE (PushT units, 512 across; 2 % of the workspace,
+# less than the agent's 15-unit radius) of where it ends for the last FREEZE_STEPS steps (5 s at
+# 10 Hz) of a failed episode. Frozen policies dither by 1-9 units per step around a fixed point
+# (PushT state checkpoints, docs/BENCHMARKS.md), so "exactly still" would miss them.
+FREEZE_TOLERANCE = 10.0
+FREEZE_STEPS = 50
 
 
 def trailing_still_steps(positions: np.ndarray, tolerance: float = FREEZE_TOLERANCE) -> int:
@@ -324,7 +328,8 @@ def _write_report(m: dict[str, Any], path: Path) -> None:
         f"| mean max coverage | {m['avg_max_coverage']:.3f} |",
         f"| mean final coverage | {m['avg_final_coverage']:.3f} |",
         f"| holds per episode | {m['holds_per_episode']:.1f} |",
-        f"| frozen (failed, agent still for the last ≥ {FREEZE_STEPS} steps) | {m['frozen_episodes']} |",
+        f"| frozen (failed, agent within {FREEZE_TOLERANCE:g} units for the last ≥ {FREEZE_STEPS} steps) "
+        f"| {m['frozen_episodes']} |",
         f"| inference per tick, median p50 (ms) | {m['inference_ms_p50']:.1f} |", "",
         "| episode | seed | success | max coverage | steps | holds | still at end |", "|---|---|---|---|---|---|---|",
     ]
