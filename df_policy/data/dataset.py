@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from df_policy.data.augment import center_crop, random_crop, resize
-from df_policy.data.features import LowdimFeatures, check_angle_dims, check_pose_keypoints
+from df_policy.data.features import LowdimFeatures
 from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
@@ -109,9 +109,8 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
-        self.angle_dims = check_angle_dims(self.angle_dims)
-        self.pose_keypoints = check_pose_keypoints(self.pose_keypoints)
-        LowdimFeatures(self.angle_dims, self.pose_keypoints)  # validates: one encoding per key
+        features = LowdimFeatures(self.angle_dims, self.pose_keypoints)  # validates, one encoding per key
+        self.angle_dims, self.pose_keypoints = features.angle_dims, features.pose_keypoints
         for name, expr in self.derived_keys.items():
             parse_slice(expr)  # validates
         WindowSpec(self.n_obs_steps, self.horizon, self.max_action_pad)  # validates geometry

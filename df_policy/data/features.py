@@ -80,6 +80,14 @@ def check_pose_keypoints(spec: Mapping[str, Mapping[str, Any]] | None) -> dict[s
     return out
 
 
+def keypoint_encoded_dim(raw_dim: int, pose_dims: Sequence[int], n_points: int) -> int:
+    """Feature size of a ``raw_dim`` vector once the pose at ``pose_dims`` becomes ``n_points``
+    keypoints (``raw_dim - 3 + 2 * n_points``)."""
+    if max(pose_dims) >= raw_dim:
+        raise ValueError(f"pose dimension {max(pose_dims)} is out of range for a {raw_dim}-dimensional key")
+    return raw_dim - 3 + 2 * n_points
+
+
 def encode_pose_keypoints(x: Any, pose_dims: Sequence[int], points: Any) -> np.ndarray:
     """``(..., D)`` -> ``(..., D - 3 + 2K)``: the planar pose at ``pose_dims`` (``x, y`` in world
     units, ``θ`` in radians, counter-clockwise) is replaced by the world coordinates of the ``K``
@@ -87,9 +95,8 @@ def encode_pose_keypoints(x: Any, pose_dims: Sequence[int], points: Any) -> np.n
     their order, then ``x0, y0, x1, y1, ...``."""
     x = np.asarray(x)
     dims = list(pose_dims)
-    if max(dims) >= x.shape[-1]:
-        raise ValueError(f"pose dimension {max(dims)} is out of range for a {x.shape[-1]}-dimensional key")
     pts = np.asarray(points, dtype=np.float64)
+    keypoint_encoded_dim(x.shape[-1], dims, len(pts))
     keep = [d for d in range(x.shape[-1]) if d not in set(dims)]
     px, py, th = (x[..., d].astype(np.float64)[..., None] for d in dims)
     c, s = np.cos(th), np.sin(th)
@@ -121,10 +128,8 @@ class LowdimFeatures:
     def encoded_dim(self, key: str, raw_dim: int) -> int:
         """Model input size of ``key`` from its stored size (errors if a listed dimension is out of range)."""
         if key in self.pose_keypoints:
-            dims = self.pose_keypoints[key]["pose_dims"]
-            if max(dims) >= raw_dim:
-                raise ValueError(f"pose dimension {max(dims)} is out of range for a {raw_dim}-dimensional key")
-            return raw_dim - 3 + 2 * len(self.pose_keypoints[key]["points"])
+            spec = self.pose_keypoints[key]
+            return keypoint_encoded_dim(raw_dim, spec["pose_dims"], len(spec["points"]))
         return encoded_dim(raw_dim, self.angle_dims.get(key, []))
 
     def raw_dim(self, key: str, model_dim: int) -> int:
