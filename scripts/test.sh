@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need into .venv and run the default test suite (slow tests excluded),
 # then, without arguments, the LeRobot interop tests in .venv-lerobot (Python 3.12; they fail
-# there rather than skip). DFP_SKIP_LEROBOT=1 leaves the second part out. Every extra is installed,
+# there rather than skip), and the model/runtime tests on the Humble / Jetson route (Python 3.10,
+# numpy < 2, no zarr: scripts/test_py310.sh). DFP_SKIP_LEROBOT=1 / DFP_SKIP_PY310=1 leave those
+# parts out. Every extra is installed,
 # so a test that skips for a missing dependency fails (DFP_REQUIRE_EXTRAS=1, tests/conftest.py);
 # DFP_REQUIRE_EXTRAS=0 allows such skips (e.g. a machine without a headless OpenGL backend).
 # Usage: bash scripts/test.sh [pytest args]      (e.g. -m slow for the long tests)
@@ -24,5 +26,12 @@ if [ "$#" = 0 ] && [ -z "${DFP_SKIP_LEROBOT:-}" ]; then
   lrc=$?
   set -e
   [ "$rc" != 0 ] || rc=$lrc
+fi
+if [ "$#" = 0 ] && [ -z "${DFP_SKIP_PY310:-}" ]; then
+  set +e
+  bash scripts/test_py310.sh -q
+  prc=$?
+  set -e
+  [ "$rc" != 0 ] || rc=$prc
 fi
 exit "$rc"

@@ -103,3 +103,14 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _require_extras(outcome.get_result())
+
+
+STORE_FIXTURES = {"pusht_zip", "pusht_store", "synth_store"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that read or write an episode store (zarr 3, Python >= 3.11) are marked ``store``,
+    so the Python 3.10 job (scripts/test_py310.sh) can leave exactly those out."""
+    for item in items:
+        if STORE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.store)
