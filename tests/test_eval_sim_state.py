@@ -76,6 +76,8 @@ def test_eval_sim_state_runs_real_pusht(state_checkpoint, tmp_path):
     assert 0.0 <= saved["avg_max_coverage"] <= 1.0
     for e in saved["episodes"]:  # 10 steps: too short to count as a freeze, whatever the agent did
         assert 0 <= e["still_steps_at_end"] <= 10 and e["frozen"] is False
+        end = np.asarray(e["end_state"])  # agent x, y, block x, y, angle: inside the 512-unit workspace
+        assert end.shape == (5,) and np.isfinite(end).all() and (0 <= end[:4]).all() and (end[:4] <= 512).all()
     assert saved["frozen_episodes"] == 0
     report = (tmp_path / "report.md").read_text()
     assert "seeds 3..4" in report and "frozen (failed" in report and "delay_steps = 0" in report and "observation `state`" in report

@@ -59,6 +59,30 @@ def test_ddim_with_true_v_lands_on_forward_process(sched: NoiseSchedule) -> None
     torch.testing.assert_close(out, sched.add_noise(x0, noise, to_levels), atol=1e-5, rtol=0)
 
 
+def test_stochastic_ddim_samples_the_forward_marginal_and_keeps_the_exact_tokens(sched: NoiseSchedule) -> None:
+    """eta = 1 with the true (x0, eps): the result is distributed as the forward process at the
+    target level (mean a x0, std s), not the deterministic point; level 0, unchanged tokens and
+    eta = 0 stay exact; bad eta or missing noise are refused."""
+    g = torch.Generator().manual_seed(3)
+    n = 40_000
+    x0, eps, z = (torch.randn(n, 1, 2, generator=g) for _ in range(3))
+    f, t = torch.full((n, 1), 700), torch.full((n, 1), 400)
+    x_f = sched.add_noise(x0, eps, f)
+    a, s = sched._coefs(400, x0)
+    out = sched.step_from_estimates(x_f, x0, eps, f, t, eta=1.0, noise=z)
+    r = (out - a * x0) / s
+    assert abs(r.mean().item()) < 0.02 and abs(r.std().item() - 1.0) < 0.02
+    # the fresh noise carries weight: the same (x0, eps) with other z lands elsewhere
+    assert not torch.allclose(out, sched.step_from_estimates(x_f, x0, eps, f, t, eta=1.0, noise=-z))
+    assert torch.equal(sched.step_from_estimates(x_f, x0, eps, f, t, eta=0.0), sched.add_noise(x0, eps, t))
+    assert torch.equal(sched.step_from_estimates(x_f, x0, eps, f, torch.zeros_like(t), eta=1.0, noise=z), x0)
+    assert torch.equal(sched.step_from_estimates(x_f, x0, eps, f, f, eta=1.0, noise=z), x_f)
+    with pytest.raises(ValueError, match="eta must be in"):
+        sched.step_from_estimates(x_f, x0, eps, f, t, eta=1.5, noise=z)
+    with pytest.raises(ValueError, match="needs noise"):
+        sched.step_from_estimates(x_f, x0, eps, f, t, eta=0.5)
+
+
 def test_min_snr_weight_is_finite_and_well_behaved_at_both_ends(sched: NoiseSchedule) -> None:
     levels = torch.arange(1001)
     w = sched.min_snr_weight(levels, gamma=5.0, floor=1.0)

@@ -231,3 +231,24 @@ def test_commit_steps_freeze_a_committed_plan(policy):
     g = streamer.geometry
     with pytest.raises(ValueError, match="frozen"):
         ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=g.F * g.A), period_s=0.1)
+
+
+@pytest.mark.parametrize("mode", ["stream", "chunk"])
+def test_eta_samples_fresh_noise_per_move_reproducibly(policy, mode):
+    """eta > 0 (stochastic DDIM): other actions than deterministic DDIM from the same seed and
+    observations, the same ones again after reset (the planner's generator); eta outside [0, 1]
+    is refused."""
+    from df_policy.runtime.planning import make_planner
+
+    def run(eta):
+        planner = make_planner(policy, PlannerConfig(mode=mode, delay_steps=0, eta=eta), period_s=0.1)
+        planner.reset()
+        rng = np.random.default_rng(4)
+        return np.stack([np.asarray(a.action) for t in range(4) for a in planner.update(window(t, rng)).actions])
+
+    deterministic, stochastic = run(0.0), run(1.0)
+    assert deterministic.shape == stochastic.shape and np.isfinite(stochastic).all()
+    assert not np.allclose(deterministic, stochastic, atol=1e-4)
+    np.testing.assert_array_equal(stochastic, run(1.0))
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        PlannerConfig(eta=1.5)

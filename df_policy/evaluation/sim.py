@@ -249,8 +249,12 @@ def _run_episode(index: int) -> dict[str, Any]:
             break
     positions.append(np.asarray(_raw_observation(obs, cfg.obs)[1], dtype=np.float64))
     still = trailing_still_steps(np.stack(positions))
+    block = info.get("block_pose") if steps else None  # gym-pusht: block x, y, angle after the last step
     out = {"episode": index, "seed": seed, "success": success, "max_coverage": max_cov, "final_coverage": cov,
            "steps": steps, "holds": holds, "still_steps_at_end": still,
+           # where the episode ended (agent x, y, block x, y, angle): e.g. how far from any demonstrated
+           # state a freeze sits (benchmarks/pusht_freeze_ood.py)
+           "end_state": [float(v) for v in positions[-1]] + ([float(v) for v in block] if block is not None else []),
            "frozen": bool(not success and still >= FREEZE_STEPS), "accelerate": runtime.accelerate,  # the path in effect
            "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3),
            "inference_ms_p99": float(np.percentile(latencies, 99) * 1e3)}

@@ -105,17 +105,36 @@ class NoiseSchedule(nn.Module):
         return a * x_t - s * v, s * x_t + a * v
 
     def step_from_estimates(
-        self, x_t: Tensor, x0: Tensor, eps: Tensor, from_levels: Tensor, to_levels: Tensor
+        self, x_t: Tensor, x0: Tensor, eps: Tensor, from_levels: Tensor, to_levels: Tensor,
+        eta: float = 0.0, noise: Tensor | None = None,
     ) -> Tensor:
-        """Deterministic DDIM (eta = 0) move given ``(x0, eps)`` estimates.
+        """DDIM move given ``(x0, eps)`` estimates; deterministic when ``eta = 0``.
 
-        Every token goes to ``a_to x0 + s_to eps``; tokens with ``from == to`` are returned
+        Every token goes to ``a_to x0 + sqrt(s_to^2 - sigma^2) eps + sigma z`` with
+        ``sigma = eta * sqrt((1 - ab_to) / (1 - ab_from)) * sqrt(1 - ab_from / ab_to)`` (Song et
+        al. 2021, eq. 16) for tokens moving down (``to < from``), 0 otherwise: ``eta = 1`` is the
+        DDPM posterior (fresh noise ``z`` = ``noise``, required when ``eta > 0``, shape of
+        ``x_t``); tokens sent to level 0 get none. Tokens with ``from == to`` are returned
         bit-identical (``torch.where``), so guidance edits to ``x0`` never leak into them.
         """
-        a, s = self._coefs(to_levels, x_t)
-        moved = a * x0 + s * eps
         from_levels = torch.as_tensor(from_levels, device=x_t.device)
         to_levels = torch.as_tensor(to_levels, device=x_t.device)
+        a, s = self._coefs(to_levels, x_t)
+        if eta == 0.0:
+            moved = a * x0 + s * eps
+        else:
+            if not 0.0 < eta <= 1.0:
+                raise ValueError(f"eta must be in [0, 1], got {eta}")
+            if noise is None or noise.shape != x_t.shape:
+                raise ValueError(f"eta > 0 needs noise of shape {tuple(x_t.shape)}")
+            ab_to = self.alpha_bar[to_levels.long()]
+            ab_from = self.alpha_bar[from_levels.long()]
+            down = to_levels < from_levels
+            ratio = torch.where(down & (ab_to > 0), ab_from / ab_to.clamp(min=1e-12), torch.ones_like(ab_to))
+            var = (1.0 - ab_to) / (1.0 - ab_from).clamp(min=1e-12) * (1.0 - ratio).clamp(min=0.0)
+            sigma = _expand_like((eta * var.sqrt()).to(x_t.dtype), x_t)
+            sigma = torch.minimum(sigma, s)  # rounding: never more noise than the target level holds
+            moved = a * x0 + (s * s - sigma * sigma).clamp(min=0.0).sqrt() * eps + sigma * noise
         return torch.where(_expand_like(from_levels != to_levels, x_t), moved, x_t)
 
     def ddim_step(self, x_t: Tensor, v_pred: Tensor, from_levels: Tensor, to_levels: Tensor) -> Tensor:

@@ -436,6 +436,8 @@ class DiffusionForcingPolicy(nn.Module):
         cost_scale: float = 1.0,
         obs_times: Tensor | None = None,
         action_times: Tensor | None = None,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """One network call: every token moves from its own level to its own target level.
 
@@ -448,6 +450,8 @@ class DiffusionForcingPolicy(nn.Module):
             cost_fn: differentiable ``(B, N*A, Da) -> (B,)`` cost; the x0 estimate of moving
                 tokens is nudged to ``x0 - cost_scale * grad(cost)(x0)`` before the DDIM move.
             obs_times, action_times: optional time indices (see ``CausalDenoiser``).
+            eta: DDIM stochasticity (0 = deterministic DDIM, 1 = DDPM posterior), see
+                :meth:`NoiseSchedule.step_from_estimates`; fresh noise from ``generator``.
         Returns:
             The new buffer ``(B, N*A, Da)``.
         """
@@ -462,7 +466,8 @@ class DiffusionForcingPolicy(nn.Module):
             x0 = x0.clamp(-self.config.clip_x0, self.config.clip_x0)
         if cost_fn is not None:
             x0 = x0 - cost_scale * cost_gradient(cost_fn, x0)
-        return self.noise.step_from_estimates(x, x0, eps, from_a, to_a)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if eta else None
+        return self.noise.step_from_estimates(x, x0, eps, from_a, to_a, eta=eta, noise=noise)
 
     @torch.no_grad()
     def sample(

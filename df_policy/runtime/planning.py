@@ -81,6 +81,9 @@ class PlannerConfig:
             the level pyramid with extra calls, so the first actions are as denoised as later
             ones; otherwise the first tick jumps straight to the pattern.
         history_guidance: history-guidance weight passed to every denoiser call (0 = off).
+        eta: sampling stochasticity of every denoiser move, in [0, 1]: 0 = deterministic DDIM
+            (the noise is drawn once, when a token enters the buffer), 1 = the DDPM posterior
+            (fresh noise on every move, as Diffusion Policy samples).
         seed: seed of the planner's noise generator (runs are reproducible).
     """
 
@@ -94,6 +97,7 @@ class PlannerConfig:
     replan_every: int | None = None
     prime: bool = True
     history_guidance: float = 0.0
+    eta: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +120,8 @@ class PlannerConfig:
             fail(f"schedule must be one of {SCHEDULE_NAMES} or a matrix, got {self.schedule!r}")
         if not math.isfinite(self.history_guidance):
             fail("history_guidance must be finite")
+        if not 0.0 <= self.eta <= 1.0:
+            fail(f"eta must be in [0, 1], got {self.eta}")
 
 
 @dataclass
@@ -234,7 +240,7 @@ class Planner(ABC):
         self.network_calls += 1
         return self.policy.denoise_step(
             x, cur[None], target[None], encoded, history_guidance=self.config.history_guidance,
-            obs_times=times[0], action_times=times[1],
+            obs_times=times[0], action_times=times[1], eta=self.config.eta, generator=self._generator,
         )
 
     @torch.no_grad()
