@@ -7,16 +7,8 @@
 # Environment: DFP_PYTHON312 (interpreter; default: python3.12 on PATH, else pyenv's 3.12.x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-find_python312() {
-  if [ -n "${DFP_PYTHON312:-}" ]; then echo "$DFP_PYTHON312"; return; fi
-  if command -v python3.12 >/dev/null && python3.12 -c 'pass' 2>/dev/null; then command -v python3.12; return; fi
-  local root; root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
-  for py in "$root"/versions/3.12*/bin/python3.12; do
-    [ -x "$py" ] && { echo "$py"; return; }
-  done
-  return 1
-}
-PY="$(find_python312)" || { echo "install_lerobot.sh: no Python 3.12 found (set DFP_PYTHON312)" >&2; exit 1; }
+. scripts/find_python.sh
+PY="$(find_python 3.12 DFP_PYTHON312)" || { echo "install_lerobot.sh: no Python 3.12 found (set DFP_PYTHON312)" >&2; exit 1; }
 [ -x .venv-lerobot/bin/python ] || "$PY" -m venv .venv-lerobot
 .venv-lerobot/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv-lerobot/bin/python -m pip install -q -e ".[lerobot,dev]" 2>&1 | grep -v "is ignored" || true

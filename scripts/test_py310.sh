@@ -10,16 +10,8 @@
 #              PyPI's build of it, ~4.5 GB with its CUDA libraries, which run on the CPU too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-find_python310() {
-  if [ -n "${DFP_PYTHON310:-}" ]; then echo "$DFP_PYTHON310"; return; fi
-  if command -v python3.10 >/dev/null && python3.10 -c 'pass' 2>/dev/null; then command -v python3.10; return; fi
-  local root; root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
-  for py in "$root"/versions/3.10*/bin/python3.10; do
-    [ -x "$py" ] && { echo "$py"; return; }
-  done
-  return 1
-}
-PY="$(find_python310)" || { echo "test_py310.sh: no Python 3.10 found (set DFP_PYTHON310)" >&2; exit 1; }
+. scripts/find_python.sh
+PY="$(find_python 3.10 DFP_PYTHON310)" || { echo "test_py310.sh: no Python 3.10 found (set DFP_PYTHON310)" >&2; exit 1; }
 [ -x .venv-py310/bin/python ] || "$PY" -m venv .venv-py310
 V=.venv-py310/bin/python
 $V -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
