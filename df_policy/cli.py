@@ -127,6 +127,29 @@ def cmd_data_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_push(args: argparse.Namespace) -> int:
+    from df_policy.data.remote import push_store
+
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc="push", unit="file")
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    report = push_store(args.store, args.url, replace=args.replace, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(f"{args.store} -> {args.url}: {report.episodes} episodes committed there; {len(report.uploaded)} files "
+          f"uploaded ({report.bytes_sent / 1e6:.1f} MB), {len(report.skipped)} unchanged, {len(report.deleted)} stale "
+          f"deleted{' (incremental)' if report.incremental else ''}")
+    return 0
+
+
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from df_policy.data.ops import merge, store_info
 
@@ -205,6 +228,13 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
                                         "swapped in atomically")
     p.add_argument("store")
     p.set_defaults(func=cmd_data_compact)
+
+    p = dsub.add_parser("push", help="upload a local store's committed episodes to object storage (s3://...) in "
+                                     "commit order; only what changed when the URL holds its earlier state")
+    p.add_argument("store")
+    p.add_argument("url", help="e.g. s3://bucket/demos.zarr (credentials and endpoint: AWS_* / DFP_STORAGE_OPTIONS)")
+    p.add_argument("--replace", action="store_true", help="overwrite a store there that is not an earlier state of this one")
+    p.set_defaults(func=cmd_data_push)
 
     p = dsub.add_parser("merge", help="concatenate stores with the same schema into a new store")
     p.add_argument("dst")

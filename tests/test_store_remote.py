@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tracemalloc
+import uuid
 
 import numpy as np
 import pytest
@@ -140,3 +141,111 @@ def test_dataloader_workers_stream_from_s3_like_in_process(s3_store):
         np.testing.assert_array_equal(batch["obs.image"].numpy(), frames[obs_idx].transpose(0, 1, 4, 2, 3))
         nbytes = batch["obs.image"].numel()
         assert peak < 10 * nbytes + (1 << 20), f"gathering {nbytes} bytes of frames peaked at {peak} bytes"
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """(s3fs filesystem, bucket) on a fresh local S3 server; DFP_STORAGE_OPTIONS points at it."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    creds = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
+    fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", **creds)
+    bucket = f"lab-{uuid.uuid4().hex[:8]}"  # moto keeps its buckets process-wide
+    fs.mkdir(bucket)
+    monkeypatch.setenv("DFP_STORAGE_OPTIONS", json.dumps({"endpoint_url": f"http://{host}:{port}", **creds}))
+    try:
+        yield fs, bucket
+    finally:
+        server.stop()
+
+
+def _assert_same_store(url, local):
+    remote, here = EpisodeStore.open(url), EpisodeStore.open(local)
+    assert remote.n_episodes == here.n_episodes and remote.partial is None
+    assert [m.bad for m in remote.episode_meta] == [m.bad for m in here.episode_meta]
+    for i in range(here.n_episodes):
+        for k, v in here.episode(i).items():
+            np.testing.assert_array_equal(remote.episode(i)[k], v)
+
+
+def test_push_uploads_in_commit_order_and_then_only_what_changed(s3_bucket, tmp_path, capsys):
+    from df_policy.data.remote import push_store
+    from df_policy.data.schema import EpisodeMeta
+    from df_policy.data.synthetic import make_synthetic_store, synthetic_episode
+
+    fs, bucket = s3_bucket
+    local, url = tmp_path / "demos.zarr", f"s3://{bucket}/demos.zarr"
+    make_synthetic_store(local, n_episodes=3, length=30, image_size=16, seed=2)  # 90 steps: image shard 0 (0-63) full
+    first = push_store(local, url)
+    assert not first.incremental and not first.skipped and not first.deleted
+    order = first.uploaded
+    assert order[-1] == "meta/episodes.jsonl"  # the commit point lands last
+    last_chunk = max(i for i, n in enumerate(order) if "/c/" in n and not n.startswith("meta/"))
+    assert last_chunk < order.index("data/image/zarr.json") < order.index("meta/episode_ends/zarr.json") < order.index("zarr.json")
+    assert "writer.lock" not in order
+    _assert_same_store(url, local)
+
+    with EpisodeStore.open(local, mode="r+") as w:  # the lab records two more episodes and marks one
+        rng = np.random.default_rng(5)
+        for _ in range(2):
+            w.append_episode(synthetic_episode(rng, 30, 16), EpisodeMeta(task="reach the green goal"))
+        w.set_episode_meta(0, bad=True, notes="wrong cube")
+    second = push_store(local, url)
+    assert second.incremental and "data/image/c/0/0/0/0" in second.skipped  # shard 0 holds steps 0-63 < 90
+    assert "data/image/c/1/0/0/0" in second.uploaded and second.uploaded[-1] == "meta/episodes.jsonl"
+    assert second.bytes_sent < sum(p.stat().st_size for p in local.rglob("*") if p.is_file())
+    _assert_same_store(url, local)
+
+    # a push cut off before its commit point: readers still see the last commit, intact
+    with EpisodeStore.open(local, mode="r+") as w:
+        w.append_episode(synthetic_episode(np.random.default_rng(6), 30, 16))
+
+    def cut(done, total):
+        if done == total - 1:  # everything but the episode log is up
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        push_store(local, url, progress=cut)
+    seen = EpisodeStore.open(url)
+    assert seen.n_episodes == 5 and seen.episode_meta[0].bad
+    np.testing.assert_array_equal(seen.episode(4)["image"], EpisodeStore.open(local).episode(4)["image"])
+    assert push_store(local, url).incremental
+    _assert_same_store(url, local)
+    assert dfp(["data", "push", str(local), url]) == 0
+    assert "6 episodes committed there" in capsys.readouterr().out
+
+
+def test_push_refuses_another_store_a_live_writer_and_a_partial_episode(s3_bucket, tmp_path):
+    from df_policy.data.remote import push_store
+    from df_policy.data.store import StoreLockedError
+    from df_policy.data.synthetic import make_synthetic_store, synthetic_episode
+
+    fs, bucket = s3_bucket
+    url = f"s3://{bucket}/demos.zarr"
+    a = tmp_path / "a.zarr"
+    make_synthetic_store(a, n_episodes=2, length=20, image_size=16, seed=1)
+    push_store(a, url)
+    b = tmp_path / "b.zarr"
+    make_synthetic_store(b, n_episodes=3, length=25, image_size=16, seed=3)
+    with pytest.raises(StoreError, match="holds another store .*--replace"):
+        push_store(b, url)
+    fs.pipe_file(f"{bucket}/demos.zarr/data/image/c/9/0/0/0", b"left over")  # a file b does not have
+    report = push_store(b, url, replace=True)
+    assert "data/image/c/9/0/0/0" in report.deleted
+    _assert_same_store(url, b)
+
+    with EpisodeStore.open(b, mode="r+") as w:
+        with pytest.raises(StoreLockedError):
+            push_store(b, url)  # someone is recording into it
+        ep = w.begin_episode()
+        ep.add_steps(synthetic_episode(np.random.default_rng(0), 10, 16))
+        ep.flush()
+        w._lock.release()  # a crash: the flushed steps stay as a partial episode
+        with pytest.raises(StoreError, match="partial episode .*dfp data recover"):
+            push_store(b, url)
+    with pytest.raises(StoreError, match="needs an object-storage URL"):
+        push_store(b, tmp_path / "copy.zarr")
