@@ -280,7 +280,8 @@ class Ros2RobotSpec(_Spec):
         command_period_s: the trajectory point's ``time_from_start``; ``null`` = ``1 / recorder.fps``.
         check_speed, speed_check_horizon_s, max_state_age_s, stamp_source, state_qos,
         qos_depth, connect_timeout_s, wait_for_command_subscriber, node_name, namespace,
-        domain_id, name: as in :class:`~data_collection.robots.Ros2RobotConfig`.
+        domain_id, name: as in :class:`~data_collection.robots.Ros2RobotConfig`, with the
+            same defaults (a test holds them equal) except ``node_name`` (``dfp_recorder``).
     """
 
     kind: ClassVar[str] = "a ros2 robot"

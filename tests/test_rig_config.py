@@ -98,6 +98,24 @@ def test_spec_fields_follow_recorder_config():
     spec_fields = {f.name for f in dataclasses.fields(RecorderSpec)}
     config_fields = {f.name for f in dataclasses.fields(RecorderConfig)}
     assert spec_fields == config_fields  # store_path included: the recorder section mirrors RecorderConfig
+    # and so do its defaults, but for the two the rig documents: wait_for_start (null = by teleop)
+    # and store_path (a rig file may leave it to `dfp record --out`)
+    spec_defaults = {f.name: f.default for f in dataclasses.fields(RecorderSpec)}
+    config_defaults = {f.name: f.default for f in dataclasses.fields(RecorderConfig)
+                       if f.default is not dataclasses.MISSING}
+    differ = {k for k in config_defaults if spec_defaults[k] != config_defaults[k]}
+    assert differ == {"wait_for_start"}, {k: (spec_defaults[k], config_defaults[k]) for k in differ}
+    assert spec_defaults["store_path"] is None and "store_path" not in config_defaults
+    # the same holds for the ros2 robot section and Ros2RobotConfig
+    from data_collection.rig import Ros2RobotSpec
+    from data_collection.robots.ros2_robot import Ros2RobotConfig
+
+    robot_defaults = {f.name: f.default for f in dataclasses.fields(Ros2RobotConfig) if f.default is not dataclasses.MISSING}
+    ros_spec = {f.name: f.default for f in dataclasses.fields(Ros2RobotSpec)}
+    shared = set(robot_defaults) & set(ros_spec)
+    # documented differences: the period follows recorder.fps, the node is named for the recorder
+    assert shared and {k for k in shared if ros_spec[k] != robot_defaults[k]} <= {"command_period_s", "node_name"}, \
+        {k: (ros_spec[k], robot_defaults[k]) for k in shared if ros_spec[k] != robot_defaults[k]}
 
 
 def test_cli_lists_and_prints_examples(capsys):
