@@ -29,28 +29,36 @@ from df_policy.data.store import EpisodeStore
 H, W = 480, 640
 
 
-def make_store(path: Path, episodes: int, length: int, seed: int = 0) -> EpisodeStore:
-    rng = np.random.default_rng(seed)
-    schema = StoreSchema(keys={
+def make_schema() -> StoreSchema:
+    return StoreSchema(keys={
         "cam_front": KeySpec("image", (H, W, 3), "uint8", unit="rgb", camera="front"),
         "cam_wrist": KeySpec("image", (H, W, 3), "uint8", unit="rgb", camera="wrist"),
         "joint_pos": KeySpec("lowdim", (6,), "float32", unit="rad"),
         "action": KeySpec("action", (6,), "float32", unit="rad"),
     }, fps=30.0)
+
+
+def make_episode(rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
+    """One episode of the rig: two textured camera streams with a moving patch, 6 joints."""
     yy, xx = np.mgrid[0:H, 0:W]
     texture = ((np.sin(xx / 17.0) + np.cos(yy / 23.0)) * 40 + 120).astype(np.uint8)
-    with EpisodeStore.create(path, schema, overwrite=True) as store:
+    q = np.cumsum(rng.normal(0, 0.02, (length, 6)), axis=0).astype(np.float32)
+    frames = {}
+    for cam in ("cam_front", "cam_wrist"):
+        imgs = np.repeat(texture[None, :, :, None], 3, axis=3).repeat(length, axis=0)
+        for t in range(length):
+            cy, cx = int(H / 2 + 150 * np.sin(t / 9 + q[t, 0])), int(W / 2 + 200 * np.cos(t / 11 + q[t, 1]))
+            imgs[t, max(cy - 40, 0):cy + 40, max(cx - 40, 0):cx + 40] = (200, 60, 40)
+        imgs += rng.integers(0, 6, imgs.shape, dtype=np.uint8)  # sensor noise
+        frames[cam] = imgs
+    return {**frames, "joint_pos": q, "action": np.roll(q, -1, axis=0)}
+
+
+def make_store(path: Path, episodes: int, length: int, seed: int = 0) -> EpisodeStore:
+    rng = np.random.default_rng(seed)
+    with EpisodeStore.create(path, make_schema(), overwrite=True) as store:
         for _ in range(episodes):
-            q = np.cumsum(rng.normal(0, 0.02, (length, 6)), axis=0).astype(np.float32)
-            frames = {}
-            for cam in ("cam_front", "cam_wrist"):
-                imgs = np.repeat(texture[None, :, :, None], 3, axis=3).repeat(length, axis=0)
-                for t in range(length):
-                    cy, cx = int(H / 2 + 150 * np.sin(t / 9 + q[t, 0])), int(W / 2 + 200 * np.cos(t / 11 + q[t, 1]))
-                    imgs[t, max(cy - 40, 0):cy + 40, max(cx - 40, 0):cx + 40] = (200, 60, 40)
-                imgs += rng.integers(0, 6, imgs.shape, dtype=np.uint8)  # sensor noise
-                frames[cam] = imgs
-            store.append_episode({**frames, "joint_pos": q, "action": np.roll(q, -1, axis=0)})
+            store.append_episode(make_episode(rng, length))
     return EpisodeStore.open(path)
 
 
