@@ -31,8 +31,12 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=60)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    import logging
+
     import s3fs
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -59,7 +63,7 @@ def main() -> None:
                 print(f"{name:>55}: {s:6.2f} s, {sent:7.1f} MB, {files} files")
 
             timed("s3fs put -r of the directory (generic sync, any order)",
-                  lambda: fs.put(str(local), "bench/put.zarr", recursive=True))
+                  lambda: fs.put(str(local), "bench/put.zarr", recursive=True) and None)
             timed("dfp data push, first (everything, commit order)", lambda: push_store(local, "s3://bench/rig.zarr"))
             with EpisodeStore.open(local, mode="r+") as w:
                 w.append_episode(make_episode(np.random.default_rng(99), a.length))
