@@ -234,6 +234,14 @@ def test_push_refuses_another_store_a_live_writer_and_a_partial_episode(s3_bucke
     with pytest.raises(StoreError, match="holds another store .*--replace"):
         push_store(b, url)
     fs.pipe_file(f"{bucket}/demos.zarr/data/image/c/9/0/0/0", b"left over")  # a file b does not have
+
+    def cut(done, total):
+        if done == total - 1:  # everything but b's episode log is up
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        push_store(b, url, replace=True, progress=cut)
+    assert EpisodeStore.open(url).n_episodes == 0  # a's episodes are never read over b's chunks
     report = push_store(b, url, replace=True)
     assert "data/image/c/9/0/0/0" in report.deleted
     _assert_same_store(url, b)

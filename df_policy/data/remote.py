@@ -160,7 +160,7 @@ def _commit_rank(name: str) -> int:
     return 3 if name.startswith("meta/") else 0
 
 
-def _chunk_first_step_end(root: Path, name: str, cache: dict[str, int | None]) -> int | None:
+def _chunk_end_step(root: Path, name: str, cache: dict[str, int | None]) -> int | None:
     """For a chunk (or shard) file ``data/<key>/c/<i>/...``: the step after the last it can hold,
     ``(i + 1) * C`` with ``C`` the array's outer chunk length; ``None`` for any other file."""
     parts = name.split("/")
@@ -182,12 +182,14 @@ def push_store(local: str | os.PathLike, url: str, replace: bool = False,
                progress: Callable[[int, int], None] | None = None) -> PushReport:
     """Upload the committed episodes of the local store ``local`` to ``url`` in commit order.
 
-    Holds ``local``'s writer lock meanwhile (a recording, ``mark`` or ``drop`` waits, or this
-    raises :class:`~df_policy.data.store.StoreLockedError` naming the holder). A local partial
-    episode (a crash) is refused: recover or discard it first. If ``url`` already holds a store,
-    it must be an earlier state of this one (its ``episode_ends`` a prefix of ours, the same
-    array layouts) and only what changed is sent, unless ``replace`` (its files not in ours are
-    deleted after the commit). ``progress(done, total)`` is called per file.
+    Holds ``local``'s writer lock meanwhile: while a recording or an edit holds it this raises
+    :class:`~df_policy.data.store.StoreLockedError` naming the holder, and none can start during
+    the push. A local partial episode (a crash) is refused: recover or discard it first. If
+    ``url`` already holds a store, it must be an earlier state of this one (its ``episode_ends``
+    a prefix of ours, the same array layouts) and only what changed is sent; otherwise
+    ``replace`` is needed: the old store's episode log is deleted first (readers then see no
+    episodes rather than old episodes over new chunks) and its files not in ours after the
+    commit. ``progress(done, total)`` is called per file.
     """
     local = Path(local)
     if is_remote(local):
@@ -214,6 +216,8 @@ def push_store(local: str | os.PathLike, url: str, replace: bool = False,
                     why = ("; ".join(errors) if errors else "other array layouts (compacted?)" if not same_layout
                            else f"its {len(ends)} episodes are not the first ones of {local}")
                     raise StoreError(f"{url} holds another store ({why}): pass --replace to overwrite it")
+                if fs.exists(f"{root}/{EPISODE_LOG}"):
+                    fs.rm(f"{root}/{EPISODE_LOG}")  # no commit left to read over the chunks about to change
             else:
                 committed_steps = int(ends[-1]) if len(ends) else 0
             remote_files = {info["name"][len(root) + 1:]: int(info.get("size") or 0)
@@ -224,7 +228,7 @@ def push_store(local: str | os.PathLike, url: str, replace: bool = False,
         for done, name in enumerate(names, 1):
             path = local / name
             size = path.stat().st_size
-            end = _chunk_first_step_end(local, name, chunk_len)
+            end = _chunk_end_step(local, name, chunk_len)
             if end is not None and end <= committed_steps and remote_files.get(name) == size:
                 report.skipped.append(name)
             else:
