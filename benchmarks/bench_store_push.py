@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import logging
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_stream_loader import make_episode, make_store
+from bench_stream_loader import make_episode, make_store, start_local_s3
 from df_policy.data.remote import push_store
 from df_policy.data.store import EpisodeStore
 
@@ -31,20 +31,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=60)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    import logging
-
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    creds = {"key": "bench", "secret": "bench", "client_kwargs": {"region_name": "eu-west-1"}}
-    fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", **creds)
-    fs.mkdir("bench")
-    os.environ["DFP_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": f"http://{host}:{port}", **creds})
+    server, fs = start_local_s3("bench")
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,22 @@ def make_store(path: Path, episodes: int, length: int, seed: int = 0) -> Episode
     return EpisodeStore.open(path)
 
 
+def start_local_s3(bucket: str) -> tuple[Any, Any]:
+    """``(server, s3fs filesystem)``: a moto S3 server on 127.0.0.1 in this process holding an
+    empty ``bucket``, with ``DFP_STORAGE_OPTIONS`` pointing df_policy at it (``server.stop()``)."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    creds = {"key": "bench", "secret": "bench", "client_kwargs": {"region_name": "eu-west-1"}}
+    fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", **creds)
+    fs.mkdir(bucket)
+    os.environ["DFP_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": f"http://{host}:{port}", **creds})
+    return server, fs
+
+
 def samples_per_s(data: str, workers: int, batches: int) -> float:
     cfg = DatasetConfig(cache="stream", resize_shape=(96, 128), crop_shape=(88, 120), val_ratio=0.0,
                         n_obs_steps=2, horizon=16)
@@ -99,17 +116,8 @@ def main() -> None:
         sources = {"local": str(local)}
         server = None
         if not a.no_s3:
-            import s3fs
-            from moto.server import ThreadedMotoServer
-
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            server.start()
-            host, port = server.get_host_and_port()
-            creds = {"key": "bench", "secret": "bench", "client_kwargs": {"region_name": "eu-west-1"}}
-            fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", **creds)
-            fs.mkdir("bench")
+            server, fs = start_local_s3("bench")
             fs.put(str(local), "bench/rig.zarr", recursive=True)
-            os.environ["DFP_STORAGE_OPTIONS"] = json.dumps({"endpoint_url": f"http://{host}:{port}", **creds})
             sources["s3 (moto, 127.0.0.1)"] = "s3://bench/rig.zarr"
         try:
             for name, data in sources.items():

@@ -21,12 +21,25 @@ from df_policy.data.dataset import DatasetConfig, identity_collate, make_dataset
 from df_policy.data.store import EpisodeStore, StoreError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def s3_store(tmp_path_factory):
-    """(url, local path, endpoint) of a 6-episode synthetic store uploaded to a local S3 server."""
+def _local_s3(bucket: str):
+    """(server, s3fs filesystem, df_policy storage options): a moto S3 server on 127.0.0.1,
+    started here, holding an empty ``bucket``."""
     import s3fs
     from moto.server import ThreadedMotoServer
 
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing",
+               "client_kwargs": {"region_name": "eu-west-1"}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir(bucket)
+    return server, fs, options
+
+
+@pytest.fixture(scope="module")
+def s3_store(tmp_path_factory):
+    """(url, local path, endpoint) of a 6-episode synthetic store uploaded to a local S3 server."""
     from df_policy.data.synthetic import make_synthetic_store
 
     local = tmp_path_factory.mktemp("s3src") / "synth.zarr"
@@ -34,18 +47,12 @@ def s3_store(tmp_path_factory):
     with EpisodeStore.open(local, mode="r+") as w:
         w.set_episode_meta(2, bad=True, notes="dropped the cube")
     del store
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    creds = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint, **creds)
-    fs.mkdir("demos")
+    server, fs, options = _local_s3("demos")
     fs.put(str(local), "demos/synth.zarr", recursive=True)
     mp = pytest.MonkeyPatch()
-    mp.setenv("DFP_STORAGE_OPTIONS", json.dumps({"endpoint_url": endpoint, **creds}))
+    mp.setenv("DFP_STORAGE_OPTIONS", json.dumps(options))
     try:
-        yield "s3://demos/synth.zarr", local, endpoint
+        yield "s3://demos/synth.zarr", local, options["endpoint_url"]
     finally:
         mp.undo()
         server.stop()
@@ -146,17 +153,9 @@ def test_dataloader_workers_stream_from_s3_like_in_process(s3_store):
 @pytest.fixture
 def s3_bucket(monkeypatch):
     """(s3fs filesystem, bucket) on a fresh local S3 server; DFP_STORAGE_OPTIONS points at it."""
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    creds = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
-    fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", **creds)
     bucket = f"lab-{uuid.uuid4().hex[:8]}"  # moto keeps its buckets process-wide
-    fs.mkdir(bucket)
-    monkeypatch.setenv("DFP_STORAGE_OPTIONS", json.dumps({"endpoint_url": f"http://{host}:{port}", **creds}))
+    server, fs, options = _local_s3(bucket)
+    monkeypatch.setenv("DFP_STORAGE_OPTIONS", json.dumps(options))
     try:
         yield fs, bucket
     finally:

@@ -160,23 +160,6 @@ def _commit_rank(name: str) -> int:
     return 3 if name.startswith("meta/") else 0
 
 
-def _chunk_end_step(root: Path, name: str, cache: dict[str, int | None]) -> int | None:
-    """For a chunk (or shard) file ``data/<key>/c/<i>/...``: the step after the last it can hold,
-    ``(i + 1) * C`` with ``C`` the array's outer chunk length; ``None`` for any other file."""
-    parts = name.split("/")
-    if len(parts) < 4 or parts[0] != "data" or parts[2] != "c":
-        return None
-    key = parts[1]
-    if key not in cache:
-        try:
-            meta = json.loads((root / "data" / key / "zarr.json").read_text())
-            cache[key] = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
-        except (OSError, KeyError, ValueError, IndexError):
-            cache[key] = None
-    length = cache[key]
-    return None if length is None else (int(parts[3]) + 1) * length
-
-
 def push_store(local: str | os.PathLike, url: str, replace: bool = False,
                options: dict[str, Any] | None = None,
                progress: Callable[[int, int], None] | None = None) -> PushReport:
@@ -224,12 +207,13 @@ def push_store(local: str | os.PathLike, url: str, replace: bool = False,
                             for info in fs.find(root, detail=True).values()}
         names = sorted(_local_files(local), key=lambda n: (_commit_rank(n), n))
         report = PushReport(url, src.n_episodes, incremental=committed_steps > 0)
-        chunk_len: dict[str, int | None] = {}
+        # files holding only steps before the remote's commit: appends never rewrite them
+        settled = {src.storage_key(k, i) for k in src.schema.keys
+                   for i in range(committed_steps // src.steps_per_file(k))}
         for done, name in enumerate(names, 1):
             path = local / name
             size = path.stat().st_size
-            end = _chunk_end_step(local, name, chunk_len)
-            if end is not None and end <= committed_steps and remote_files.get(name) == size:
+            if name in settled and remote_files.get(name) == size:
                 report.skipped.append(name)
             else:
                 fs.pipe_file(f"{root}/{name}", path.read_bytes())
