@@ -110,7 +110,8 @@ def _run_sim(args: argparse.Namespace) -> int:
 def _run_rig(args: argparse.Namespace) -> int:
     """``--config``: load, validate, build, record (see the module docstring of :mod:`data_collection.rig`)."""
     from data_collection.cameras.base import CameraError
-    from data_collection.rig import RigConfigError, build, load_rig
+    from data_collection.rig import RigConfigError, load_rig
+    from data_collection.rig_build import build
     from data_collection.robots.base import RobotError
     from data_collection.teleop.base import TeleopError
 

@@ -213,7 +213,8 @@ def test_training_dataset_ignores_depth(tmp_path):
 def test_rig_allows_depth_for_realsense_and_simulated(tmp_path):
     import textwrap
 
-    from data_collection.rig import build, load_rig
+    from data_collection.rig import load_rig
+    from data_collection.rig_build import build
 
     path = tmp_path / "rig.yaml"
     path.write_text(textwrap.dedent("""

@@ -176,7 +176,8 @@ def test_event_contracts_and_defaults():
 def test_rig_files_wait_for_start_by_default(tmp_path):
     import textwrap
 
-    from data_collection.rig import build, example_configs, load_rig
+    from data_collection.rig import example_configs, load_rig
+    from data_collection.rig_build import build
 
     rig_text = textwrap.dedent("""
         robot: {type: simulated, joint_names: [a, b], position_lower: -1, position_upper: 1}

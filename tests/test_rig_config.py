@@ -23,10 +23,10 @@ from data_collection.rig import (
     RigConfigError,
     Ros2RobotSpec,
     TeleopSpec,
-    build,
     example_configs,
     load_rig,
 )
+from data_collection.rig_build import build
 from data_collection.robots.ros2_robot import Ros2Robot
 from data_collection.robots.simulated import SimulatedRobot
 from data_collection.teleop.keyboard import KeyboardTeleop
