@@ -1,30 +1,35 @@
-"""Quality at equal budget: LeRobot's DiffusionPolicy on the low-dimensional PushT task (issue 13).
+"""Quality at equal budget: LeRobot's DiffusionPolicy on the PushT tasks (issue 13).
 
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py train --store runs/pusht.zarr \
-        --out runs/lerobot_state_small --minutes 60 [--size small|pusht] [--threads 2]
+        --out runs/lerobot_state_small --minutes 60 [--task state|image] [--size small|matched|pusht] [--threads 2]
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py eval --run runs/lerobot_state_small \
         --episodes 100 --seed 0 [--workers 2] [--sampler ddpm100|ddim10]
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py replay --run runs/lerobot_state_small \
         --store runs/pusht.zarr [--sampler ddpm100]
 
 Runs in ``.venv-lerobot`` (``bash scripts/install_lerobot.sh bench``: LeRobot with diffusers, gym-pusht).
-The comparison it is made for: ``dfp train --config pusht_state_cpu`` (60 minutes on this CPU,
-figures in docs/BENCHMARKS.md) against LeRobot's DiffusionPolicy trained here for the same
-wall-clock budget on the same training episodes (df_policy's episode split, ``val_ratio`` 0.05,
-seed 0), then both closed loop in the same ``gym-pusht`` environment on the same seeds
-(``df_policy.evaluation.sim``'s environment: 300 steps, success = coverage >= 0.95, mean max
-coverage), no added latency.
+The comparison it is made for: ``dfp train --config pusht_state_cpu`` (state task) or ``--config
+pusht_cpu`` (image task), 60 minutes on this CPU, figures in docs/BENCHMARKS.md, against LeRobot's
+DiffusionPolicy trained here for the same wall-clock budget on the same training episodes
+(df_policy's episode split, ``val_ratio`` 0.05, seed 0), then both closed loop in the same
+``gym-pusht`` environment on the same seeds (``df_policy.evaluation.sim``'s environment: 300
+steps, success = coverage >= 0.95, mean max coverage), no added latency.
 
-* Data: the PushT store's episodes written with LeRobot's writer as a state-only LeRobotDataset
-  (``observation.state`` = agent position, ``observation.environment_state`` = the 5-dim PushT
-  state, ``action``), read by ``LeRobotDataset`` with DiffusionPolicy's ``delta_timestamps`` and
-  LeRobot's ``EpisodeAwareSampler`` (``drop_n_last_frames`` 7), normalised by LeRobot's own
-  processors (min-max to [-1, 1], statistics of the training episodes).
+* Data: the PushT store's training episodes written with LeRobot's writer as a LeRobotDataset.
+  ``--task state``: ``observation.state`` = agent position, ``observation.environment_state`` =
+  the 5-dim PushT state. ``--task image``: ``observation.image`` = the 96x96 camera (video,
+  LeRobot's encoder, decoded by its loader with PyAV) and ``observation.state`` = agent position,
+  the inputs of df_policy's ``pusht_cpu``. Read by ``LeRobotDataset`` with DiffusionPolicy's
+  ``delta_timestamps`` and LeRobot's ``EpisodeAwareSampler`` (``drop_n_last_frames`` 7),
+  normalised by LeRobot's own processors (min-max to [-1, 1] for state and action, mean/std per
+  channel for images; statistics of the training episodes).
 * Model: LeRobot's PushT recipe (To 2, horizon 16, 8 actions per chunk, DDPM with 100 training
-  steps, AdamW 1e-4, betas 0.95/0.999, weight decay 1e-6, batch 64, 500 warm-up steps); the
+  steps, AdamW 1e-4, betas 0.95/0.999, weight decay 1e-6, batch 64, 500 warm-up steps; images:
+  ResNet-18 from scratch with group norm, 32 spatial-softmax keypoints, random 84x84 crops); the
   learning rate follows a cosine over the wall-clock budget (as df_policy's does) instead of over
   LeRobot's 200,000 steps, which a 60-minute run would never reach. ``--size pusht``: U-Net
-  512/1024/2048 (LeRobot's); ``small``: 64/128/256, close to our 1.26 M parameters.
+  512/1024/2048 (LeRobot's); ``small``: 64/128/256; ``matched``: 32/64/128 (state task: 1.35 M
+  parameters, against 1.26 M in ``pusht_state_cpu``).
 * Weights are saved as safetensors + JSON (no pickles); ``eval`` rebuilds the policy from them.
 """
 
@@ -43,28 +48,39 @@ import numpy as np
 import torch
 
 FPS = 10
-SIZES = {"small": (64, 128, 256), "pusht": (512, 1024, 2048)}
+SIZES = {"matched": (32, 64, 128), "small": (64, 128, 256), "pusht": (512, 1024, 2048)}
 SAMPLERS = {"ddpm100": ("DDPM", 100), "ddim10": ("DDIM", 10)}
+IMAGE_KEY = "observation.image"
+AGENT = {"dtype": "float32", "shape": (2,), "names": ["agent_x", "agent_y"]}
+ACTION = {"dtype": "float32", "shape": (2,), "names": ["target_x", "target_y"]}
 FEATURES = {
-    "observation.state": {"dtype": "float32", "shape": (2,), "names": ["agent_x", "agent_y"]},
-    "observation.environment_state": {"dtype": "float32", "shape": (5,),
-                                      "names": ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]},
-    "action": {"dtype": "float32", "shape": (2,), "names": ["target_x", "target_y"]},
+    "state": {"observation.state": AGENT,
+              "observation.environment_state": {"dtype": "float32", "shape": (5,),
+                                                "names": ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]},
+              "action": ACTION},
+    "image": {IMAGE_KEY: {"dtype": "video", "shape": (96, 96, 3), "names": ["height", "width", "channels"]},
+              "observation.state": AGENT, "action": ACTION},
 }
 
 
-def build_policy(down_dims: tuple[int, ...], scheduler: str = "DDPM", steps: int = 100):
+def build_policy(down_dims: tuple[int, ...], scheduler: str = "DDPM", steps: int = 100, task: str = "state"):
     from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
+    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,))}
+    if task == "state":
+        inputs["observation.environment_state"] = PolicyFeature(type=FeatureType.ENV, shape=(5,))
+    else:
+        inputs[IMAGE_KEY] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 96))
     cfg = DiffusionConfig(
-        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,)),
-                        "observation.environment_state": PolicyFeature(type=FeatureType.ENV, shape=(5,))},
+        input_features=inputs,
         output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
-        normalization_mapping={"STATE": NormalizationMode.MIN_MAX, "ENV": NormalizationMode.MIN_MAX,
-                               "ACTION": NormalizationMode.MIN_MAX},
+        normalization_mapping={"VISUAL": NormalizationMode.MEAN_STD, "STATE": NormalizationMode.MIN_MAX,
+                               "ENV": NormalizationMode.MIN_MAX, "ACTION": NormalizationMode.MIN_MAX},
         n_obs_steps=2, horizon=16, n_action_steps=8, drop_n_last_frames=7, down_dims=tuple(down_dims),
+        crop_shape=(84, 84), crop_is_random=True, use_group_norm=True, pretrained_backbone_weights=None,
+        spatial_softmax_num_keypoints=32,
         noise_scheduler_type=scheduler, num_train_timesteps=100, num_inference_steps=steps, device="cpu",
     )
     return DiffusionPolicy(cfg)
@@ -77,8 +93,21 @@ def processors(policy, stats: dict):
         policy.config, {k: {s: torch.tensor(v, dtype=torch.float32) for s, v in d.items()} for k, d in stats.items()})
 
 
-def write_dataset(store_path: Path, root: Path) -> tuple[dict, list[int]]:
-    """Training episodes of the store as a state-only LeRobotDataset; returns (stats, episodes)."""
+def _frame(task: str, state: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One LeRobot observation from a PushT step (``state``: the 5-dim state; ``image``: 96x96x3 uint8)."""
+    if task == "state":
+        return {"observation.state": state[:2], "observation.environment_state": state}
+    return {IMAGE_KEY: image, "observation.state": state[:2]}
+
+
+def _as_batch(frame: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A frame as the policy's unbatched input (images CHW float in [0, 1], as LeRobot's loader gives)."""
+    return {k: (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).float() / 255.0 if k == IMAGE_KEY
+                else torch.as_tensor(np.asarray(v, np.float32))) for k, v in frame.items()}
+
+
+def write_dataset(store_path: Path, root: Path, task: str) -> tuple[dict, list[int]]:
+    """Training episodes of the store as a LeRobotDataset; returns (stats, episodes)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from df_policy.data.sampler import split_episodes
@@ -86,20 +115,35 @@ def write_dataset(store_path: Path, root: Path) -> tuple[dict, list[int]]:
 
     store = EpisodeStore.open(store_path)
     train, _ = split_episodes(store.n_episodes, 0.05, 0)
-    ds = LeRobotDataset.create("local/pusht_state", fps=FPS, features=FEATURES, root=root, use_videos=False)
-    values: dict[str, list[np.ndarray]] = {k: [] for k in FEATURES}
+    features = FEATURES[task]
+    ds = LeRobotDataset.create(f"local/pusht_{task}", fps=FPS, features=features, root=root,
+                               use_videos=task == "image")
+    values: dict[str, list[np.ndarray]] = {k: [] for k in features if k != IMAGE_KEY}
+    pixels = np.zeros((2, 3))  # per-channel sum and sum of squares, [0, 1] units
+    n_pixels = 0
+    keys = ["state", "action"] + (["img"] if task == "image" else [])
     for i in train:
-        ep = store.episode(i, keys=["state", "action"])
+        ep = store.episode(i, keys=keys)
+        if task == "image":
+            img = ep["img"].astype(np.float64) / 255.0
+            pixels += np.stack([img.sum((0, 1, 2)), (img ** 2).sum((0, 1, 2))])
+            n_pixels += img.shape[0] * img.shape[1] * img.shape[2]
         for t in range(len(ep["action"])):
-            frame = {"observation.state": ep["state"][t, :2], "observation.environment_state": ep["state"][t],
-                     "action": ep["action"][t], "task": "push the T"}
-            ds.add_frame(frame)
-            for k in FEATURES:
+            frame = _frame(task, ep["state"][t], ep["img"][t] if task == "image" else None)
+            frame["action"] = ep["action"][t]
+            ds.add_frame({**frame, "task": "push the T"})
+            for k in values:
                 values[k].append(frame[k])
         ds.save_episode()
+        print(f"\rwrote {train.index(i) + 1}/{len(train)} episodes", end="", file=sys.stderr)
     ds.finalize()
     stats = {k: {"min": np.min(v, 0).tolist(), "max": np.max(v, 0).tolist(),
                  "mean": np.mean(v, 0).tolist(), "std": np.std(v, 0).tolist()} for k, v in values.items()}
+    if task == "image":
+        mean = pixels[0] / n_pixels
+        std = np.sqrt(pixels[1] / n_pixels - mean ** 2)
+        stats[IMAGE_KEY] = {"mean": mean.reshape(3, 1, 1).tolist(), "std": std.reshape(3, 1, 1).tolist(),
+                            "min": [[[0.0]]] * 3, "max": [[[1.0]]] * 3}
     return stats, train
 
 
@@ -112,11 +156,12 @@ def cmd_train(a: argparse.Namespace) -> None:
     torch.manual_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=False)
-    stats, train_episodes = write_dataset(Path(a.store), out / "data")
+    stats, train_episodes = write_dataset(Path(a.store), out / "data", a.task)
     obs = [-1 / FPS, 0.0]
-    ds = LeRobotDataset("local/pusht_state", root=out / "data", delta_timestamps={
-        "observation.state": obs, "observation.environment_state": obs, "action": [i / FPS for i in range(-1, 15)]})
-    policy = build_policy(SIZES[a.size]).train()
+    deltas = {k: obs for k in FEATURES[a.task] if k != "action"}
+    ds = LeRobotDataset(f"local/pusht_{a.task}", root=out / "data", video_backend="pyav",
+                        delta_timestamps={**deltas, "action": [i / FPS for i in range(-1, 15)]})
+    policy = build_policy(SIZES[a.size], task=a.task).train()
     pre, _ = processors(policy, stats)
     sampler = EpisodeAwareSampler(ds.meta.episodes["dataset_from_index"], ds.meta.episodes["dataset_to_index"],
                                   drop_n_last_frames=7, shuffle=True, seed=a.seed)
@@ -124,7 +169,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(policy.parameters(), lr=a.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=1e-6)
     budget_s, warmup = 60.0 * a.minutes, 500
     n_params = sum(p.numel() for p in policy.parameters())
-    print(f"LeRobot DiffusionPolicy ({a.size}, {n_params:,} parameters), {len(train_episodes)} training episodes, "
+    print(f"LeRobot DiffusionPolicy ({a.task} task, {a.size}, {n_params:,} parameters), {len(train_episodes)} training episodes, "
           f"{len(ds)} frames, {a.minutes} min", file=sys.stderr)
     t0, step, log = time.perf_counter(), 0, []
     while True:
@@ -150,7 +195,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         break
     seconds = time.perf_counter() - t0
     save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(out / "model.safetensors"))
-    summary = {"size": a.size, "down_dims": SIZES[a.size], "parameters": n_params, "steps": step,
+    summary = {"task": a.task, "size": a.size, "down_dims": SIZES[a.size], "parameters": n_params, "steps": step,
                "seconds": round(seconds, 1), "samples_per_s": round(step * a.batch / seconds, 1), "batch": a.batch,
                "lr": a.lr, "threads": a.threads, "train_episodes": train_episodes, "stats": stats, "log": log}
     (out / "run.json").write_text(json.dumps(summary, indent=1))
@@ -167,21 +212,26 @@ def _init(run: str, sampler: str) -> None:
 
     torch.set_num_threads(1)
     summary = json.loads((Path(run) / "run.json").read_text())
-    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[sampler])
+    task = summary.get("task", "state")
+    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[sampler], task=task)
     policy.load_state_dict(load_file(str(Path(run) / "model.safetensors")))
     pre, post = processors(policy.eval(), summary["stats"])
-    _WORKER.update(policy=policy, pre=pre, post=post, env=_make_env(300, "state"))
+    _WORKER.update(policy=policy, pre=pre, post=post, task=task,
+                   env=_make_env(300, "state" if task == "state" else "pixels"))
 
 
 def _episode(seed: int) -> dict:
-    policy, pre, post, env = _WORKER["policy"], _WORKER["pre"], _WORKER["post"], _WORKER["env"]
+    policy, pre, post, env, task = (_WORKER[k] for k in ("policy", "pre", "post", "env", "task"))
     obs, info = env.reset(seed=seed)
     policy.reset()
     max_cov, success = 0.0, False
     with torch.inference_mode():
         for _ in range(300):
-            state = torch.as_tensor(np.asarray(obs, np.float32).reshape(-1))
-            batch = pre({"observation.state": state[:2], "observation.environment_state": state})
+            if task == "state":
+                frame = _frame(task, np.asarray(obs, np.float32).reshape(-1))
+            else:  # gym-pusht pixels: {"pixels": 96x96x3 uint8, "agent_pos": (2,)}
+                frame = _frame(task, np.asarray(obs["agent_pos"], np.float32), obs["pixels"])
+            batch = pre(_as_batch(frame))
             action = post(policy.select_action(batch))
             obs, _, terminated, truncated, info = env.step(action.reshape(-1).numpy().astype(np.float32))
             max_cov = max(max_cov, float(info.get("coverage", 0.0)))
@@ -224,7 +274,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
     summary = json.loads((Path(a.run) / "run.json").read_text())
-    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[a.sampler])
+    task = summary.get("task", "state")
+    policy = build_policy(tuple(summary["down_dims"]), *SAMPLERS[a.sampler], task=task)
     policy.load_state_dict(load_file(str(Path(a.run) / "model.safetensors")))
     pre, post = processors(policy.eval(), summary["stats"])
     lo, hi = (np.asarray(summary["stats"]["action"][k], np.float64) for k in ("min", "max"))
@@ -238,12 +289,12 @@ def cmd_replay(a: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     with torch.inference_mode():
         for ep in val:
-            data = store.episode(ep, keys=["state", "action"])
+            data = store.episode(ep, keys=["state", "action"] + (["img"] if task == "image" else []))
             policy.reset()
             out = []
             for t in range(len(data["action"])):
-                state = torch.as_tensor(np.asarray(data["state"][t], np.float32))
-                batch = pre({"observation.state": state[:2], "observation.environment_state": state})
+                frame = _frame(task, np.asarray(data["state"][t], np.float32), data["img"][t] if task == "image" else None)
+                batch = pre(_as_batch(frame))
                 out.append(post(policy.select_action(batch)).reshape(-1).numpy())
             T = len(out)
             recorded.append(norm(data["action"]))
@@ -265,6 +316,7 @@ def main() -> None:
     t.add_argument("--store", default="runs/pusht.zarr")
     t.add_argument("--out", required=True)
     t.add_argument("--minutes", type=float, default=60.0)
+    t.add_argument("--task", choices=sorted(FEATURES), default="state")
     t.add_argument("--size", choices=sorted(SIZES), default="small")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-4)
