@@ -107,8 +107,8 @@ __all__ = [
     "record_sim",
 ]
 
-RESERVED_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.bag_import.RECORDING_KEYS
-DEPTH_KEY_SUFFIX = "_depth"  # data_collection.bag_import.DEPTH_KEY_SUFFIX
+RESERVED_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.bag_config.RECORDING_KEYS
+DEPTH_KEY_SUFFIX = "_depth"  # data_collection.bag_config.DEPTH_KEY_SUFFIX
 SIM_ARM_TASK = "pick the cube and place it on the green square"
 DEPTH_PROBE_S = 5.0
 """Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
@@ -309,9 +309,9 @@ class Recorder:
 
         A camera that records depth (:func:`records_depth`) is read until a frame with depth
         arrives (at most :data:`DEPTH_PROBE_S` s) to learn its depth scale; that frame is not
-        recorded. The schema is :func:`data_collection.bag_import.recording_schema`'s.
+        recorded. The schema is :func:`data_collection.bag_config.recording_schema`'s.
         """
-        from data_collection.bag_import import recording_schema
+        from data_collection.bag_config import recording_schema
 
         sizes: dict[str, tuple[int, int]] = {}
         cameras: dict[str, dict[str, Any]] = {}

@@ -13,7 +13,7 @@ import pytest
 import zarr
 from fixtures.recording import RampTeleop, StepRobot, pattern_frame_number
 
-from data_collection.bag_import import recording_schema
+from data_collection.bag_config import recording_schema
 from data_collection.cameras.base import CameraConfig
 from data_collection.cameras.simulated import SimulatedCamera, make_test_pattern
 from data_collection.recorder import Recorder, RecorderConfig, RecorderError
