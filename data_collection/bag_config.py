@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from df_policy.data.schema import KeySpec, SchemaError, StoreSchema
+from df_policy.ros.messages import MessageConversionError, check_joint_names
 
 __all__ = [
     "DEPTH_KEY_SUFFIX",
@@ -222,15 +223,10 @@ class BagImportConfig:
         names = self.joint_names
         if isinstance(names, str) or not isinstance(names, Sequence):
             raise BagImportError(f"joint_names must be a list of joint names, got {names!r}")
-        names = tuple(names)
-        if not names:
-            raise BagImportError("joint_names must not be empty")
-        bad = [n for n in names if not isinstance(n, str) or not n]
-        if bad:
-            raise BagImportError(f"joint names must be non-empty strings, got {bad}")
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise BagImportError(f"duplicate joint names {dupes}")
+        try:
+            names = check_joint_names(names, "import config")
+        except MessageConversionError as e:
+            raise BagImportError(str(e)) from None
         object.__setattr__(self, "joint_names", names)
         object.__setattr__(self, "joint_state_topic", _topic(self.joint_state_topic, "joint_state_topic"))
         object.__setattr__(self, "command_topic", _topic(self.command_topic, "command_topic"))

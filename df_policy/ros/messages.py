@@ -43,6 +43,7 @@ __all__ = [
     "MessageConversionError",
     "TrajectoryArrays",
     "camera_info_to_intrinsics",
+    "check_joint_names",
     "compressed_image_to_rgb",
     "depth_to_image",
     "duration_to_ns",
@@ -163,7 +164,9 @@ def _header(stamp: Any, frame_id: str) -> Any:
 # =========================================================================== joints
 
 
-def _check_joint_names(joint_names: Sequence[str], owner: str) -> tuple[str, ...]:
+def check_joint_names(joint_names: Sequence[str], owner: str) -> tuple[str, ...]:
+    """``joint_names`` as a tuple of unique non-empty strings, else :class:`MessageConversionError`
+    (``"OWNER: problem"``)."""
     if isinstance(joint_names, str):
         raise MessageConversionError(f"{owner}: joint_names must be a sequence of names, not one string")
     names = tuple(joint_names)
@@ -227,7 +230,7 @@ class JointStateConverter:
     _cache: list = field(default_factory=lambda: [None, None], init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "joint_names", _check_joint_names(self.joint_names, "JointStateConverter"))
+        object.__setattr__(self, "joint_names", check_joint_names(self.joint_names, "JointStateConverter"))
         fields = tuple(self.check_finite)
         unknown = [f for f in fields if f not in _JOINT_FIELDS]
         if unknown:
@@ -361,7 +364,7 @@ class CommandConverter:
     _picker: JointStateConverter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "joint_names", _check_joint_names(self.joint_names, "CommandConverter"))
+        object.__setattr__(self, "joint_names", check_joint_names(self.joint_names, "CommandConverter"))
         object.__setattr__(self, "_picker", JointStateConverter(self.joint_names))
 
     @property
