@@ -38,6 +38,7 @@ from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
 from df_policy.data.schema import STAMP_KEY, KeySpec, StoreSchema
+from df_policy.data.symmetry import MirrorConfig, PlanarMirror
 
 CACHE_MODES = ("auto", "ram", "stream")
 
@@ -83,6 +84,11 @@ class DatasetConfig:
             data spans [-1, 1]) added to every low-dim observation of a sample, each step and
             dimension independently, so the policy also sees states a little off the
             demonstrations (closed-loop drift); 0 = off. Actions are never noised.
+        mirror: training only: a reflection the task is invariant under
+            (:class:`~df_policy.data.symmetry.MirrorConfig`): each training window is mirrored
+            whole (observations and actions, raw values) with probability ``mirror.prob``, and
+            the normaliser is fitted on the episodes and their mirror images. ``None`` = off.
+            Images are not mirrored (an image key with a mirror is an error).
         shard_by_rank: under DDP, each rank trains on its own share of the training episodes
             and holds only those in RAM (stores larger than a node's memory); off, every rank
             samples windows of every episode (``DistributedSampler``).
@@ -105,10 +111,12 @@ class DatasetConfig:
     angle_dims: dict[str, list[int]] = field(default_factory=dict)
     pose_keypoints: dict[str, dict] = field(default_factory=dict)
     lowdim_noise_std: float = 0.0
+    mirror: MirrorConfig | None = None
     shard_by_rank: bool = False
 
     def __post_init__(self) -> None:
         self.derived_keys = dict(self.derived_keys or {})
+        self.mirror = MirrorConfig.coerce(self.mirror)
         features = LowdimFeatures(self.angle_dims, self.pose_keypoints)  # validates, one encoding per key
         self.angle_dims, self.pose_keypoints = features.angle_dims, features.pose_keypoints
         for name, expr in self.derived_keys.items():
@@ -220,8 +228,10 @@ class EpisodeArrays:
 
     def __init__(self, path: str, keys: Sequence[str], cache: str, fps: float | None, progress: bool,
                  derived: dict[str, str] | None = None, features: LowdimFeatures | None = None,
-                 resident: Sequence[int] | None = None, resize_shape: tuple[int, int] | None = None) -> None:
+                 resident: Sequence[int] | None = None, resize_shape: tuple[int, int] | None = None,
+                 mirror: MirrorConfig | None = None) -> None:
         self.path, self.fps = path, fps
+        self.mirror = None if mirror is None else PlanarMirror(mirror)
         self.resize_shape = None if resize_shape is None else (int(resize_shape[0]), int(resize_shape[1]))
         self.derived = {k: parse_slice(v) for k, v in (derived or {}).items()}
         self.features = features or LowdimFeatures()
@@ -263,15 +273,24 @@ class EpisodeArrays:
             return frames
         return resize(frames, self.resize_shape)
 
-    def gather(self, key: str, idx: np.ndarray) -> np.ndarray:
+    def gather(self, key: str, idx: np.ndarray, mirrored: np.ndarray | None = None) -> np.ndarray:
         """Steps ``idx`` (any integer shape) of ``key`` -> ``(*idx.shape, *step_shape)``, low-dim
-        features encoded (``(*idx.shape, encoded_dim)``, :class:`LowdimFeatures`)."""
-        return self.features.encode(key, self._gather(key, idx))
+        features encoded (``(*idx.shape, encoded_dim)``, :class:`LowdimFeatures`).
+        ``mirrored`` (bool, ``idx.shape[:1]``): those rows are read as their mirror images
+        (the ``mirror`` given at construction, applied to the raw stored values)."""
+        return self.features.encode(key, self._gather(key, idx, mirrored))
 
-    def _gather(self, key: str, idx: np.ndarray) -> np.ndarray:
+    def _gather(self, key: str, idx: np.ndarray, mirrored: np.ndarray | None = None) -> np.ndarray:
         if key in self.derived:
             src, a, b = self.derived[key]
-            return self._gather(src, idx)[..., a:b]
+            return self._gather(src, idx, mirrored)[..., a:b]
+        raw = self._gather_stored(key, idx)
+        if mirrored is not None and self.mirror is not None and self.mirror.moves(key) and mirrored.any():
+            raw = raw.copy()
+            raw[mirrored] = self.mirror.apply(key, raw[mirrored])
+        return raw
+
+    def _gather_stored(self, key: str, idx: np.ndarray) -> np.ndarray:
         if self.in_ram:
             if not self._all_resident and not self.resident[idx].all():
                 raise IndexError(f"{key}: steps outside the resident episodes were requested")
@@ -288,14 +307,17 @@ class EpisodeArrays:
         raw = self._resized(key, raw.astype(spec.dtype, copy=False))
         return raw[inv].reshape(*idx.shape, *raw.shape[1:])
 
-    def full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
-        """All steps of ``episodes`` for ``key`` (used to fit the normaliser), features encoded."""
-        return self.features.encode(key, self._full(key, episodes))
+    def full(self, key: str, episodes: Sequence[int], mirrored: bool = False) -> np.ndarray:
+        """All steps of ``episodes`` for ``key`` (used to fit the normaliser), features encoded;
+        ``mirrored``: their mirror images."""
+        return self.features.encode(key, self._full(key, episodes, mirrored))
 
-    def _full(self, key: str, episodes: Sequence[int]) -> np.ndarray:
+    def _full(self, key: str, episodes: Sequence[int], mirrored: bool = False) -> np.ndarray:
         if key in self.derived:
             src, a, b = self.derived[key]
-            return self._full(src, episodes)[..., a:b]
+            return self._full(src, episodes, mirrored)[..., a:b]
+        if mirrored and self.mirror is not None:
+            return self.mirror.apply(key, self._full(key, episodes))
         parts = []
         for ep in episodes:
             s, e = self.reader.episode_bounds(ep)
@@ -379,6 +401,9 @@ class WindowDataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         obs_idx, obs_pad = self.index.obs_indices(idx)
         act_idx, act_pad = self.index.action_indices(idx)
+        mirrored = None
+        if self.train and self.cfg.mirror is not None:
+            mirrored = self._worker_rng().random(len(idx)) < self.cfg.mirror.prob
         batch: dict[str, torch.Tensor] = {}
         for k in self.image_keys:
             imgs = self.arrays.gather(k, obs_idx)  # (B, To, H, W, C)
@@ -387,12 +412,12 @@ class WindowDataset(torch.utils.data.Dataset):
                         else center_crop(imgs, self.cfg.crop_shape))
             batch[f"obs.{k}"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 1, 4, 2, 3)))
         for k in self.lowdim_keys:
-            x = self.arrays.gather(k, obs_idx).reshape(len(idx), self.cfg.n_obs_steps, -1)
+            x = self.arrays.gather(k, obs_idx, mirrored).reshape(len(idx), self.cfg.n_obs_steps, -1)
             x = self.normalizer.normalize(k, x).astype(np.float32)
             if self.train and self.cfg.lowdim_noise_std > 0:
                 x += self._worker_rng().normal(0.0, self.cfg.lowdim_noise_std, x.shape).astype(np.float32)
             batch[f"obs.{k}"] = torch.from_numpy(x)
-        a = self.arrays.gather(self.action_key, act_idx).reshape(len(idx), self.cfg.horizon, -1)
+        a = self.arrays.gather(self.action_key, act_idx, mirrored).reshape(len(idx), self.cfg.horizon, -1)
         batch["action"] = torch.from_numpy(self.normalizer.normalize(self.action_key, a).astype(np.float32))
         batch["obs_is_pad"] = torch.from_numpy(obs_pad)
         batch["action_is_pad"] = torch.from_numpy(act_pad)
@@ -443,6 +468,14 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
                 features.encoded_dim(k, schema.keys[k].dim)
             except ValueError as e:
                 raise ValueError(f"{option}[{k!r}]: {e}") from None
+    if cfg.mirror is not None:
+        if image_keys:
+            raise ValueError(f"dataset.mirror does not mirror images; the dataset uses image keys {image_keys} "
+                             "(set dataset.image_keys: [] or drop the mirror)")
+        used = sorted({parse_slice(cfg.derived_keys[k])[0] if k in cfg.derived_keys else k
+                       for k in [*lowdim_keys, schema.action_key]})
+        cfg.mirror.check_keys(used, {k: s.dim for k, s in reader.schema.keys.items()
+                                     if s.kind not in ("image", "depth") and len(s.shape) == 1})
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
     mine = train_eps
@@ -456,11 +489,14 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
                              "its own share (dataset.shard_by_rank)")
     arrays = EpisodeArrays(path, [*image_keys, *lowdim_keys, schema.action_key], cfg.cache, cfg.fps, progress,
                            derived=cfg.derived_keys, features=features,
-                           resident=None if shard is None else [*mine, *val_eps], resize_shape=cfg.resize_shape)
+                           resident=None if shard is None else [*mine, *val_eps], resize_shape=cfg.resize_shape,
+                           mirror=cfg.mirror)
     if normalizer is None:
-        normalizer = Normalizer.fit(
-            {k: arrays.full(k, train_eps) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode
-        )
+        def fit_data(k: str) -> np.ndarray:  # with a mirror, the ranges of the mirrored windows too
+            data = arrays.full(k, train_eps)
+            return data if cfg.mirror is None else np.concatenate([data, arrays.full(k, train_eps, mirrored=True)])
+
+        normalizer = Normalizer.fit({k: fit_data(k) for k in [*lowdim_keys, schema.action_key]}, cfg.normalizer_mode)
     breaks = recording_gaps(reader, cfg) if cfg.split_at_gaps else None
     if breaks is not None and len(breaks) and progress:
         print(f"{path}: {len(breaks)} gaps in the recording (dropped steps): no training window spans one")

@@ -45,10 +45,19 @@ class DeviceBatcher:
         self.obs_idx, self.obs_pad = up(obs_idx), up(obs_pad)
         self.act_idx, self.act_pad = up(act_idx), up(act_pad)
         self.images = {k: up(arrays.gather(k, steps)) for k in dataset.image_keys}  # (T, H, W, C) uint8
-        self.lowdim = {k: up(dataset.normalizer.normalize(k, arrays.gather(k, steps)).astype(np.float32))
-                       for k in dataset.lowdim_keys}
-        action_key = dataset.action_key
-        self.action = up(dataset.normalizer.normalize(action_key, arrays.gather(action_key, steps)).astype(np.float32))
+        # with a mirror (training only), the mirror images follow the steps: row s + n_steps
+        # is step s mirrored, and a mirrored window reads its rows from there
+        self.mirror_prob = float(cfg.mirror.prob) if self.train and cfg.mirror is not None else 0.0
+        self.n_steps = len(steps)
+
+        def normalized(key: str) -> Tensor:
+            rows = [arrays.gather(key, steps)]
+            if self.mirror_prob > 0:
+                rows.append(arrays.gather(key, steps, np.ones(len(steps), dtype=bool)))
+            return up(dataset.normalizer.normalize(key, np.concatenate(rows)).astype(np.float32))
+
+        self.lowdim = {k: normalized(k) for k in dataset.lowdim_keys}
+        self.action = normalized(dataset.action_key)
         self.nbytes = sum(t.numel() * t.element_size() for t in [*self.images.values(), *self.lowdim.values(),
                                                                    self.action, self.obs_idx, self.act_idx])
 
@@ -79,6 +88,10 @@ class DeviceBatcher:
         train = self.train if train is None else train
         obs_idx, act_idx = self.obs_idx[samples], self.act_idx[samples]
         batch = {f"obs.{k}": self._crop(v, obs_idx, generator, train) for k, v in self.images.items()}
+        if train and self.mirror_prob > 0:  # dataset.mirror (no image keys: make_datasets refuses them)
+            flip = torch.rand(samples.shape, generator=generator, device=self.device) < self.mirror_prob
+            offset = flip.long()[:, None] * self.n_steps
+            obs_idx, act_idx = obs_idx + offset, act_idx + offset
         for k, v in self.lowdim.items():
             x = v[obs_idx]
             if train and self.lowdim_noise_std > 0:  # dataset.lowdim_noise_std, as WindowDataset adds it
