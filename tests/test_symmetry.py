@@ -10,7 +10,7 @@ import torch
 from df_policy.data.dataset import DatasetConfig, make_datasets
 from df_policy.data.device_batches import DeviceBatcher
 from df_policy.data.legacy import open_episodes
-from df_policy.data.symmetry import MirrorConfig, PlanarMirror
+from df_policy.data.symmetry import IMAGE_OPS, MirrorConfig, PlanarMirror, mirror_images_chw, mirror_images_hwc
 from df_policy.training.config import RunConfig
 
 # PushT: the goal T's stem axis, the line through (256, 256) at 3π/4; the T is symmetric about
@@ -44,14 +44,14 @@ def test_reflection_geometry():
     np.testing.assert_allclose(vec.apply("vel", np.array([2.0, 3.0])), [2.0, -3.0])
 
 
-def _pusht_env(state):
+def _pusht_env(state, obs_type: str = "state"):
     """gym-pusht at ``state``, set angle first: its own reset_to_state sets the block position
     and then the angle, which turns the T about its centre of gravity by an amount that depends on
     the previous angle (a legacy of the dataset), so it is not usable to compare two poses."""
     import gym_pusht  # noqa: F401
     import gymnasium as gym
 
-    env = gym.make("gym_pusht/PushT-v0", obs_type="state")
+    env = gym.make("gym_pusht/PushT-v0", obs_type=obs_type)
     env.reset(seed=0)
     u = env.unwrapped
     u.agent.position = [float(state[0]), float(state[1])]
@@ -89,6 +89,48 @@ def test_pusht_is_mirror_symmetric_in_gym_pusht(pusht_zip):
     a, _ = _rollout(start, wall)
     b, _ = _rollout(m.apply("state", start), m.apply("action", wall))
     assert np.abs(m.apply("state", a)[:, :4] - b[:, :4]).max() < 3.0
+
+
+def test_pusht_camera_sees_the_mirror_as_an_anti_transpose():
+    """Re-rendering the mirrored state gives the anti-transposed frame (96x96 pixels observation),
+    up to the rasterisation of polygon edges."""
+    m = PlanarMirror(MirrorConfig(**PUSHT_MIRROR))
+
+    def frame(state):
+        env = _pusht_env(state, "pixels_agent_pos")
+        pixels = env.unwrapped.get_obs()["pixels"]
+        env.close()
+        return pixels.astype(int)
+
+    for state in ([100.0, 400.0, 300.0, 150.0, 5.5], [60.0, 60.0, 200.0, 300.0, 1.0]):
+        plain, mirrored = frame(np.array(state)), frame(m.apply("state", np.array(state)))
+        diff = np.abs(mirror_images_hwc(plain, "anti_transpose") - mirrored)
+        assert diff.mean() < 1.0 and (diff.max(-1) > 30).mean() < 0.01, (diff.mean(), (diff.max(-1) > 30).mean())
+        assert np.abs(plain - mirrored).mean() > 3 * diff.mean()  # the scenes do differ
+    x = np.arange(2 * 3 * 3 * 1).reshape(2, 3, 3, 1)
+    for op in IMAGE_OPS:  # each pixel operation is a reflection: its own inverse, same on both layouts
+        np.testing.assert_array_equal(mirror_images_hwc(mirror_images_hwc(x, op), op), x)
+        chw = mirror_images_chw(torch.as_tensor(x).permute(0, 3, 1, 2), op).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(chw, mirror_images_hwc(x, op))
+
+
+def test_mirrored_image_windows_in_both_batch_paths(pusht_store):
+    mirror = {**PUSHT_MIRROR, "prob": 1.0, "images": {"img": "anti_transpose"}}
+    cfg = DatasetConfig(image_keys=["img"], lowdim_keys=["agent_pos"], derived_keys={"agent_pos": "state[0:2]"},
+                        crop_shape=(84, 84), val_ratio=0.05, cache="ram", mirror=mirror)
+    train, _ = make_datasets(str(pusht_store), cfg, progress=False)
+    full, _ = make_datasets(str(pusht_store), DatasetConfig(**{**cfg.__dict__, "crop_shape": None}), progress=False)
+    idx = [3, 700]
+    host, ref = train.__getitems__(idx), full.__getitems__(idx)  # ref: mirrored whole frames, no crop
+    plain = full.arrays.gather("img", full.index.obs_indices(np.asarray(idx))[0])  # (B, To, H, W, C)
+    want = torch.as_tensor(np.ascontiguousarray(mirror_images_hwc(plain, "anti_transpose"))).permute(0, 1, 4, 2, 3)
+    assert torch.equal(ref["obs.img"], want)
+    for b in range(len(idx)):  # every mirrored crop is a window of the mirrored frame
+        crop, frame = host["obs.img"][b, -1], want[b, -1]
+        assert any(torch.equal(frame[:, y:y + 84, x:x + 84], crop) for y in range(13) for x in range(13))
+    dev = DeviceBatcher(full, "cpu")
+    torch.testing.assert_close(dev.batch(torch.as_tensor(idx))["obs.img"], want)
+    torch.testing.assert_close(dev.batch(torch.as_tensor(idx))["obs.agent_pos"], ref["obs.agent_pos"])
 
 
 def test_mirrored_windows_in_both_batch_paths(pusht_store):
@@ -141,8 +183,14 @@ def test_mirror_config_is_checked_and_survives_a_run_config_round_trip(pusht_sto
     with pytest.raises(ValueError, match=r"nothing about \['action'\]"):
         make_datasets(str(pusht_store), DatasetConfig(image_keys=[], lowdim_keys=["state"], crop_shape=None,
                                                       mirror={"points": {"state": [[0, 1]]}}), progress=False)
-    with pytest.raises(ValueError, match="does not mirror images"):
-        make_datasets(str(pusht_store), DatasetConfig(crop_shape=None, mirror=PUSHT_MIRROR), progress=False)
+    with pytest.raises(ValueError, match=r"nothing about \['img'\]"):  # a camera must be declared
+        make_datasets(str(pusht_store), DatasetConfig(lowdim_keys=["state"], crop_shape=None, mirror=PUSHT_MIRROR),
+                      progress=False)
+    with pytest.raises(ValueError, match="needs square images"):
+        make_datasets(str(pusht_store), DatasetConfig(lowdim_keys=["state"], crop_shape=(84, 80), mirror={
+            **PUSHT_MIRROR, "images": {"img": "anti_transpose"}}), progress=False)
+    with pytest.raises(ValueError, match="unknown pixel operation"):
+        MirrorConfig(**{**PUSHT_MIRROR, "images": {"image": "rotate"}})
     with pytest.raises(ValueError, match="dimension 5 of 'state' is out of range"):
         make_datasets(str(pusht_store), DatasetConfig(image_keys=[], lowdim_keys=["state"], crop_shape=None, mirror={
             **PUSHT_MIRROR, "angles": {"state": [5]}}), progress=False)

@@ -38,7 +38,7 @@ from df_policy.data.legacy import open_episodes
 from df_policy.data.normalizer import Normalizer
 from df_policy.data.sampler import WindowIndex, WindowSpec, find_gaps, split_episodes
 from df_policy.data.schema import STAMP_KEY, KeySpec, StoreSchema
-from df_policy.data.symmetry import MirrorConfig, PlanarMirror
+from df_policy.data.symmetry import MirrorConfig, PlanarMirror, mirror_images_hwc
 
 CACHE_MODES = ("auto", "ram", "stream")
 
@@ -86,9 +86,9 @@ class DatasetConfig:
             demonstrations (closed-loop drift); 0 = off. Actions are never noised.
         mirror: training only: a reflection the task is invariant under
             (:class:`~df_policy.data.symmetry.MirrorConfig`): each training window is mirrored
-            whole (observations and actions, raw values) with probability ``mirror.prob``, and
-            the normaliser is fitted on the episodes and their mirror images. ``None`` = off.
-            Images are not mirrored (an image key with a mirror is an error).
+            whole (observations and actions, raw values; images by their declared pixel
+            operation, after the crop) with probability ``mirror.prob``, and the normaliser is
+            fitted on the episodes and their mirror images. ``None`` = off.
         shard_by_rank: under DDP, each rank trains on its own share of the training episodes
             and holds only those in RAM (stores larger than a node's memory); off, every rank
             samples windows of every episode (``DistributedSampler``).
@@ -410,6 +410,9 @@ class WindowDataset(torch.utils.data.Dataset):
             if self.cfg.crop_shape is not None:
                 imgs = (random_crop(imgs, self.cfg.crop_shape, self._worker_rng()) if self.train
                         else center_crop(imgs, self.cfg.crop_shape))
+            if mirrored is not None and k in self.cfg.mirror.images and mirrored.any():
+                imgs = imgs.copy()
+                imgs[mirrored] = mirror_images_hwc(imgs[mirrored], self.cfg.mirror.images[k])
             batch[f"obs.{k}"] = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 1, 4, 2, 3)))
         for k in self.lowdim_keys:
             x = self.arrays.gather(k, obs_idx, mirrored).reshape(len(idx), self.cfg.n_obs_steps, -1)
@@ -469,13 +472,11 @@ def make_datasets(path: str, cfg: DatasetConfig, seed: int = 0, progress: bool =
             except ValueError as e:
                 raise ValueError(f"{option}[{k!r}]: {e}") from None
     if cfg.mirror is not None:
-        if image_keys:
-            raise ValueError(f"dataset.mirror does not mirror images; the dataset uses image keys {image_keys} "
-                             "(set dataset.image_keys: [] or drop the mirror)")
         used = sorted({parse_slice(cfg.derived_keys[k])[0] if k in cfg.derived_keys else k
-                       for k in [*lowdim_keys, schema.action_key]})
+                       for k in [*image_keys, *lowdim_keys, schema.action_key]})
+        shapes = {k: cfg.crop_shape or cfg.resize_shape or tuple(schema.keys[k].shape[:2]) for k in image_keys}
         cfg.mirror.check_keys(used, {k: s.dim for k, s in reader.schema.keys.items()
-                                     if s.kind not in ("image", "depth") and len(s.shape) == 1})
+                                     if s.kind not in ("image", "depth") and len(s.shape) == 1}, shapes)
     bad = [i for i, m in enumerate(reader.episode_meta) if m.bad]
     train_eps, val_eps = split_episodes(reader.n_episodes, cfg.val_ratio, cfg.split_seed, exclude=bad)
     mine = train_eps

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from df_policy.data.dataset import WindowDataset
+from df_policy.data.symmetry import mirror_images_chw
 
 
 class DeviceBatcher:
@@ -48,6 +49,7 @@ class DeviceBatcher:
         # with a mirror (training only), the mirror images follow the steps: row s + n_steps
         # is step s mirrored, and a mirrored window reads its rows from there
         self.mirror_prob = float(cfg.mirror.prob) if self.train and cfg.mirror is not None else 0.0
+        self.image_ops = dict(cfg.mirror.images) if cfg.mirror is not None else {}
         self.n_steps = len(steps)
 
         def normalized(key: str) -> Tensor:
@@ -88,8 +90,11 @@ class DeviceBatcher:
         train = self.train if train is None else train
         obs_idx, act_idx = self.obs_idx[samples], self.act_idx[samples]
         batch = {f"obs.{k}": self._crop(v, obs_idx, generator, train) for k, v in self.images.items()}
-        if train and self.mirror_prob > 0:  # dataset.mirror (no image keys: make_datasets refuses them)
+        if train and self.mirror_prob > 0:  # dataset.mirror: whole windows, images after the crop
             flip = torch.rand(samples.shape, generator=generator, device=self.device) < self.mirror_prob
+            for k, op in self.image_ops.items():
+                x = batch[f"obs.{k}"]
+                batch[f"obs.{k}"] = torch.where(flip[:, None, None, None, None], mirror_images_chw(x, op), x)
             offset = flip.long()[:, None] * self.n_steps
             obs_idx, act_idx = obs_idx + offset, act_idx + offset
         for k, v in self.lowdim.items():
