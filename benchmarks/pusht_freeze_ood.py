@@ -10,7 +10,10 @@ Grouped into solved, failed-moving and frozen episodes: if frozen episodes end f
 demonstrations, the freeze is the policy's answer outside its data, not a sampling artefact.
 
     python benchmarks/pusht_freeze_ood.py --data ../shared/data/pusht/pusht_cchi_v7_replay_train.zarr.zip \
-        runs/eval_kp/stream_s0_500 [more metrics dirs ...] [--out runs/freeze_ood.md]
+        runs/eval_kp/stream_s0_500 [more metrics dirs ...] [--out runs/freeze_ood.md] [--mirror-from RUN]
+
+``--mirror-from RUN``: the run trained with ``dataset.mirror`` (its ``config.yaml``), so the
+mirror images of the demonstrated states count as demonstrated too.
 """
 
 from __future__ import annotations
@@ -62,8 +65,17 @@ def main() -> int:
     ap.add_argument("metrics", nargs="+", help="dfp eval sim output folders (or their metrics.json)")
     ap.add_argument("--data", required=True, help="the demonstrations the checkpoint was trained on (.zarr.zip)")
     ap.add_argument("--out", default=None, help="also write the table here (markdown)")
+    ap.add_argument("--mirror-from", default=None,
+                    help="a run trained with dataset.mirror: mirrored demonstrated states count as demonstrated")
     a = ap.parse_args()
     demos = demonstration_states(a.data)
+    if a.mirror_from:
+        from df_policy.data.symmetry import MirrorConfig, PlanarMirror
+
+        mirror = (yaml.safe_load((Path(a.mirror_from) / "config.yaml").read_text())["dataset"] or {}).get("mirror")
+        if not mirror:
+            raise SystemExit(f"{a.mirror_from}/config.yaml has no dataset.mirror")
+        demos = np.concatenate([demos, PlanarMirror(MirrorConfig(**mirror)).apply("state", demos)])
     lines = [f"Nearest-demonstration distance of the episode's end state (RMS over agent + 9 T points, "
              f"PushT units; {len(demos)} demonstrated states)", "",
              "| result | group | episodes | median | 10th–90th percentile | share > 20 units |", "|---|---|---|---|---|---|"]
