@@ -39,31 +39,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_io import write_results  # noqa: E402  (same folder)
 from bench_runtime import build, run_mode  # noqa: E402
-
+from lerobot_policy import lerobot_diffusion_policy  # noqa: E402
 
 LEROBOT_VARIANTS = (  # name, scheduler, inference steps, U-Net down dims
     ("lerobot DDPM-100", "DDPM", 100, (512, 1024, 2048)),
     ("lerobot DDIM-10", "DDIM", 10, (512, 1024, 2048)),
     ("lerobot DDIM-10 small", "DDIM", 10, (64, 128, 256)),
 )
-
-
-def lerobot_policy(scheduler: str, steps: int, down_dims: tuple[int, ...], image_key: str = "observation.image",
-                   state_dim: int = 2) -> torch.nn.Module:
-    from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
-    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
-
-    cfg = DiffusionConfig(
-        input_features={image_key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 96)),
-                        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
-        n_obs_steps=2, horizon=16, n_action_steps=8, crop_shape=(84, 84), use_group_norm=True,
-        pretrained_backbone_weights=None, spatial_softmax_num_keypoints=32, down_dims=down_dims,
-        noise_scheduler_type=scheduler, num_train_timesteps=100, num_inference_steps=steps, device="cpu",
-    )
-    torch.manual_seed(0)
-    return DiffusionPolicy(cfg).eval()
 
 
 def lerobot_latency(policy: torch.nn.Module, actions: int, warmup: int) -> dict:
@@ -100,7 +82,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict[str, dict] = {}
     for name, scheduler, steps, down_dims in LEROBOT_VARIANTS:
-        results[name] = lerobot_latency(lerobot_policy(scheduler, steps, down_dims), args.actions, args.warmup)
+        results[name] = lerobot_latency(
+            lerobot_diffusion_policy(down_dims, scheduler, steps, seed=0).eval(), args.actions, args.warmup)
         print(f"{name}: {results[name]}", file=sys.stderr)
     ours = SimpleNamespace(checkpoint=None, delay_steps=1, device="cpu", model="pusht_cpu",
                            ticks=args.actions, warmup=args.warmup)

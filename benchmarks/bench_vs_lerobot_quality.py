@@ -47,6 +47,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lerobot_policy import lerobot_diffusion_policy  # noqa: E402  (same folder)
+
 FPS = 10
 SIZES = {"matched": (32, 64, 128), "small": (64, 128, 256), "pusht": (512, 1024, 2048)}
 SAMPLERS = {"ddpm100": ("DDPM", 100), "ddim10": ("DDIM", 10)}
@@ -64,26 +67,10 @@ FEATURES = {
 
 
 def build_policy(down_dims: tuple[int, ...], scheduler: str = "DDPM", steps: int = 100, task: str = "state"):
-    from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
-    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
-    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
-
-    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,))}
+    """The task's LeRobot policy: state = agent position + the 5-dim PushT state; image = camera + agent position."""
     if task == "state":
-        inputs["observation.environment_state"] = PolicyFeature(type=FeatureType.ENV, shape=(5,))
-    else:
-        inputs[IMAGE_KEY] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 96, 96))
-    cfg = DiffusionConfig(
-        input_features=inputs,
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
-        normalization_mapping={"VISUAL": NormalizationMode.MEAN_STD, "STATE": NormalizationMode.MIN_MAX,
-                               "ENV": NormalizationMode.MIN_MAX, "ACTION": NormalizationMode.MIN_MAX},
-        n_obs_steps=2, horizon=16, n_action_steps=8, drop_n_last_frames=7, down_dims=tuple(down_dims),
-        crop_shape=(84, 84), crop_is_random=True, use_group_norm=True, pretrained_backbone_weights=None,
-        spatial_softmax_num_keypoints=32,
-        noise_scheduler_type=scheduler, num_train_timesteps=100, num_inference_steps=steps, device="cpu",
-    )
-    return DiffusionPolicy(cfg)
+        return lerobot_diffusion_policy(down_dims, scheduler, steps, image_key=None, env_state_dim=5)
+    return lerobot_diffusion_policy(down_dims, scheduler, steps, image_key=IMAGE_KEY)
 
 
 def processors(policy, stats: dict):

@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_io import write_results  # noqa: E402  (same folder)
-from bench_vs_lerobot_latency import lerobot_policy  # noqa: E402
+from lerobot_policy import lerobot_diffusion_policy  # noqa: E402
 
 FPS = 10
 
@@ -49,7 +49,8 @@ def lerobot_throughput(data: Path, down_dims: tuple[int, ...], batch: int, steps
     obs = [-1 / FPS, 0.0]
     ds = LeRobotDataset("local/pusht", root=data, video_backend="pyav", delta_timestamps={
         "observation.images.img": obs, "observation.state": obs, "action": [i / FPS for i in range(-1, 15)]})
-    policy = lerobot_policy("DDPM", 100, down_dims, image_key="observation.images.img", state_dim=5).train()
+    policy = lerobot_diffusion_policy(down_dims, "DDPM", 100, image_key="observation.images.img", state_dim=5,
+                                      seed=0).train()
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                                          persistent_workers=workers > 0)
