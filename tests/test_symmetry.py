@@ -11,12 +11,20 @@ from df_policy.data.dataset import DatasetConfig, make_datasets
 from df_policy.data.device_batches import DeviceBatcher
 from df_policy.data.legacy import open_episodes
 from df_policy.data.symmetry import IMAGE_OPS, MirrorConfig, PlanarMirror, mirror_images_chw, mirror_images_hwc
-from df_policy.training.config import RunConfig
+from df_policy.training.config import RunConfig, load_run_config
 
 # PushT: the goal T's stem axis, the line through (256, 256) at 3π/4; the T is symmetric about
-# its body y axis; state = agent x, y, block x, y, angle in [0, 2π); action = agent target x, y
-PUSHT_MIRROR = {"line_point": [256.0, 256.0], "line_angle": 3 * np.pi / 4, "body_axis": np.pi / 2,
-                "points": {"state": [[0, 1], [2, 3]], "action": [[0, 1]]}, "angles": {"state": [4]}}
+# its body y axis; state = agent x, y, block x, y, angle in [0, 2π); action = agent target x, y.
+# The mirror the shipped config trains with is the one these tests check against the simulator.
+PUSHT_MIRROR = {k: v for k, v in load_run_config("pusht_state_keypoints_cpu").dataset.mirror.__dict__.items()
+                if k != "prob"}
+
+
+def test_the_shipped_pusht_mirror_is_the_goal_axis():
+    m = MirrorConfig(**PUSHT_MIRROR)
+    assert m.line_point == (256.0, 256.0) and m.line_angle == pytest.approx(3 * np.pi / 4)
+    assert m.body_axis == pytest.approx(np.pi / 2) and m.angles == {"state": [4]}
+    assert m.points == {"state": [[0, 1], [2, 3]], "action": [[0, 1]]} and not m.images
 
 
 def test_reflection_geometry():
