@@ -112,8 +112,7 @@ class MirrorConfig:
             raise ValueError(f"mirror.images: unknown pixel operation(s) {bad}; choose from {IMAGE_OPS}")
         self.unchanged = [str(k) for k in (self.unchanged or [])]
         for key in self.moved_keys:
-            dims = [d for p in self.points.get(key, []) + self.vectors.get(key, []) for d in p]
-            dims += self.angles.get(key, [])
+            dims = self.listed_dims(key)
             if len(set(dims)) != len(dims):
                 raise ValueError(f"mirror: a dimension of {key!r} is listed twice ({sorted(dims)})")
         both = sorted(set(self.unchanged) & ({*self.moved_keys, *self.images}))
@@ -125,6 +124,11 @@ class MirrorConfig:
     @property
     def moved_keys(self) -> list[str]:
         return sorted({*self.points, *self.vectors, *self.angles})
+
+    def listed_dims(self, key: str) -> list[int]:
+        """Every dimension of ``key`` the reflection moves (points, vectors, angles)."""
+        pairs = self.points.get(key, []) + self.vectors.get(key, [])
+        return [d for pair in pairs for d in pair] + self.angles.get(key, [])
 
     @classmethod
     def coerce(cls, value: "MirrorConfig | Mapping | None") -> "MirrorConfig | None":
@@ -153,8 +157,7 @@ class MirrorConfig:
             if key not in dims:
                 raise ValueError(f"dataset.mirror names {key!r}, which is not a stored vector key "
                                  f"({sorted(dims)})")
-            listed = [d for p in self.points.get(key, []) + self.vectors.get(key, []) for d in p]
-            listed += self.angles.get(key, [])
+            listed = self.listed_dims(key)
             if max(listed) >= dims[key]:
                 raise ValueError(f"dataset.mirror: dimension {max(listed)} of {key!r} is out of range "
                                  f"(it has {dims[key]})")
