@@ -92,6 +92,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from data_collection.bag_config import DEPTH_KEY_SUFFIX, recording_schema
+from data_collection.bag_config import RECORDING_KEYS as RESERVED_KEYS
 from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
 from data_collection.writer_thread import ThreadedEpisodeWriter
 from data_collection.robots.base import Robot, RobotState
@@ -107,8 +109,6 @@ __all__ = [
     "record_sim",
 ]
 
-RESERVED_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.bag_config.RECORDING_KEYS
-DEPTH_KEY_SUFFIX = "_depth"  # data_collection.bag_config.DEPTH_KEY_SUFFIX
 SIM_ARM_TASK = "pick the cube and place it on the green square"
 DEPTH_PROBE_S = 5.0
 """Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
@@ -311,8 +311,6 @@ class Recorder:
         arrives (at most :data:`DEPTH_PROBE_S` s) to learn its depth scale; that frame is not
         recorded. The schema is :func:`data_collection.bag_config.recording_schema`'s.
         """
-        from data_collection.bag_config import recording_schema
-
         sizes: dict[str, tuple[int, int]] = {}
         cameras: dict[str, dict[str, Any]] = {}
         for cam in self.cameras:

@@ -47,12 +47,12 @@ from typing import Any
 
 import yaml
 
+from data_collection.bag_config import DEPTH_KEY_SUFFIX
+from data_collection.bag_config import RECORDING_KEYS as RESERVED_STORE_KEYS
 from data_collection.rig_fields import RigConfigError, _coerce
 from data_collection.rig_sections import (
     _SIM_ARM_PHYSICS_DT_S,
     CAMERA_TYPES,
-    DEPTH_KEY_SUFFIX,
-    RESERVED_STORE_KEYS,
     ROBOT_TYPES,
     TELEOP_DEVICES,
     CameraSpec,

@@ -29,8 +29,6 @@ from data_collection.teleop.base import TeleopError
 ROBOT_TYPES = ("ros2", "simulated", "sim_arm")
 CAMERA_TYPES = ("realsense", "opencv", "simulated", "sim_arm")
 TELEOP_DEVICES = ("keyboard", "scripted", "gamepad", "spacemouse")
-RESERVED_STORE_KEYS = ("joint_pos", "stamp_s", "action")  # data_collection.recorder.RESERVED_KEYS
-DEPTH_KEY_SUFFIX = "_depth"  # data_collection.recorder.DEPTH_KEY_SUFFIX
 _DEPTH_CAMERAS = ("realsense", "simulated")
 _SIM_ARM_MODES = ("realtime", "lockstep")  # data_collection.sim.robot.SIM_ROBOT_MODES (not imported: mujoco)
 _SIM_ARM_PHYSICS_DT_S = 0.002  # df_policy.sim.scene.SceneConfig.physics_dt_s default
