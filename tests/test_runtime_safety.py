@@ -147,6 +147,29 @@ def test_tracking_grace_clips_the_first_commands_then_faults():
         SafetyConfig(tracking_grace_s=-1.0)
 
 
+def test_a_tracking_bound_tighter_than_one_velocity_step_is_named_at_start(caplog):
+    """max_velocity 5 rad/s at 10 Hz lets a command move 0.5 rad, so a 0.35 rad tracking bound in
+    fault mode latches a fault during a legal motion (the measured arm lags a command by at least
+    that step): the filter names the joints when it is built; clip mode or a wide bound is fine."""
+    names = ["shoulder_lift", "gripper"]
+    with caplog.at_level("WARNING", logger="df_policy.runtime.safety"):
+        f = SafetyFilter(SafetyConfig(max_velocity=5.0, max_tracking_error=[0.35, 1.0], names=names),
+                         action_dim=2, period_s=0.1)
+    assert f.tracking_tight_dims() == [0]
+    assert "joint 'shoulder_lift' (dimension 0)" in caplog.text and "gripper" not in caplog.text
+    # the legal motion it warns about: one velocity-limited step from a still arm faults
+    f.reset(last_command=np.zeros(2))
+    h = f.filter(np.array([0.5, 0.0]), now=0.0, measured=np.zeros(2))
+    assert isinstance(h, Hold) and h.kind == "tracking_error"
+    caplog.clear()
+    for cfg in (SafetyConfig(max_velocity=2.4, max_tracking_error=[0.35, 1.0]),
+                SafetyConfig(max_velocity=5.0, max_tracking_error=[0.35, 1.0], tracking_mode="clip"),
+                SafetyConfig(max_velocity=5.0, max_tracking_error=[0.35, 1.0], command_dt_s=0.05)):
+        with caplog.at_level("WARNING", logger="df_policy.runtime.safety"):
+            assert SafetyFilter(cfg, action_dim=2, period_s=0.1).tracking_tight_dims() == []
+    assert "max_tracking_error" not in caplog.text
+
+
 def test_tracking_clip_mode_keeps_every_command_near_the_measured_arm():
     f = SafetyFilter(SafetyConfig(max_tracking_error=0.1, tracking_mode="clip", low=-1.0, high=1.0),
                      action_dim=2, period_s=0.1)

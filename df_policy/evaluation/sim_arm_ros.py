@@ -8,7 +8,8 @@ What runs (:func:`evaluate_arm_ros`):
   real time;
 * ``python -m df_policy.ros.policy_node`` with the checkpoint: the production node, with the
   example SO-101 safety settings (``node_so101.yaml``: tracking bound 0.35 rad arm / 1.0 rad
-  gripper) and the simulator's joint limits and speed limit;
+  gripper), the simulator's joint limits, and its speed limit lowered per joint to what the
+  tracking bound allows (:func:`velocity_within_tracking`);
 * in this process, an evaluator node that for each episode disables the policy, calls the
   simulator's ``~/reset`` (seeds ``seed, seed + 1, ...``: the in-process evaluation's seeds),
   waits ``settle_s`` for fresh images, calls ``~/enable`` and watches the simulator's ``~/task``
@@ -42,7 +43,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ClosedLoopNodes", "NodeProcess", "RosArmEpisode", "add_eval_arm_command", "closed_loop_nodes",
-           "enable_until", "evaluate_arm_ros", "policy_node_settings"]
+           "enable_until", "evaluate_arm_ros", "policy_node_settings",
+           "velocity_within_tracking"]
 
 SIM_NODE = "sim_arm"
 POLICY_NODE = "policy_node"
@@ -51,7 +53,9 @@ POLICY_NODE = "policy_node"
 @dataclass
 class RosArmEpisode:
     """One episode through ROS: success, final task progress, solve time (simulated seconds after
-    enabling, ``None`` if unsolved), and the policy node's state changes during it."""
+    enabling, ``None`` if unsolved), the policy node's faults during it, and the physics periods
+    the simulated arm could not keep in real time (``sim_overruns``: on a loaded CPU the arm
+    falls behind its commands, which a tracking fault then reports)."""
 
     seed: int
     success: bool
@@ -60,6 +64,7 @@ class RosArmEpisode:
     enabled: bool
     enable_message: str
     faults: list[str] = field(default_factory=list)
+    sim_overruns: int = 0
 
 
 class NodeProcess:
@@ -104,10 +109,12 @@ class NodeProcess:
         return self.proc.returncode
 
 
-def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.ndarray, max_velocity: float,
+def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.ndarray, vmax: float, period_s: float,
                          command_type: str = "trajectory", **overrides: Any) -> dict[str, Any]:
     """The policy node's settings for the simulated arm: ``node_so101.yaml`` with the checkpoint,
-    the simulator's limits, and the simulator node's default topics."""
+    the simulator's joint limits, the simulator node's default topics, and ``overrides``; unless
+    overridden, ``max_velocity`` is the arm's speed limit ``vmax`` lowered per joint to what the
+    tracking bound allows at control period ``period_s`` (:func:`velocity_within_tracking`)."""
     import yaml
 
     from df_policy.training.config import resolve_config_path
@@ -115,11 +122,30 @@ def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.nd
     settings = yaml.safe_load(resolve_config_path("node_so101").read_text())
     settings.update({
         "checkpoint": str(checkpoint), "device": "cpu", "position_lower": [float(v) for v in lower],
-        "position_upper": [float(v) for v in upper], "max_velocity": float(max_velocity),
-        "command_type": command_type, "start_enabled": False, "node_name": POLICY_NODE,
+        "position_upper": [float(v) for v in upper], "command_type": command_type, "start_enabled": False,
+        "node_name": POLICY_NODE,
     })
     settings.update(overrides)
+    if "max_velocity" not in overrides:
+        settings["max_velocity"] = velocity_within_tracking(vmax, settings.get("max_tracking_error"), period_s)
     return settings
+
+
+TRACKING_LAG_SHARE = 0.3
+
+
+def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float] | None, period_s: float) -> list[float]:
+    """Per-joint velocity limit (rad/s) for the policy node on the simulated arm: the arm's own
+    speed limit ``vmax``, lowered where one period's step would use more than
+    ``1 - TRACKING_LAG_SHARE`` of ``max_tracking_error``. The measured arm lags a command by the
+    step just sent plus the observation latency (and, on a loaded CPU, the simulator's skipped
+    periods); the share left is that lag's margin, so a legal motion never trips the fault.
+    With ``node_so101.yaml`` at 10 Hz: 2.45 rad/s on the arm joints (the scripted demonstrations
+    peak at 2.0), the arm's 5.0 on the gripper."""
+    if max_tracking_error is None:
+        return [float(vmax)]
+    track = np.atleast_1d(np.asarray(max_tracking_error, dtype=np.float64))
+    return [round(float(v), 4) for v in np.minimum(vmax, (1.0 - TRACKING_LAG_SHARE) * track / period_s)]
 
 
 @dataclass
@@ -147,9 +173,10 @@ def closed_loop_nodes(checkpoint: str | Path, logs: Path, sim_args: tuple[str, .
 
     select_gl_backend()
     with SimArmEnv(demo_task_config()) as env:
-        lower, upper, vmax = env.lower.copy(), env.upper.copy(), env.config.velocity_max_rad_s
+        lower, upper = env.lower.copy(), env.upper.copy()
+        vmax, period_s = env.config.velocity_max_rad_s, 1.0 / env.config.control_hz
     logs.mkdir(parents=True, exist_ok=True)
-    settings = policy_node_settings(checkpoint, lower, upper, **{"max_velocity": vmax, **node_overrides})
+    settings = policy_node_settings(checkpoint, lower, upper, vmax, period_s, **node_overrides)
     loop = ClosedLoopNodes(settings, logs)
     (logs / "policy_node.yaml").write_text(yaml.safe_dump(loop.settings, sort_keys=False))
     env_vars = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
@@ -289,6 +316,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
         "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
         "episodes_not_enabled": sum(not r.enabled for r in results),
         "episodes_with_fault": sum(bool(r.faults) for r in results),
+        "sim_overruns": sum(r.sim_overruns for r in results),
         "wall_s": round(wall_s, 1), "exit_codes": loop.exit_codes, "logs": str(logs),
         "node": {k: status.get(k) for k in (
             "obs_to_command_ms_p50", "obs_to_command_ms_p99", "inference_ms_p50", "inference_ms_p99",
@@ -309,7 +337,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
         task, seq = ev.wait_task(seq)
     enabled, message = enable_until(lambda: ev.enable(True), enable_timeout_s)
     task, seq = ev.wait_task(seq)
-    t0 = task["time_s"]
+    t0, overruns0 = task["time_s"], int(task.get("overruns", 0))
     faults: list[str] = []
     solve_s = None
     while enabled:
@@ -326,7 +354,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
     success = enabled and task["solved_for_s"] >= solved_hold_s
     ev.enable(False)
     return RosArmEpisode(seed, bool(success), float(task["progress"]), solve_s if success else None, enabled,
-                         message, faults)
+                         message, faults, int(task.get("overruns", 0)) - overruns0)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -359,7 +387,8 @@ def _report(out: Path, inproc: dict[str, Any] | None, ros: dict[str, Any] | None
                   f"observation-to-command latency p50/p99 {n['obs_to_command_ms_p50']}/{n['obs_to_command_ms_p99']} ms "
                   f"(all episodes), inference p50/p99 {n['inference_ms_p50']}/{n['inference_ms_p99']} ms and tick "
                   f"jitter p99 {n['tick_jitter_ms_p99']} ms (last episode), missed ticks {n['missed_ticks']}; episodes "
-                  f"with a fault: {ros['episodes_with_fault']}, not enabled: {ros['episodes_not_enabled']}; logs in "
+                  f"with a fault: {ros['episodes_with_fault']}, not enabled: {ros['episodes_not_enabled']}; physics periods "
+                  f"the simulated arm could not keep in real time: {ros['sim_overruns']}; logs in "
                   f"`{ros['logs']}`."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)

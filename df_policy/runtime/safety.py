@@ -204,7 +204,22 @@ class SafetyFilter:
             raise ValueError(f"SafetyConfig.names has {len(names)} names but the action has {self.action_dim} dimensions")
         self.max_action_age_s = (0.5 * self.period_s if self.config.max_action_age_s is None
                                  else float(self.config.max_action_age_s))
+        tight = self.tracking_tight_dims()
+        if tight:
+            log.warning("max_tracking_error is not larger than the step max_velocity allows per command "
+                        "(max_velocity x %.3f s) for %s: a motion the velocity limit lets through can trip the "
+                        "tracking fault, since the measured arm lags a command by at least one step; raise "
+                        "max_tracking_error or lower max_velocity there", self.command_dt_s,
+                        ", ".join(self.dimension_name(i) for i in tight))
         self.reset()
+
+    def tracking_tight_dims(self) -> list[int]:
+        """Dimensions where, in ``"fault"`` mode, ``max_tracking_error`` is not larger than one
+        command's allowed step ``max_velocity * command_dt_s``: there the measured arm, which lags a
+        command by at least the step it was just sent, can be out of bound during a legal motion."""
+        if self._track is None or self._vmax is None or self.config.tracking_mode != "fault":
+            return []
+        return np.flatnonzero(self._track <= self._vmax * self.command_dt_s).tolist()
 
     # ------------------------------------------------------------------ state
     def reset(self, last_command: np.ndarray | None = None) -> None:
