@@ -134,7 +134,8 @@ def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.nd
 TRACKING_LAG_SHARE = 0.3
 
 
-def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float] | None, period_s: float) -> list[float]:
+def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float] | None,
+                             period_s: float) -> list[float]:
     """Per-joint velocity limit (rad/s) for the policy node on the simulated arm: the arm's own
     speed limit ``vmax``, lowered where one period's step would use more than
     ``1 - TRACKING_LAG_SHARE`` of ``max_tracking_error``. The measured arm lags a command by the
