@@ -53,19 +53,16 @@ def test_reflection_geometry():
 
 
 def _pusht_env(state, obs_type: str = "state"):
-    """gym-pusht at ``state``, set angle first: its own reset_to_state sets the block position
-    and then the angle, which turns the T about its centre of gravity by an amount that depends on
-    the previous angle (a legacy of the dataset), so it is not usable to compare two poses."""
+    """gym-pusht at ``state`` (:func:`set_pusht_state`: angle first, since gym-pusht's own
+    reset_to_state turns the T by an amount that depends on the previous angle)."""
     import gym_pusht  # noqa: F401
     import gymnasium as gym
 
+    from df_policy.evaluation.sim import set_pusht_state
+
     env = gym.make("gym_pusht/PushT-v0", obs_type=obs_type)
     env.reset(seed=0)
-    u = env.unwrapped
-    u.agent.position = [float(state[0]), float(state[1])]
-    u.block.angle = float(state[4])
-    u.block.position = [float(state[2]), float(state[3])]
-    u.space.step(u.dt)
+    set_pusht_state(env, state)
     return env
 
 

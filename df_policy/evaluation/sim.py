@@ -129,6 +129,20 @@ def _make_env(max_steps: int, obs: str = "pixels") -> Any:
                     max_episode_steps=max_steps)
 
 
+def set_pusht_state(env: Any, state: Any) -> Any:
+    """Put a gym-pusht env (reset once) at ``state`` = agent x, y, block x, y, angle (PushT units,
+    rad) with the agent at rest, and return its observation. The angle is set before the block
+    position: gym-pusht's own ``reset_to_state`` sets them the other way round, which turns the T
+    about its centre of gravity by an amount that depends on the previous angle."""
+    u = env.unwrapped
+    u.agent.position = [float(state[0]), float(state[1])]
+    u.agent.velocity = (0.0, 0.0)
+    u.block.angle = float(state[4])
+    u.block.position = [float(state[2]), float(state[3])]
+    u.space.step(u.dt)
+    return u.get_obs()
+
+
 def _raw_observation(obs: Any, kind: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``(raw observation for the runtime, agent position)`` from a gym-pusht observation."""
     if kind == "state":
