@@ -22,41 +22,46 @@ from pathlib import Path
 
 import numpy as np
 
-ESCAPE_UNITS = 20.0
+from df_policy.evaluation.sim import FREEZE_TOLERANCE, _raw_observation, set_pusht_state
+
+ESCAPE_UNITS = 2 * FREEZE_TOLERANCE
 
 
-def restart(checkpoint: str, end_states: list[list[float]], mode: str, steps: int, seed: int) -> dict[str, float]:
+def restart(checkpoint: str, end_states: list[list[float]], mode: str, steps: int, seed: int,
+            fps: float) -> dict[str, float]:
     import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
     import gymnasium as gym
 
-    from df_policy.evaluation.sim import set_pusht_state
     from df_policy.runtime.clock import FakeClock
     from df_policy.runtime.planning import PlannerConfig
     from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
     from df_policy.runtime.safety import Command
 
     clock = FakeClock()
+    period = 1.0 / fps
     runtime = PolicyRuntime.from_checkpoint(
-        checkpoint, RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=0, seed=seed), period_s=0.1),
+        checkpoint, RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=0, seed=seed), period_s=period),
         clock=clock)
     env = gym.make("gym_pusht/PushT-v0", obs_type="state", max_episode_steps=steps + 1)
     displacement, gain, solved = [], [], 0
     for state in end_states:
         env.reset(seed=0)
-        obs = np.asarray(set_pusht_state(env, state), np.float32)
+        raw, start = _raw_observation(set_pusht_state(env, state), "state")
         t0 = clock.now() + 1.0
         clock.set(t0)
-        start = obs[:2].astype(np.float64)
         runtime.reset(t0=t0, initial_command=start)
         far, first_cov, max_cov, success = 0.0, None, 0.0, False
         for k in range(steps):
-            result, _, _ = runtime.step_synchronously({"state": obs, "agent_pos": obs[:2].copy()}, t0 + 0.1 * k)
-            action = result.action if isinstance(result, Command) or result.action is not None else obs[:2]
+            result, _, _ = runtime.step_synchronously(raw, t0 + k * period)
+            if isinstance(result, Command) or result.action is not None:  # a command, or a hold of the last one
+                action = result.action
+            else:  # a hold before anything was sent: stay
+                action = start
             obs, _, terminated, _, info = env.step(np.asarray(action, np.float32))
-            obs = np.asarray(obs, np.float32)
+            raw, agent = _raw_observation(obs, "state")
             cov = float(info["coverage"])
             first_cov = cov if first_cov is None else first_cov
-            max_cov, far = max(max_cov, cov), max(far, float(np.linalg.norm(obs[:2] - start)))
+            max_cov, far = max(max_cov, cov), max(far, float(np.linalg.norm(agent - start)))
             success = success or bool(info["is_success"])
             if terminated:
                 break
@@ -94,7 +99,7 @@ def main() -> None:
           "| solved |")
     print("|---|---|---|---|---|")
     for mode in a.modes:
-        r = restart(a.checkpoint, [e["end_state"] for e in frozen], mode, a.steps, a.seed)
+        r = restart(a.checkpoint, [e["end_state"] for e in frozen], mode, a.steps, a.seed, metrics["fps"])
         out["modes"][mode] = r
         print(f"| {mode} | {r['escaped']:.2f} | {r['median_max_displacement']:.1f} | "
               f"{r['mean_coverage_gain']:.3f} / {r['median_coverage_gain']:.3f} | {r['solved']} / {r['restarts']} |")

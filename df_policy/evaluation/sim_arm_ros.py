@@ -338,7 +338,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
         task, seq = ev.wait_task(seq)
     enabled, message = enable_until(lambda: ev.enable(True), enable_timeout_s)
     task, seq = ev.wait_task(seq)
-    t0, overruns0 = task["time_s"], int(task.get("overruns", 0))
+    t0, overruns0 = task["time_s"], int(task["overruns"])
     faults: list[str] = []
     solve_s = None
     while enabled:
@@ -355,7 +355,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
     success = enabled and task["solved_for_s"] >= solved_hold_s
     ev.enable(False)
     return RosArmEpisode(seed, bool(success), float(task["progress"]), solve_s if success else None, enabled,
-                         message, faults, int(task.get("overruns", 0)) - overruns0)
+                         message, faults, int(task["overruns"]) - overruns0)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -388,8 +388,8 @@ def _report(out: Path, inproc: dict[str, Any] | None, ros: dict[str, Any] | None
                   f"observation-to-command latency p50/p99 {n['obs_to_command_ms_p50']}/{n['obs_to_command_ms_p99']} ms "
                   f"(all episodes), inference p50/p99 {n['inference_ms_p50']}/{n['inference_ms_p99']} ms and tick "
                   f"jitter p99 {n['tick_jitter_ms_p99']} ms (last episode), missed ticks {n['missed_ticks']}; episodes "
-                  f"with a fault: {ros['episodes_with_fault']}, not enabled: {ros['episodes_not_enabled']}; physics periods "
-                  f"the simulated arm could not keep in real time: {ros['sim_overruns']}; logs in "
+                  f"with a fault: {ros['episodes_with_fault']}, not enabled: {ros['episodes_not_enabled']}; "
+                  f"physics periods the simulated arm could not keep in real time: {ros['sim_overruns']}; logs in "
                   f"`{ros['logs']}`."]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
