@@ -11,7 +11,11 @@ where the frozen one did not, the freeze came from the episode's history; if it 
 while ``chunk`` escapes, it is how ``stream`` samples at that state.
 
     python benchmarks/pusht_freeze_restart.py --checkpoint runs/pusht_state_kp_mirror \
-        runs/eval_mirror/stream_s0_500 [--modes stream chunk] [--steps 100] [--out runs/freeze_restart.json]
+        runs/eval_mirror/stream_s0_500 [--modes stream chunk stream:block_tokens=8] [--steps 100] \
+        [--out runs/freeze_restart.json]
+
+A mode may carry planner settings after a colon, comma-separated (``stream:block_tokens=8``,
+``stream:calls_per_tick=2,commit_steps=6``), as ``dfp eval sim --planner`` takes them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from df_policy.evaluation.common import parse_planner_overrides
 from df_policy.evaluation.sim import FREEZE_TOLERANCE, _raw_observation, set_pusht_state
 
 ESCAPE_UNITS = 2 * FREEZE_TOLERANCE
@@ -37,11 +42,12 @@ def restart(checkpoint: str, end_states: list[list[float]], mode: str, steps: in
     from df_policy.runtime.runner import PolicyRuntime, RuntimeConfig
     from df_policy.runtime.safety import Command
 
+    name, _, settings = mode.partition(":")
+    overrides = parse_planner_overrides([s for s in settings.split(",") if s], reserved=("mode", "delay_steps", "seed"))
     clock = FakeClock()
     period = 1.0 / fps
-    runtime = PolicyRuntime.from_checkpoint(
-        checkpoint, RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=0, seed=seed), period_s=period),
-        clock=clock)
+    planner = PlannerConfig(mode=name, delay_steps=0, seed=seed, **overrides)
+    runtime = PolicyRuntime.from_checkpoint(checkpoint, RuntimeConfig(planner=planner, period_s=period), clock=clock)
     env = gym.make("gym_pusht/PushT-v0", obs_type="state", max_episode_steps=steps + 1)
     displacement, gain, solved = [], [], 0
     for state in end_states:
@@ -79,7 +85,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("result", help="a dfp eval sim output folder (its metrics.json), state observations")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--modes", nargs="+", default=["stream", "chunk"])
+    p.add_argument("--modes", nargs="+", default=["stream", "chunk"],
+                   help="MODE or MODE:KEY=VALUE[,KEY=VALUE] (planner settings), e.g. stream:block_tokens=8")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="planner noise seed")
     p.add_argument("--out", help="write the figures as JSON here")

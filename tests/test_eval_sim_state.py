@@ -16,6 +16,7 @@ TINY_STATE = [
     "dataset.val_ratio=0.05", "dataset.cache=stream",
     "policy.n_action_steps=4", "policy.num_sampling_steps=4", "policy.num_train_levels=100",
     "policy.stabilization_level=1", "policy.denoiser={d_model: 32, n_layers: 1, n_heads: 2}",
+    "policy.stream_block_tokens=2",
     "train.batch_size=8", "train.steps=2", "train.val_every=0", "train.val_batches=1", "train.device=cpu",
 ]
 
@@ -79,6 +80,8 @@ def test_eval_sim_state_runs_real_pusht(state_checkpoint, tmp_path):
         end = np.asarray(e["end_state"])  # agent x, y, block x, y, angle: inside the 512-unit workspace
         assert end.shape == (5,) and np.isfinite(end).all() and (0 <= end[:4]).all() and (end[:4] <= 512).all()
     assert saved["frozen_episodes"] == 0
+    # the checkpoint's stream default (policy.stream_block_tokens, saved by training) is what ran
+    assert saved["schedule"] == "stream: blocks of 2 token(s), 1 call(s) per tick"
     report = (tmp_path / "report.md").read_text()
     assert "seeds 3..4" in report and "frozen (failed" in report and "delay_steps = 0" in report and "observation `state`" in report
     assert (tmp_path / "episode_000.gif").read_bytes()[:3] == b"GIF"
@@ -97,6 +100,8 @@ def test_eval_sim_cli_delay_and_planner_overrides(state_checkpoint, tmp_path):
                 "--accelerate", "onnx", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["delay_steps"] == 1 and m["planner"] == {"ramp_tokens": 2, "calls_per_tick": 2}
+    # pyramid settings choose the pyramid over the checkpoint's block default
+    assert m["schedule"] == "stream: pyramid, 4 committed step(s), 2-token ramp, 2 call(s) per tick"
     assert m["config"]["accelerate"] == "onnx" and m["episodes"][0]["accelerate"] == "onnx"  # no silent fallback
     assert m["config"]["planner"] == m["planner"] and m["seeds"] == [5, 5] and m["episodes"][0]["steps"] == 6
     assert "adding latency the simulator does not have" in (out / "report.md").read_text()

@@ -398,7 +398,8 @@ def test_command_line_yaml_ros_parameters_enable_and_sigint(checkpoint, tmp_path
     driver.start()
     env = {**os.environ, **loopback_ros_env(), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "df_policy.ros.policy_node", "--checkpoint", str(checkpoint), "--config", str(path),
-           "--enable", "--ros-args", "-p", f"command_topic:={prefix}/command", "-p", "max_velocity:=0.5"]
+           "--enable", "--ros-args", "-p", f"command_topic:={prefix}/command", "-p", "max_velocity:=0.5",
+           "-p", "planner_block_tokens:=3"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = _stream_lines(proc, lines)
@@ -419,6 +420,7 @@ def test_command_line_yaml_ros_parameters_enable_and_sigint(checkpoint, tmp_path
     out = "".join(lines)
     assert "Traceback" not in out, out
     assert "enabled from measured position" in out and "commanding stopped: node shutting down" in out
+    assert "stream: blocks of 3 token(s), 1 call(s) per tick" in out  # the -p override reached the planner
 
 
 def test_command_line_errors_and_dfp_serve(checkpoint, tmp_path, capsys):
@@ -541,6 +543,8 @@ def test_config_yaml_params_file_and_validation(tmp_path):
         ({"max_obs_age_s": 0}, "max_obs_age_s must be > 0"),
         ({"lowdim_fields": {"joint_pos": "torque"}}, "lowdim_fields.joint_pos must be one of"),
         ({"max_velocity_typo": 1.0}, "unknown config key 'max_velocity_typo'"),
+        ({"planner_block_tokens": -1}, "planner_block_tokens must be an integer >= 0"),
+        ({"planner_mode": "chunk", "planner_block_tokens": 4}, "planner_block_tokens applies to planner_mode stream"),
     ]:
         with pytest.raises(PolicyNodeConfigError, match=match):
             PolicyNodeConfig.from_mapping({**base, **change})

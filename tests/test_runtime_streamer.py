@@ -8,7 +8,7 @@ import torch
 
 from df_policy.runtime.chunking import ChunkPlanner
 from df_policy.runtime.planning import ObsWindow, PlannerConfig, make_planner
-from df_policy.runtime.streamer import ActionStreamer, pyramid_pattern
+from df_policy.runtime.streamer import ActionStreamer, block_pattern, pyramid_pattern
 from df_policy.runtime.testing import make_policy, tiny_policy_config
 
 K = 100
@@ -231,6 +231,87 @@ def test_commit_steps_freeze_a_committed_plan(policy):
     g = streamer.geometry
     with pytest.raises(ValueError, match="frozen"):
         ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, commit_steps=g.F * g.A), period_s=0.1)
+
+
+def test_block_pattern_formula():
+    np.testing.assert_array_equal(block_pattern(7, 0, 4, 0, 100), [0, 0, 0, 75, 75, 75, 75])
+    np.testing.assert_array_equal(block_pattern(7, 0, 4, 1, 100), [0, 0, 50, 50, 50, 50, 100])
+    np.testing.assert_array_equal(block_pattern(7, 0, 4, 3, 100), [0, 0, 0, 0, 100, 100, 100])
+    np.testing.assert_array_equal(block_pattern(7, 1, 3, 0, 100), [0, 0, 0, 67, 67, 67, 100])
+    for bad in [(7, 0, 4, 4), (7, 0, 5, 0), (7, 1, 4, 0), (7, 0, 0, 0)]:
+        with pytest.raises(ValueError, match="block pattern"):
+            block_pattern(*bad, 100)
+
+
+@pytest.mark.parametrize("delay", [0, 1])
+def test_block_stream_denoises_each_block_jointly_over_its_ticks(policy, monkeypatch, delay):
+    """``block_tokens=B``: one call per tick; a block of B tokens shares one level that falls by
+    K/B per tick and is emitted whole when clean, covering the steps the robot needs next;
+    committed actions never change; the first tick builds a block in B calls."""
+    spy = CallSpy(policy, monkeypatch)
+    B = 3
+    streamer = ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=delay, block_tokens=B, context_level=0),
+                              period_s=0.1)
+    g = streamer.geometry
+    rng = np.random.default_rng(11)
+    planned, executed = {}, {}
+    for t in range(10):
+        spy.reset()
+        result = streamer.update(window(t, rng, executed))
+        phase = (B - 1 + t) % B
+        np.testing.assert_array_equal(streamer.levels[g.C:], block_pattern(g.F, delay, B, phase, K))
+        np.testing.assert_array_equal(streamer.level_pattern, block_pattern(g.F, delay, B, phase, K))
+        assert result.network_calls == (B if t == 0 else 1) == len(spy.calls)
+        steps = [a.step for a in result.actions]
+        if t == 0:
+            assert steps == list(range(0, delay + B))        # primed: frozen steps and a whole block
+        elif phase == B - 1:
+            assert steps == list(range(t + delay, t + delay + B))  # a whole block, just in time
+        else:
+            assert steps == []
+        assert set(range(t, t + delay + 1)) <= set(planned) | set(steps)  # the robot never runs dry
+        for x_in, lv_from, lv_to, x_out in spy.calls:
+            same = (lv_from == lv_to)[0]
+            assert torch.equal(x_out[0, same], x_in[0, same])
+            moving = lv_from[0, g.C:] != lv_to[0, g.C:]
+            assert len(set(lv_to[0, g.C:][moving].tolist())) == 1  # the moving tokens share one level
+        x = streamer.buffer()[0]
+        for u in [u for u in planned if t <= u < t + g.F]:      # committed actions stay as emitted
+            np.testing.assert_array_equal(x[g.C + u - t].numpy(), planned[u])
+        planned.update({a.step: a.action for a in result.actions})
+        executed[t] = planned[t]
+    skipped = streamer.update(window(12, rng, executed))  # two ticks lost: the pattern of that tick's phase
+    np.testing.assert_array_equal(streamer.levels[g.C:], block_pattern(g.F, delay, B, (B - 1 + 12) % B, K))
+    assert skipped.network_calls == 1
+
+
+def test_block_tokens_config_errors(policy):
+    with pytest.raises(ValueError, match="block_tokens applies to mode 'stream'"):
+        PlannerConfig(mode="chunk", block_tokens=4)
+    with pytest.raises(ValueError, match="block_tokens replaces commit_steps"):
+        PlannerConfig(mode="stream", block_tokens=4, commit_steps=2)
+    with pytest.raises(ValueError, match="block_tokens must be >= 0"):
+        PlannerConfig(mode="stream", block_tokens=-1)
+    with pytest.raises(ValueError, match="use block_tokens <= 4"):
+        ActionStreamer(policy, PlannerConfig(mode="stream", delay_steps=0, block_tokens=5), period_s=0.1)
+
+
+def test_block_size_default_comes_from_the_policy():
+    """``stream_block_tokens`` in the policy config is the ``stream`` default (capped to fit the
+    window and delay); ``block_tokens=0`` or pyramid settings choose the pyramid; explicit wins."""
+    policy = make_policy(tiny_policy_config(stream_block_tokens=8), seed=0)  # F = 7 future tokens
+    def planner(**kw):
+        return ActionStreamer(policy, PlannerConfig(mode="stream", **kw), period_s=0.1)
+    assert planner(delay_steps=0).block_tokens == 4 and planner(delay_steps=1).block_tokens == 3
+    assert planner(delay_steps=0, block_tokens=2).block_tokens == 2
+    assert planner(delay_steps=0, block_tokens=0).block_tokens is None
+    assert planner(delay_steps=0, commit_steps=2).block_tokens is None
+    assert "blocks of 4" in planner(delay_steps=0).describe()
+    assert "pyramid" in planner(delay_steps=0, block_tokens=0).describe()
+    assert make_planner(policy, PlannerConfig(mode="autoregressive"), 0.1).block_tokens is None
+    assert "chunk" in make_planner(policy, PlannerConfig(mode="chunk"), 0.1).describe()
+    with pytest.raises(ValueError, match="stream_block_tokens"):
+        tiny_policy_config(stream_block_tokens=0)
 
 
 @pytest.mark.parametrize("mode", ["stream", "chunk"])

@@ -270,6 +270,7 @@ def _run_episode(index: int) -> dict[str, Any]:
            # state a freeze sits (benchmarks/pusht_freeze_ood.py)
            "end_state": [float(v) for v in positions[-1]] + ([float(v) for v in block] if block is not None else []),
            "frozen": bool(not success and still >= FREEZE_STEPS), "accelerate": runtime.accelerate,  # the path in effect
+           "schedule": runtime.planner.describe(),
            "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3),
            "inference_ms_p99": float(np.percentile(latencies, 99) * 1e3)}
     if frames is not None:
@@ -309,6 +310,7 @@ def evaluate_sim(cfg: SimEvalConfig, out: str | Path, progress: bool = True) -> 
     metrics = {
         "env": cfg.env, "mode": cfg.mode, "checkpoint": str(cfg.checkpoint), "n_episodes": len(results),
         "obs": cfg.obs, "delay_steps": cfg.delay_steps, "fps": cfg.fps, "planner": dict(cfg.planner),
+        "schedule": results[0]["schedule"] if results else None,
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1],
         "success_rate": float(np.mean([r["success"] for r in results])),
         "avg_max_coverage": float(np.mean([r["max_coverage"] for r in results])),
@@ -340,7 +342,7 @@ def _write_report(m: dict[str, Any], path: Path) -> None:
             "evaluations (comparable with their figures)" if m["delay_steps"] == 0 else
             f"actions are planned {m['delay_steps']} step(s) ahead, adding latency the simulator does not have "
             "(the published figures use none)"),
-        f"- **planner overrides**: `{m['planner'] or {}}`", "",
+        f"- **planner overrides**: `{m['planner'] or {}}`; schedule in effect: {m.get('schedule')}", "",
         "| metric | value |", "|---|---|",
         f"| success rate (coverage ≥ 0.95) | {m['success_rate']:.3f} |",
         f"| mean max coverage | {m['avg_max_coverage']:.3f} |",

@@ -77,6 +77,10 @@ class DiffusionForcingConfig:
         level_sampling: how training levels are drawn (mixture of ``uniform`` / ``stream`` /
             ``shared`` patterns, context level range and dropout), see
             :mod:`df_policy.model.level_sampling`. Default: independent uniform (the paper's).
+        stream_block_tokens: the ``stream`` planner's default for this policy: ``None`` = the
+            per-token pyramid, ``B >= 1`` = blocks of ``B`` tokens (``PlannerConfig.block_tokens``;
+            capped at run time to what the window and ``delay_steps`` allow). Used only at
+            inference; a run-time ``block_tokens`` overrides it.
         lowdim_embed_dim: width of the low-dim observation MLP.
         vision: image-encoder settings (one encoder per camera).
         denoiser: the denoising network: transformer sizes (default), or `{architecture: unet, ...}`
@@ -102,6 +106,7 @@ class DiffusionForcingConfig:
     unconditional_prob: float = 0.05
     loss_bins: int = 10
     level_sampling: LevelSamplingConfig = field(default_factory=LevelSamplingConfig)
+    stream_block_tokens: int | None = None
     lowdim_embed_dim: int = 64
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
     denoiser: DenoiserConfig | UNetDenoiserConfig = field(default_factory=DenoiserConfig)
@@ -145,6 +150,9 @@ class DiffusionForcingConfig:
             fail(f"uncertainty_scale must be in [0, num_sampling_steps], got {self.uncertainty_scale}")
         if not 0 <= self.stabilization_level <= self.num_train_levels:
             fail(f"stabilization_level must be in [0, K], got {self.stabilization_level}")
+        if self.stream_block_tokens is not None and (isinstance(self.stream_block_tokens, bool)
+                                                     or int(self.stream_block_tokens) < 1):
+            fail(f"stream_block_tokens must be >= 1 or None (the per-token pyramid), got {self.stream_block_tokens!r}")
         if self.clip_x0 is not None and self.clip_x0 <= 0:
             fail("clip_x0 must be > 0 or None")
         if self.min_snr_gamma is not None and not 0.0 <= self.min_snr_floor <= self.min_snr_gamma:

@@ -229,6 +229,9 @@ class PolicyNodeConfig:
             than the policy was trained at changes its dynamics; a warning is logged).
         planner_mode: ``stream`` (Diffusion Forcing pyramid, one network call per tick),
             ``chunk`` (denoise a chunk every ``n_action_steps``) or ``autoregressive``.
+        planner_block_tokens: ``stream`` schedule (``PlannerConfig.block_tokens``): ``null`` =
+            the checkpoint's default (``stream_block_tokens``), 0 = the per-token pyramid,
+            ``B`` = blocks of ``B`` tokens denoised jointly over ``B`` ticks.
         delay_steps: control periods one inference may take (see
             :class:`~df_policy.runtime.planning.PlannerConfig`); the diagnostics report
             ``recommended_delay_steps`` from the measured latency.
@@ -265,6 +268,7 @@ class PolicyNodeConfig:
     accelerate: str = "channels_last"
     rate_hz: float | None = None
     planner_mode: str = "stream"
+    planner_block_tokens: int | None = None
     delay_steps: int = 1
     start_enabled: bool = False
     node_name: str = "policy_node"
@@ -356,6 +360,12 @@ class PolicyNodeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 _fail(f"{name} must be an integer >= {low}, got {value!r}")
+        blocks = self.planner_block_tokens
+        if blocks is not None:
+            if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+                _fail(f"planner_block_tokens must be an integer >= 0 (0 = the pyramid) or null, got {blocks!r}")
+            if blocks and self.planner_mode != "stream":
+                _fail(f"planner_block_tokens applies to planner_mode stream, not {self.planner_mode!r}")
         s(self, "start_enabled", _to_bool(self.start_enabled, "start_enabled"))
         if self.accelerate not in ACCELERATE_MODES:
             _fail(f"accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")

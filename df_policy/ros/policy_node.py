@@ -302,7 +302,7 @@ class PolicyNode:
         self._spin_thread.start()
         _RUNNING.add(self)
         self.node.get_logger().info(
-            f"ready: {self.config.checkpoint} at {1.0 / self.runtime.period_s:.2f} Hz, {self.config.planner_mode} mode, "
+            f"ready: {self.config.checkpoint} at {1.0 / self.runtime.period_s:.2f} Hz, {self.runtime.planner.describe()}, "
             f"commands -> {', '.join(f'{o.topic} ({o.type})' for o in self._outputs)} "
             f"({'enabling when inputs are fresh' if self.config.start_enabled else 'disabled until ~/enable'})")
         return self
@@ -428,7 +428,8 @@ class PolicyNode:
         self._command_cls = Command
         cfg, node, loaded = self.config, self.node, self._loaded
         runtime_config = RuntimeConfig(
-            planner=PlannerConfig(mode=cfg.planner_mode, delay_steps=cfg.delay_steps),
+            planner=PlannerConfig(mode=cfg.planner_mode, delay_steps=cfg.delay_steps,
+                                  block_tokens=cfg.planner_block_tokens),
             # command_dt_s = None: one control period, the time_from_start every published point gets
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
                                 max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,

@@ -53,6 +53,11 @@ class ChunkPlanner(Planner):
                 f"({self.replan_every}) must fit in the {g.F * g.A} future actions of the window")
         self.reset()
 
+    def describe(self) -> str:
+        name = self.config.schedule if isinstance(self.config.schedule, str) else (
+            "full_sequence" if self.config.schedule is None else "custom matrix")
+        return f"chunk: {name} schedule, {len(self.rows) - 1} row(s), re-planned every {self.replan_every} step(s)"
+
     def reset(self) -> None:
         super().reset()
         self._planned: dict[int, np.ndarray] = {}  # step -> emitted (committed) action, normalised

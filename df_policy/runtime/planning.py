@@ -65,6 +65,17 @@ class PlannerConfig:
             steps later (a chunk of ``Ta`` reacts after ``Ta / 2`` steps on average).
         calls_per_tick: stream modes: denoiser calls per tick (``None``: 1 for ``stream``,
             ``num_sampling_steps`` for ``autoregressive``).
+        block_tokens: ``stream`` only: plan in *blocks* of this many tokens instead of the
+            per-token pyramid; ``0`` = the pyramid; ``None`` = the policy's
+            ``stream_block_tokens`` (the pyramid where that is ``None``, or where
+            ``commit_steps`` / ``ramp_tokens`` are given; a default block larger than the
+            window allows with ``delay_steps`` is capped to fit). Every ``block_tokens`` ticks a
+            new block enters from pure noise right after the committed actions; all its tokens share one
+            noise level, lowered by ``K / block_tokens`` per tick, and it becomes clean (and is
+            committed) after ``block_tokens`` ticks, as the previous block runs out. This is a
+            chunk denoised jointly (as ``chunk`` does) but spread over the ticks, one network
+            call each, every call seeing the newest observation. ``commit_steps`` and
+            ``ramp_tokens`` do not apply; see :func:`~df_policy.runtime.streamer.block_pattern`.
         ramp_tokens: stream modes: tokens over which the noise level rises from 0 to K
             after the frozen ones (``None``: the rest of the window, ``future tokens - 1 -
             frozen``, for ``stream``; 1 for ``autoregressive``); a token needs ``ramp_tokens``
@@ -90,6 +101,7 @@ class PlannerConfig:
     mode: str = "stream"
     delay_steps: int = 1
     commit_steps: int | None = None
+    block_tokens: int | None = None
     calls_per_tick: int | None = None
     ramp_tokens: int | None = None
     context_level: int | None = None
@@ -114,6 +126,14 @@ class PlannerConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 fail(f"{name} must be >= 1 or None, got {value}")
+        if self.block_tokens is not None and (isinstance(self.block_tokens, bool) or int(self.block_tokens) < 0):
+            fail(f"block_tokens must be >= 0 (0 = the per-token pyramid) or None, got {self.block_tokens!r}")
+        if self.block_tokens:
+            if self.mode != "stream":
+                fail(f"block_tokens applies to mode 'stream' only, got mode {self.mode!r}")
+            clash = [n for n in ("commit_steps", "ramp_tokens") if getattr(self, n) is not None]
+            if clash:
+                fail(f"block_tokens replaces {' and '.join(clash)}: set one or the other")
         if self.context_level is not None and self.context_level < 0:
             fail(f"context_level must be >= 0 or None, got {self.context_level}")
         if isinstance(self.schedule, str) and self.schedule not in SCHEDULE_NAMES:
@@ -227,6 +247,10 @@ class Planner(ABC):
         """Forget the buffer (call per episode); re-seeds the noise generator."""
         self._generator.manual_seed(self.config.seed)
         self._features: dict[tuple[int, float], Tensor] = {}
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The schedule in effect, one line (for reports and logs)."""
 
     @abstractmethod
     def update(self, window: ObsWindow) -> PlanResult:

@@ -36,6 +36,16 @@ the long ramp raised success (0.34 -> 0.42 at ``D = 4``) over the 4-token ramp t
 replay error had favoured (replay rewards copying the last action). After a skipped tick the shift is larger and the same calls
 jump further to the same pattern. With ``prime`` the first tick builds the pyramid with
 ``R * calls_per_tick`` calls (each lowering levels by at most ``K / (R * calls_per_tick)``).
+
+Block mode (``block_tokens = B``, :func:`block_pattern`): instead of one token per tick, a
+block of ``B`` tokens enters from pure noise every ``B`` ticks right after the committed ones,
+all its tokens at one shared level lowered by ``K / B`` per call, and is clean and committed
+``B`` ticks later, just as the previous block runs out. Each block is decided jointly, as a
+``chunk`` plan is (the per-token pyramid decides the near token while the far ones are still
+nearly pure noise, and at a fork of the demonstrations it can settle between the branches:
+docs/BENCHMARKS.md, "pusht_freeze_restart"), yet the cost stays one call per tick and every
+call sees the newest observation. Tokens after the block wait at level K (with the default
+causal attention they do not influence it).
 """
 
 from __future__ import annotations
@@ -49,6 +59,31 @@ from df_policy.model.policy import DiffusionForcingPolicy
 from df_policy.runtime.planning import (DEFAULT_COMMIT_STEPS, ObsWindow, Planner, PlannerConfig, PlanResult,
                                         TimedAction)
 
+
+
+def block_pattern(n_future: int, delay_tokens: int, block: int, phase: int, K: int) -> np.ndarray:
+    """Post-tick levels of the ``n_future`` future tokens in block mode, int64.
+
+    ``phase`` ``p = 0 .. block - 1`` counts the ticks since the current block entered; the
+    block starts at future token ``a = delay_tokens + block - 1 - p`` (it moves one token
+    towards the head per tick, as the window shifts) and::
+
+        level[j] = 0                                   j <  a          (committed)
+        level[j] = round(K * (block - 1 - p) / block)   a <= j < a + block   (the block)
+        level[j] = K                                   j >= a + block  (not started)
+
+    so the block is clean at ``p = block - 1``, when it starts at token ``delay_tokens``: its
+    first action is the first one the robot needs after the frozen ones. Needs
+    ``delay_tokens + 2 * block - 1 <= n_future`` (the block entering at ``p = 0`` fits).
+    """
+    if block < 1 or not 0 <= phase < block or delay_tokens < 0 or delay_tokens + 2 * block - 1 > n_future:
+        raise ValueError(f"block pattern needs block >= 1, 0 <= phase < block and delay_tokens + 2 * block - 1 <= "
+                         f"n_future; got block={block}, phase={phase}, delay_tokens={delay_tokens}, "
+                         f"n_future={n_future}")
+    start = delay_tokens + block - 1 - phase
+    level = (K * (block - 1 - phase) + block // 2) // block
+    j = np.arange(n_future, dtype=np.int64)
+    return np.where(j < start, 0, np.where(j < start + block, level, K)).astype(np.int64)
 
 
 def pyramid_pattern(n_future: int, frozen: int, ramp: int, K: int) -> np.ndarray:
@@ -72,19 +107,65 @@ class ActionStreamer(Planner):
         super().__init__(policy, config, period_s)
         g = self.geometry
         auto = config.mode == "autoregressive"
-        commit = config.delay_steps if auto else (DEFAULT_COMMIT_STEPS if config.commit_steps is None
-                                                 else config.commit_steps)
-        self.commit_steps = max(int(commit), config.delay_steps)
-        self.frozen_tokens = math.ceil(self.commit_steps / g.A)
-        if self.frozen_tokens > g.F - 1:
-            raise ValueError(
-                f"delay_steps={config.delay_steps} / commit_steps={self.commit_steps} need {self.frozen_tokens} frozen "
-                f"tokens but the window has only {g.F} future tokens (the first new action must fit in the window)")
-        default_ramp = 1 if auto else max(1, g.F - 1 - self.frozen_tokens)
-        self.ramp_tokens = int(config.ramp_tokens or default_ramp)
         self.calls_per_tick = int(config.calls_per_tick or (policy.config.num_sampling_steps if auto else 1))
-        self.level_pattern = pyramid_pattern(g.F, self.frozen_tokens, self.ramp_tokens, g.K)
+        self.block_tokens = self._block_size(config, policy)
+        if self.block_tokens is not None:
+            B = self.block_tokens
+            self.commit_steps = int(config.delay_steps)
+            self.frozen_tokens = math.ceil(self.commit_steps / g.A)
+            if self.frozen_tokens + 2 * B - 1 > g.F:
+                raise ValueError(
+                    f"block_tokens={B} with delay_steps={config.delay_steps} needs {self.frozen_tokens + 2 * B - 1} "
+                    f"future tokens (frozen + 2 * block - 1) but the window has {g.F}: use block_tokens <= "
+                    f"{(g.F - self.frozen_tokens + 1) // 2}")
+            self.ramp_tokens = B  # a block needs B ticks from pure noise to clean (also sets priming calls)
+            self.level_pattern = block_pattern(g.F, self.frozen_tokens, B, B - 1, g.K)
+        else:
+            commit = config.delay_steps if auto else (DEFAULT_COMMIT_STEPS if config.commit_steps is None
+                                                     else config.commit_steps)
+            self.commit_steps = max(int(commit), config.delay_steps)
+            self.frozen_tokens = math.ceil(self.commit_steps / g.A)
+            if self.frozen_tokens > g.F - 1:
+                raise ValueError(
+                    f"delay_steps={config.delay_steps} / commit_steps={self.commit_steps} need {self.frozen_tokens} "
+                    f"frozen tokens but the window has only {g.F} future tokens (the first new action must fit in "
+                    f"the window)")
+            default_ramp = 1 if auto else max(1, g.F - 1 - self.frozen_tokens)
+            self.ramp_tokens = int(config.ramp_tokens or default_ramp)
+            self.level_pattern = pyramid_pattern(g.F, self.frozen_tokens, self.ramp_tokens, g.K)
         self.reset()
+
+    def _block_size(self, config: PlannerConfig, policy: DiffusionForcingPolicy) -> int | None:
+        """Block size in tokens, or ``None`` for the per-token pyramid (see ``PlannerConfig.block_tokens``)."""
+        if config.mode != "stream" or config.block_tokens == 0:
+            return None
+        if config.block_tokens is not None:
+            return int(config.block_tokens)
+        default = policy.config.stream_block_tokens
+        if default is None or config.commit_steps is not None or config.ramp_tokens is not None:
+            return None
+        g = self.geometry
+        fits = (g.F - math.ceil(config.delay_steps / g.A) + 1) // 2
+        return max(1, min(int(default), fits))
+
+    def _pattern_for(self, head: int, rebuilt: bool) -> np.ndarray:
+        """Post-tick pattern of the future tokens for the tick whose head token starts at ``head``."""
+        if self.block_tokens is None:
+            return self.level_pattern
+        B, g = self.block_tokens, self.geometry
+        token = (head - self._phase) // g.A
+        if rebuilt or self._block_origin is None:
+            self._block_origin = token - (B - 1)  # a (re)built buffer completes a block at once (primed)
+        phase = (token - self._block_origin) % B
+        self.level_pattern = block_pattern(g.F, self.frozen_tokens, B, phase, g.K)
+        return self.level_pattern
+
+    def describe(self) -> str:
+        calls = f"{self.calls_per_tick} call(s) per tick"
+        if self.block_tokens is not None:
+            return f"{self.config.mode}: blocks of {self.block_tokens} token(s), {calls}"
+        return (f"{self.config.mode}: pyramid, {self.commit_steps} committed step(s), "
+                f"{self.ramp_tokens}-token ramp, {calls}")
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -96,6 +177,7 @@ class ActionStreamer(Planner):
         self._known = np.zeros(self.geometry.N * self.geometry.A, dtype=bool)
         self._levels = np.full(self.geometry.N, self.geometry.K, dtype=np.int64)
         self._emitted_until: int | None = None
+        self._block_origin: int | None = None
         self.last_tick: dict = {}
 
     @property
@@ -165,7 +247,7 @@ class ActionStreamer(Planner):
 
         pre = self._levels.copy()
         post = pre.copy()
-        post[g.C:] = np.minimum(pre[g.C:], self.level_pattern)
+        post[g.C:] = np.minimum(pre[g.C:], self._pattern_for(head, rebuilt))
         primed = rebuilt and self.config.prime
         n_sub = self.ramp_tokens * self.calls_per_tick if primed else self.calls_per_tick
         times = g.times(head, t, self.policy.device)
