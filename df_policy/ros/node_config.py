@@ -227,7 +227,7 @@ class PolicyNodeConfig:
             ``~/enable`` can succeed, so compilation never happens on the control path.
         rate_hz: control rate; ``None`` or 0 = the checkpoint's fps (running at another rate
             than the policy was trained at changes its dynamics; a warning is logged).
-        planner_mode: ``stream`` (Diffusion Forcing pyramid, one network call per tick),
+        planner_mode: ``stream`` (Diffusion Forcing pyramid or blocks, one network call per tick),
             ``chunk`` (denoise a chunk every ``n_action_steps``) or ``autoregressive``.
         planner_block_tokens: ``stream`` schedule (``PlannerConfig.block_tokens``): ``null`` =
             the checkpoint's default (``stream_block_tokens``), 0 = the per-token pyramid,

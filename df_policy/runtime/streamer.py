@@ -45,7 +45,9 @@ all its tokens at one shared level lowered by ``K / B`` per call, and is clean a
 nearly pure noise, and at a fork of the demonstrations it can settle between the branches:
 docs/BENCHMARKS.md, "pusht_freeze_restart"), yet the cost stays one call per tick and every
 call sees the newest observation. Tokens after the block wait at level K (with the default
-causal attention they do not influence it).
+causal attention they do not influence it). Measured in closed loop (gym-pusht state task, one
+checkpoint, seeds 0-499; docs/BENCHMARKS.md, session 16): blocks of 6 reach 0.933 mean max
+coverage and 0.760 success, the pyramid 0.899 / 0.656, ``chunk`` 0.934 / 0.704.
 """
 
 from __future__ import annotations
