@@ -194,6 +194,12 @@ def test_cli_compares_modes_at_equal_lookahead(ramp, tmp_path):
     assert "stream/report.md" in report and "chunk/report.md" in report
     assert dfp(["eval", "replay", "--checkpoint", str(ckpt), "--data", str(store), "--out", str(out),
                 "--mode", "stream", "--planner", "ramp_tokens=2", "--ramp-tokens", "3"]) == 2  # one or the other
+    # a stream-only setting serves a comparison of modes: blocks for stream, ignored by chunk
+    blocks = tmp_path / "blocks"
+    assert dfp(["eval", "replay", "--checkpoint", str(ckpt), "--data", str(store), "--out", str(blocks),
+                "--episodes", "0", "--mode", "stream,chunk", "--no-plots", "--planner", "block_tokens=2"]) == 0
+    per = json.loads((blocks / "stream" / "metrics.json").read_text())
+    assert per["planner"]["block_tokens"] == 2 and set(per["lookahead"]["by_lookahead"]) == {"1", "2"}
 
 
 def test_checkpoint_and_store_without_fps_replay_with_fps_flag(tmp_path, capsys):

@@ -286,8 +286,8 @@ def test_block_stream_denoises_each_block_jointly_over_its_ticks(policy, monkeyp
 
 
 def test_block_tokens_config_errors(policy):
-    with pytest.raises(ValueError, match="block_tokens applies to mode 'stream'"):
-        PlannerConfig(mode="chunk", block_tokens=4)
+    chunk = make_planner(policy, PlannerConfig(mode="chunk", block_tokens=4), 0.1)  # ignored, as ramp_tokens is
+    assert isinstance(chunk, ChunkPlanner) and chunk.describe().startswith("chunk: full_sequence")
     with pytest.raises(ValueError, match="block_tokens replaces commit_steps"):
         PlannerConfig(mode="stream", block_tokens=4, commit_steps=2)
     with pytest.raises(ValueError, match="block_tokens must be >= 0"):

@@ -65,7 +65,8 @@ class PlannerConfig:
             steps later (a chunk of ``Ta`` reacts after ``Ta / 2`` steps on average).
         calls_per_tick: stream modes: denoiser calls per tick (``None``: 1 for ``stream``,
             ``num_sampling_steps`` for ``autoregressive``).
-        block_tokens: ``stream`` only: plan in *blocks* of this many tokens instead of the
+        block_tokens: ``stream`` only (other modes ignore it, so one setting can serve a
+            comparison of modes): plan in *blocks* of this many tokens instead of the
             per-token pyramid; ``0`` = the pyramid; ``None`` = the policy's
             ``stream_block_tokens`` (the pyramid where that is ``None``, or where
             ``commit_steps`` / ``ramp_tokens`` are given; a default block larger than the
@@ -128,9 +129,7 @@ class PlannerConfig:
                 fail(f"{name} must be >= 1 or None, got {value}")
         if self.block_tokens is not None and (isinstance(self.block_tokens, bool) or int(self.block_tokens) < 0):
             fail(f"block_tokens must be >= 0 (0 = the per-token pyramid) or None, got {self.block_tokens!r}")
-        if self.block_tokens:
-            if self.mode != "stream":
-                fail(f"block_tokens applies to mode 'stream' only, got mode {self.mode!r}")
+        if self.block_tokens:  # other modes ignore it, as they ignore the pyramid's settings
             clash = [n for n in ("commit_steps", "ramp_tokens") if getattr(self, n) is not None]
             if clash:
                 fail(f"block_tokens replaces {' and '.join(clash)}: set one or the other")
