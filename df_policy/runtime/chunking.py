@@ -56,7 +56,8 @@ class ChunkPlanner(Planner):
     def describe(self) -> str:
         name = self.config.schedule if isinstance(self.config.schedule, str) else (
             "full_sequence" if self.config.schedule is None else "custom matrix")
-        return f"chunk: {name} schedule, {len(self.rows) - 1} row(s), re-planned every {self.replan_every} step(s)"
+        return (f"chunk: {name} schedule, {len(self.rows) - 1} denoising step(s), "
+                f"re-planned every {self.replan_every} step(s)")
 
     def reset(self) -> None:
         super().reset()
