@@ -50,8 +50,10 @@ def loop(checkpoint, ros_env, tmp_path_factory):
     from df_policy.evaluation.sim_arm_ros import closed_loop_nodes
 
     logs = tmp_path_factory.mktemp("closed_loop")
-    # 1 rad/s: one tick moves at most 0.1 rad, inside the tracking bound even for a toy policy
-    with closed_loop_nodes(checkpoint, logs, ("--seed", "3"), max_velocity=1.0,
+    # 0.5 rad/s: one tick moves at most 0.05 rad. At 1 rad/s a toy policy driving shoulder_lift up
+    # against gravity at full speed once outran the simulated arm by 0.37 rad (> 0.35) when the CI
+    # machine was loaded, a legitimate tracking fault that is not what this test is about
+    with closed_loop_nodes(checkpoint, logs, ("--seed", "3"), max_velocity=0.5,
                            max_tracking_error=TRACKING.tolist()) as nodes:
         # watches what the node sent on ~/command_sent: a subscriber to the command topic itself would
         # count as a controller and hide a stopped one
