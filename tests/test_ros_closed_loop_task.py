@@ -65,7 +65,7 @@ def test_the_policy_node_moves_the_simulated_arm_toward_the_task(demo_policy, tm
     # the node's velocity limit leaves the tracking bound room for the measured arm's lag
     settings = yaml.safe_load((tmp_path / "logs" / "policy_node.yaml").read_text())
     step = np.asarray(settings["max_velocity"]) * 0.1
-    assert (step <= 0.7 * np.asarray(settings["max_tracking_error"]) + 1e-9).all(), settings
+    assert (step <= 0.5 * np.asarray(settings["max_tracking_error"]) + 1e-9).all(), settings
     # the arm reaches, lifts or carries the cube: holding the start pose scores ~0.18; 600 steps
     # scored 0.56 in-process and 0.41 through ROS 2 on a loaded CPU
     assert ros["mean_progress"] >= hold + 0.12, (ros["mean_progress"], hold, inproc["policy"]["mean_progress"])
