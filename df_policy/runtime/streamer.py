@@ -115,13 +115,15 @@ class ActionStreamer(Planner):
             B = self.block_tokens
             self.commit_steps = int(config.delay_steps)
             self.frozen_tokens = math.ceil(self.commit_steps / g.A)
-            if self.frozen_tokens + 2 * B - 1 > g.F:
+            if B > self._max_block(config):
                 raise ValueError(
                     f"block_tokens={B} with delay_steps={config.delay_steps} needs {self.frozen_tokens + 2 * B - 1} "
                     f"future tokens (frozen + 2 * block - 1) but the window has {g.F}: use block_tokens <= "
-                    f"{(g.F - self.frozen_tokens + 1) // 2}")
+                    f"{self._max_block(config)}")
             self.ramp_tokens = B  # a block needs B ticks from pure noise to clean (also sets priming calls)
-            self.level_pattern = block_pattern(g.F, self.frozen_tokens, B, B - 1, g.K)
+            # the post-tick pattern of every phase, computed once (the tick only picks one)
+            self._block_patterns = [block_pattern(g.F, self.frozen_tokens, B, p, g.K) for p in range(B)]
+            self.level_pattern = self._block_patterns[B - 1]
         else:
             commit = config.delay_steps if auto else (DEFAULT_COMMIT_STEPS if config.commit_steps is None
                                                      else config.commit_steps)
@@ -146,9 +148,12 @@ class ActionStreamer(Planner):
         default = policy.config.stream_block_tokens
         if default is None or config.commit_steps is not None or config.ramp_tokens is not None:
             return None
+        return max(1, min(int(default), self._max_block(config)))
+
+    def _max_block(self, config: PlannerConfig) -> int:
+        """Largest block the window holds after the ``delay_steps`` frozen tokens (see :func:`block_pattern`)."""
         g = self.geometry
-        fits = (g.F - math.ceil(config.delay_steps / g.A) + 1) // 2
-        return max(1, min(int(default), fits))
+        return (g.F - math.ceil(config.delay_steps / g.A) + 1) // 2
 
     def _pattern_for(self, head: int, rebuilt: bool) -> np.ndarray:
         """Post-tick pattern of the future tokens for the tick whose head token starts at ``head``."""
@@ -158,8 +163,7 @@ class ActionStreamer(Planner):
         token = (head - self._phase) // g.A
         if rebuilt or self._block_origin is None:
             self._block_origin = token - (B - 1)  # a (re)built buffer completes a block at once (primed)
-        phase = (token - self._block_origin) % B
-        self.level_pattern = block_pattern(g.F, self.frozen_tokens, B, phase, g.K)
+        self.level_pattern = self._block_patterns[(token - self._block_origin) % B]
         return self.level_pattern
 
     def describe(self) -> str:
