@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ClosedLoopNodes", "NodeProcess", "RosArmEpisode", "add_eval_arm_command", "closed_loop_nodes",
-           "enable_until", "evaluate_arm_ros", "policy_node_settings",
+           "enable_until", "evaluate_arm_ros", "parse_node_overrides", "policy_node_settings",
            "velocity_within_tracking"]
 
 SIM_NODE = "sim_arm"
@@ -195,6 +195,34 @@ def closed_loop_nodes(checkpoint: str | Path, logs: Path, sim_args: tuple[str, .
         loop.exit_codes = {"policy_node": policy.stop(), "sim_arm_node": sim.stop()}
 
 
+NODE_OPTION_FIELDS = ("checkpoint", "command_type", "node_name", "start_enabled")
+"""Policy-node settings that :func:`evaluate_arm_ros` sets itself (not ``--node`` overrides)."""
+
+
+def parse_node_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["max_velocity=2.45", "planner_block_tokens=6"]`` -> policy-node settings (values parsed as
+    YAML) for :func:`evaluate_arm_ros`; keys must be :class:`~df_policy.ros.node_config.PolicyNodeConfig`
+    fields other than :data:`NODE_OPTION_FIELDS`. Raises ValueError naming the bad item."""
+    import yaml
+
+    from df_policy.ros.node_config import PolicyNodeConfig
+
+    fields = PolicyNodeConfig.field_names()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--node expects key=value, got {item!r}")
+        if key not in fields:
+            raise ValueError(f"--node {key}=...: not a policy node setting (see `dfp serve --print-config`)")
+        if key in NODE_OPTION_FIELDS:
+            raise ValueError(f"--node {key}=...: set by dfp eval arm itself"
+                             + (" (use --command-type)" if key == "command_type" else ""))
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def enable_until(enable: Callable[[], tuple[bool, str]], timeout_s: float = 15.0) -> tuple[bool, str]:
     """Call ``enable`` (``(success, message)``) until it succeeds or ``timeout_s`` pass: right after
     start-up DDS discovery may not yet have matched the controller's subscription."""
@@ -314,7 +342,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
     solved = [r for r in results if r.success]
     summary: dict[str, Any] = {
         "episodes": episodes, "seed": seed, "episode_time_s": episode_time_s, "solved_hold_s": solved_hold_s,
-        "command_type": command_type, "success_rate": float(np.mean([r.success for r in results])),
+        "command_type": command_type, "node_overrides": dict(node_overrides or {}), "success_rate": float(np.mean([r.success for r in results])),
         "mean_progress": float(np.mean([r.progress for r in results])),
         "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
         "episodes_not_enabled": sum(not r.enabled for r in results),
@@ -386,6 +414,8 @@ def _report(out: Path, inproc: dict[str, Any] | None, ros: dict[str, Any] | None
         lines.append(f"| policy **through ROS 2** (separate processes, real time, `{ros['command_type']}`) | "
                      f"{ros['success_rate']:.2f} | {ros['mean_progress']:.2f} | {solve(ros['mean_solve_s'])} |")
         n = {k: _number(v) for k, v in ros["node"].items()}
+        if ros.get("node_overrides"):
+            lines += ["", f"Policy node settings changed for this run (`--node`): `{ros['node_overrides']}`."]
         lines += ["", "Through ROS 2, the policy node's own figures (its /diagnostics after the last episode): "
                   f"observation-to-command latency p50/p99 {n['obs_to_command_ms_p50']}/{n['obs_to_command_ms_p99']} ms "
                   f"(all episodes), inference p50/p99 {n['inference_ms_p50']}/{n['inference_ms_p99']} ms and tick "
@@ -408,9 +438,15 @@ def add_eval_arm_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ros-only", action="store_true", help="only the ROS 2 run")
     p.add_argument("--command-type", default="trajectory", choices=["trajectory", "trajectory_chunk"],
                    help="the policy node's command type (the simulated arm runs a JTC-like controller)")
+    p.add_argument("--node", action="append", default=[], metavar="KEY=VALUE",
+                   help="a policy node setting for the --ros run (YAML value), over node_so101.yaml and the "
+                   "simulator's limits, e.g. --node max_velocity=2.45 --node planner_block_tokens=6")
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
+        node_overrides = parse_node_overrides(a.node)
+        if node_overrides and not (a.ros or a.ros_only):
+            raise ValueError("--node sets the policy node of the --ros run: add --ros or --ros-only")
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         inproc = ros = None
@@ -423,7 +459,7 @@ def add_eval_arm_command(sub: argparse._SubParsersAction) -> None:
             (out / "closed_loop.json").write_text(json.dumps(inproc, indent=2))
         if a.ros or a.ros_only:
             ros = evaluate_arm_ros(a.checkpoint, episodes=a.episodes, seed=a.seed, command_type=a.command_type,
-                                   log_dir=out / "ros_logs")
+                                   node_overrides=node_overrides, log_dir=out / "ros_logs")
             (out / "closed_loop_ros.json").write_text(json.dumps(ros, indent=2))
         print(_report(out, inproc, ros, a))
         return 0

@@ -47,7 +47,8 @@ docs/BENCHMARKS.md, "pusht_freeze_restart"), yet the cost stays one call per tic
 call sees the newest observation. Tokens after the block wait at level K (with the default
 causal attention they do not influence it). Measured in closed loop (gym-pusht state task, one
 checkpoint, seeds 0-499; docs/BENCHMARKS.md, session 16): blocks of 6 reach 0.933 mean max
-coverage and 0.760 success, the pyramid 0.899 / 0.656, ``chunk`` 0.934 / 0.704.
+coverage and 0.760 success, the pyramid 0.899 / 0.656, ``chunk`` 0.934 / 0.704; on the image
+task (session 17) 0.661 / 0.128, the pyramid 0.649 / 0.076, ``chunk`` 0.690 / 0.110.
 """
 
 from __future__ import annotations
