@@ -55,8 +55,10 @@ def gpu_sized_policy_config() -> DiffusionForcingConfig:
 
 
 def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, device: str = "cpu",
-          model: str = "pusht_cpu", accelerate: str = "channels_last") -> tuple[PolicyRuntime, dict]:
-    cfg = RuntimeConfig(planner=PlannerConfig(mode=mode, delay_steps=delay), device=device, accelerate=accelerate)
+          model: str = "pusht_cpu", accelerate: str = "channels_last", block_tokens: int | None = None
+          ) -> tuple[PolicyRuntime, dict]:
+    planner = PlannerConfig(mode=mode, delay_steps=delay, block_tokens=block_tokens)
+    cfg = RuntimeConfig(planner=planner, device=device, accelerate=accelerate)
     if checkpoint:
         rt = PolicyRuntime.from_checkpoint(checkpoint, cfg, clock)
         pcfg = rt.policy.config
@@ -76,7 +78,8 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, devic
 
 def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_last") -> dict:
     clock = FakeClock()
-    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate)
+    rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate,
+                      getattr(args, "block_tokens", None))
     warmup_s = rt.warmup()
     cuda = torch.device(args.device).type == "cuda"
     rng = np.random.default_rng(0)
@@ -107,6 +110,7 @@ def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_la
         "network_calls_per_tick": sorted(set(calls[steady])),
         "control_tick_ms_p99": s["control_tick_ms_p99"] and round(s["control_tick_ms_p99"], 3),
         "commands": s["commands"], "overruns": s["overruns"], "warmup_s": round(warmup_s, 2),
+        "schedule": rt.planner.describe(),
     }
 
 
@@ -118,6 +122,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--delay-steps", type=int, default=1)
     p.add_argument("--modes", nargs="+", default=["stream", "chunk", "autoregressive"])
+    p.add_argument("--block-tokens", type=int, default=None, help="stream schedule: blocks of this many tokens, "
+                   "0 = the per-token pyramid (default: the model's policy.stream_block_tokens)")
     p.add_argument("--device", default="cpu", help="torch device for the policy and inference (cpu, cuda, cuda:1, ...)")
     p.add_argument("--accelerate", nargs="+", default=["channels_last"], choices=ACCELERATE_MODES,
                    help="inference paths to compare (RuntimeConfig.accelerate); off = eager")

@@ -6,6 +6,7 @@ made up (``minmax`` over a given range per key).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +72,7 @@ def make_runtime(policy: DiffusionForcingPolicy, config: RuntimeConfig | None = 
     cfg = policy.config
     config = config or RuntimeConfig()
     if config.period_s is None:
-        config = RuntimeConfig(config.planner, config.safety, 0.1, config.early_tolerance, config.device)
+        config = dataclasses.replace(config, period_s=0.1)  # every other setting (accelerate too) kept
     dims = {**cfg.lowdim_shapes, "action": cfg.action_dim}
     normalizer = range_normalizer({k: (np.full(d, value_range[0]), np.full(d, value_range[1])) for k, d in dims.items()})
     pre = Preprocessor(cfg, normalizer, "action", crop_shape, derived_keys)
