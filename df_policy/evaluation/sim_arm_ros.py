@@ -342,7 +342,8 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
     solved = [r for r in results if r.success]
     summary: dict[str, Any] = {
         "episodes": episodes, "seed": seed, "episode_time_s": episode_time_s, "solved_hold_s": solved_hold_s,
-        "command_type": command_type, "node_overrides": dict(node_overrides or {}), "success_rate": float(np.mean([r.success for r in results])),
+        "command_type": command_type, "node_overrides": dict(node_overrides or {}),
+        "success_rate": float(np.mean([r.success for r in results])),
         "mean_progress": float(np.mean([r.progress for r in results])),
         "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
         "episodes_not_enabled": sum(not r.enabled for r in results),
