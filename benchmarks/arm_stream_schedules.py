@@ -28,16 +28,10 @@ def main() -> None:
 
     from df_policy.evaluation.sim_arm import evaluate_arm
     from df_policy.runtime.planning import PlannerConfig
-    from df_policy.runtime.runner import RuntimeConfig
-    from df_policy.runtime.safety import SafetyConfig
-    from df_policy.sim import SimArmEnv
     from df_policy.sim.tasks import demo_task_config
 
     torch.set_num_threads(1)
     task = demo_task_config()
-    with SimArmEnv(task) as env:  # the limits evaluate_arm uses by default
-        safety = SafetyConfig(low=env.lower.tolist(), high=env.upper.tolist(),
-                              max_velocity=env.config.velocity_max_rad_s)
     schedules = {"stream, pyramid": PlannerConfig(mode="stream", block_tokens=0)}
     schedules.update({f"stream, blocks of {b}": PlannerConfig(mode="stream", block_tokens=b) for b in a.blocks})
     schedules["chunk"] = PlannerConfig(mode="chunk")
@@ -46,7 +40,7 @@ def main() -> None:
     print("|---|---|---|")
     for name, planner in schedules.items():
         s = evaluate_arm(a.checkpoint, task, episodes=a.episodes, seed=a.seed, baselines=(), progress=False,
-                         runtime_config=RuntimeConfig(planner=planner, safety=safety))["policy"]
+                         planner=planner)["policy"]  # the demo's safety limits, as dfp demo evaluates
         out["schedules"][name] = {"success_rate": s["success_rate"], "mean_progress": s["mean_progress"]}
         print(f"| {name} | {s['success_rate']:.2f} | {s['mean_progress']:.3f} |", flush=True)
     if a.out:

@@ -3,8 +3,8 @@
 ``pusht_cpu`` trains with) on the PushT store, without and with the mirror, in the same run.
 
 The dataset is ``pusht_cpu``'s (96x96 camera randomly cropped to 84x84, To 2, horizon 16,
-agent position + action, batch 32); the mirror is session 15's (the goal axis, images
-anti-transposed, probability 0.5). Rounds alternate the two settings so drift of a shared
+agent position + action, batch 32); the mirror is session 15's: ``pusht_state_keypoints_cpu``'s
+(the goal axis, probability 0.5) with the camera anti-transposed. Rounds alternate the two settings so drift of a shared
 machine hits both alike; the figure is the median of the rounds and the ratio of medians.
 
     python benchmarks/bench_mirror_batches.py --store runs/pusht.zarr [--batches 300] [--rounds 5]
@@ -25,12 +25,6 @@ from df_policy.data.dataset import make_datasets
 from df_policy.data.device_batches import DeviceBatcher
 from df_policy.training.config import load_run_config
 
-PUSHT_IMAGE_MIRROR = {
-    "prob": 0.5, "line_point": [256, 256], "line_angle": 2.356194490192345, "body_axis": 1.5707963267948966,
-    "points": {"state": [[0, 1], [2, 3]], "action": [[0, 1]]}, "angles": {"state": [4]},
-    "images": {"img": "anti_transpose"},
-}
-
 
 def batches_per_s(batcher: DeviceBatcher, batch_size: int, batches: int, generator: torch.Generator) -> float:
     n = len(batcher)
@@ -49,10 +43,11 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    run = load_run_config("pusht_cpu", [f"dataset.mirror={json.dumps(PUSHT_IMAGE_MIRROR)}"])
+    run = load_run_config("pusht_cpu")
+    mirror = replace(load_run_config("pusht_state_keypoints_cpu").dataset.mirror, images={"img": "anti_transpose"})
     batch_size = run.train.batch_size
     batchers = {}
-    for name, cfg in (("plain", replace(run.dataset, mirror=None)), ("mirror", run.dataset)):
+    for name, cfg in (("plain", run.dataset), ("mirror", replace(run.dataset, mirror=mirror))):
         train, _ = make_datasets(args.store, cfg, progress=False)
         batchers[name] = DeviceBatcher(train, "cpu")
     rates: dict[str, list[float]] = {name: [] for name in batchers}

@@ -79,7 +79,7 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, devic
 def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_last") -> dict:
     clock = FakeClock()
     rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate,
-                      getattr(args, "block_tokens", None))
+                      args.block_tokens)
     warmup_s = rt.warmup()
     cuda = torch.device(args.device).type == "cuda"
     rng = np.random.default_rng(0)

@@ -85,7 +85,7 @@ def main() -> None:
         results[name] = lerobot_latency(
             lerobot_diffusion_policy(down_dims, scheduler, steps, seed=0).eval(), args.actions, args.warmup)
         print(f"{name}: {results[name]}", file=sys.stderr)
-    ours = SimpleNamespace(checkpoint=None, delay_steps=1, device="cpu", model="pusht_cpu",
+    ours = SimpleNamespace(checkpoint=None, delay_steps=1, device="cpu", model="pusht_cpu", block_tokens=None,
                            ticks=args.actions, warmup=args.warmup)
     from df_policy.runtime import FakeClock
 

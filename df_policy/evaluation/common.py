@@ -38,6 +38,18 @@ def resolve_fps(cli_fps: float | None, checkpoint: float | None, data: float | N
 PLANNER_FIELDS = tuple(f.name for f in dataclasses.fields(PlannerConfig))
 
 
+def parse_key_values(items: Iterable[str], option: str) -> list[tuple[str, Any]]:
+    """``["a=1", "b=[1, 2]"]`` -> ``[("a", 1), ("b", [1, 2])]``: command-line ``KEY=VALUE`` items of
+    ``option`` (named in the error), values parsed as YAML. Which keys are allowed is the caller's."""
+    pairs = []
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} expects key=value, got {item!r}")
+        pairs.append((key.strip(), yaml.safe_load(value)))
+    return pairs
+
+
 def parse_planner_overrides(items: Iterable[str] | Mapping[str, Any] | None,
                             reserved: Iterable[str] = ()) -> dict[str, Any]:
     """``["ramp_tokens=8", "calls_per_tick=2"]`` -> ``{"ramp_tokens": 8, "calls_per_tick": 2}``:
@@ -45,15 +57,7 @@ def parse_planner_overrides(items: Iterable[str] | Mapping[str, Any] | None,
     (fields that have their own option, e.g. ``mode``)."""
     if items is None:
         return {}
-    if isinstance(items, Mapping):
-        pairs = list(items.items())
-    else:
-        pairs = []
-        for item in items:
-            key, sep, value = str(item).partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"--planner expects key=value, got {item!r}")
-            pairs.append((key.strip(), yaml.safe_load(value)))
+    pairs = list(items.items()) if isinstance(items, Mapping) else parse_key_values(items, "--planner")
     reserved = set(reserved)
     out: dict[str, Any] = {}
     for key, value in pairs:

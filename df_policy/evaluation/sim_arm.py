@@ -22,7 +22,7 @@ Baselines on the same seeds:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +83,15 @@ def _run_episode(env: Any, seed: int, who: str, act: Callable[[int, dict[str, np
 def evaluate_arm(checkpoint: str | Path, env_config: Any = None, episodes: int = 20, seed: int = 10_000,
                  baselines: Sequence[str] = ("hold", "replay"), demo_store: str | Path | None = None,
                  gif_path: str | Path | None = None, runtime_config: Any = None, solved_hold_s: float = 1.0,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, planner: Any = None) -> dict[str, Any]:
     """Policy and baselines on seeds ``seed .. seed + episodes - 1``; returns a summary dict.
 
     ``env_config``: a :class:`SimArmConfig` (``None`` = default). ``demo_store``: the episode
     store whose actions the ``replay`` baseline plays back. ``gif_path``: a GIF of the policy's
-    first episode. The summary has, per policy/baseline, ``success_rate``, ``mean_progress``
-    and the per-episode results; the policy entry adds runtime counters.
+    first episode. ``runtime_config``: the runtime's settings; ``None`` = defaults with the
+    simulated arm's limits and ``planner`` (a :class:`PlannerConfig`, ``None`` = the default;
+    give one or the other). The summary has, per policy/baseline, ``success_rate``,
+    ``mean_progress`` and the per-episode results; the policy entry adds runtime counters.
     """
     from tqdm import tqdm
 
@@ -108,11 +110,15 @@ def evaluate_arm(checkpoint: str | Path, env_config: Any = None, episodes: int =
         raise ValueError(f"solved_hold_s must be > 0, got {solved_hold_s!r}")
     if "replay" in baselines and demo_store is None:
         raise ValueError("the 'replay' baseline needs demo_store (the recorded demonstrations)")
+    if runtime_config is not None and planner is not None:
+        raise ValueError("give runtime_config or planner, not both (the planner is part of the runtime config)")
     env = SimArmEnv(env_config)
     try:
         if runtime_config is None:
             runtime_config = RuntimeConfig(safety=SafetyConfig(
                 low=env.lower.tolist(), high=env.upper.tolist(), max_velocity=env.config.velocity_max_rad_s))
+            if planner is not None:
+                runtime_config = replace(runtime_config, planner=planner)
         hold_steps = max(1, round(solved_hold_s * env.config.control_hz))
         clock = FakeClock()
         runtime = PolicyRuntime.from_checkpoint(checkpoint, runtime_config, clock=clock)

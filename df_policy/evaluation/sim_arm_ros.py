@@ -203,23 +203,18 @@ def parse_node_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["max_velocity=2.45", "planner_block_tokens=6"]`` -> policy-node settings (values parsed as
     YAML) for :func:`evaluate_arm_ros`; keys must be :class:`~df_policy.ros.node_config.PolicyNodeConfig`
     fields other than :data:`NODE_OPTION_FIELDS`. Raises ValueError naming the bad item."""
-    import yaml
-
+    from df_policy.evaluation.common import parse_key_values
     from df_policy.ros.node_config import PolicyNodeConfig
 
     fields = PolicyNodeConfig.field_names()
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--node expects key=value, got {item!r}")
+    for key, value in parse_key_values(items, "--node"):
         if key not in fields:
             raise ValueError(f"--node {key}=...: not a policy node setting (see `dfp serve --print-config`)")
         if key in NODE_OPTION_FIELDS:
             raise ValueError(f"--node {key}=...: set by dfp eval arm itself"
                              + (" (use --command-type)" if key == "command_type" else ""))
-        out[key] = yaml.safe_load(value)
+        out[key] = value
     return out
 
 
