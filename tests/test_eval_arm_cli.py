@@ -19,7 +19,7 @@ def test_node_overrides_reach_the_policy_node_settings():
     assert settings["planner_block_tokens"] == 6 and settings["tracking_mode"] == "clip"
     # without the override the limit follows the tracking bound (node_so101.yaml: 0.35 rad arm, 1.0 gripper)
     default = policy_node_settings("ckpt", lower, upper, vmax=5.0, period_s=0.1)["max_velocity"]
-    assert default == pytest.approx([1.75] * 5 + [5.0])
+    assert default == pytest.approx([1.4] * 5 + [4.0])
 
 
 @pytest.mark.parametrize("items, message", [

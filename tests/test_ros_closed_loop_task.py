@@ -4,7 +4,9 @@ node against the simulated-arm node, separate processes over loopback DDS, with 
 SO-101 safety settings (``node_so101.yaml``: tracking bound, ``tracking_mode: fault``).
 
 Asserted on the same seeds: task progress through ROS 2 clearly above holding the start pose,
-no safety fault and every episode enabled. Task success is not asserted (600 steps solved 2 of 4
+no safety fault and every episode enabled (the node's velocity limit keeps a period of lag spare
+below the tracking bound: ``velocity_within_tracking``; each episode's closest approach to the
+bound is printed). Task success is not asserted (600 steps solved 2 of 4
 episodes in-process, 1 of 4 through ROS 2 with the CPU busy); the full figure is ``dfp eval arm --ros`` in docs/BENCHMARKS.md.
 """
 
@@ -49,7 +51,7 @@ def demo_policy(tmp_path_factory, one_torch_thread):
 
 def test_the_policy_node_moves_the_simulated_arm_toward_the_task(demo_policy, tmp_path):
     from df_policy.evaluation.sim_arm import evaluate_arm
-    from df_policy.evaluation.sim_arm_ros import evaluate_arm_ros
+    from df_policy.evaluation.sim_arm_ros import TRACKING_LAG_SHARE, evaluate_arm_ros
     from df_policy.sim.tasks import demo_task_config
 
     inproc = evaluate_arm(demo_policy, demo_task_config(), episodes=EPISODES, seed=SEED, baselines=("hold",),
@@ -60,12 +62,16 @@ def test_the_policy_node_moves_the_simulated_arm_toward_the_task(demo_policy, tm
           f"(success {inproc['policy']['success_rate']:.2f}), through ROS 2 {ros['mean_progress']:.2f} "
           f"(success {ros['success_rate']:.2f}); simulated-arm overruns {ros['sim_overruns']}")
     assert [e["seed"] for e in ros["per_episode"]] == list(range(SEED, SEED + EPISODES))
-    assert ros["episodes_not_enabled"] == 0, ros["per_episode"]
-    assert ros["episodes_with_fault"] == 0, ros["per_episode"]
+    print("tracking ratio per episode:", [e["tracking_ratio_max"] for e in ros["per_episode"]])
+    assert ros["episodes_not_enabled"] == 0, [(e["seed"], e["enable_message"]) for e in ros["per_episode"]]
+    assert ros["episodes_with_fault"] == 0, [(e["seed"], e["faults"]) for e in ros["per_episode"] if e["faults"]]
+    # the node reports how close each episode came to the tracking fault (1 = the bound)
+    ratios = [e["tracking_ratio_max"] for e in ros["per_episode"] if e["tracking_ratio_max"] is not None]
+    assert ratios and all(0.0 < r < 1.0 for r in ratios), ratios
     # the node's velocity limit leaves the tracking bound room for the measured arm's lag
     settings = yaml.safe_load((tmp_path / "logs" / "policy_node.yaml").read_text())
     step = np.asarray(settings["max_velocity"]) * 0.1
-    assert (step <= 0.5 * np.asarray(settings["max_tracking_error"]) + 1e-9).all(), settings
+    assert (step <= (1 - TRACKING_LAG_SHARE) * np.asarray(settings["max_tracking_error"]) + 1e-9).all(), settings
     # the arm reaches, lifts or carries the cube: holding the start pose scores ~0.18; 600 steps
     # scored 0.56 in-process and 0.41 through ROS 2 on a loaded CPU
     assert ros["mean_progress"] >= hold + 0.12, (ros["mean_progress"], hold, inproc["policy"]["mean_progress"])

@@ -127,6 +127,25 @@ def test_tracking_bound_against_the_measured_position_faults_and_latches():
         SafetyConfig(tracking_mode="ignore")
 
 
+def test_tracking_ratio_reports_the_closest_approach_to_the_fault():
+    """``tracking_ratio_max``: the largest |command - measured| / max_tracking_error of any joint
+    since the reset, measured before a clip, with the joint's name; a reset starts it again."""
+    f = SafetyFilter(SafetyConfig(max_tracking_error=[0.2, 0.5], names=["shoulder", "elbow"], tracking_mode="clip"),
+                     action_dim=2, period_s=0.1)
+    measured = np.zeros(2)
+    assert f.report()["tracking_ratio_max"] == 0.0 and f.report()["tracking_ratio_max_dim"] is None
+    f.filter(np.array([0.1, 0.4]), now=0.0, measured=measured)  # 0.5 and 0.8 of the bounds
+    assert f.report()["tracking_ratio_max"] == pytest.approx(0.8)
+    assert f.report()["tracking_ratio_max_dim"] == "joint 'elbow' (dimension 1)"
+    f.filter(np.array([0.0, 0.0]), now=0.1, measured=measured)  # a smaller one keeps the maximum
+    assert f.report()["tracking_ratio_max"] == pytest.approx(0.8)
+    c = f.filter(np.array([0.3, 0.0]), now=0.2, measured=measured)  # 1.5: clipped, but reported as asked
+    assert c.action[0] == pytest.approx(0.2) and f.report()["tracking_ratio_max"] == pytest.approx(1.5)
+    assert f.report()["tracking_ratio_max_dim"] == "joint 'shoulder' (dimension 0)"
+    f.reset(last_command=measured)
+    assert f.report()["tracking_ratio_max"] == 0.0
+
+
 def test_tracking_grace_clips_the_first_commands_then_faults():
     """A policy whose first targets lead a still arm is clipped for tracking_grace_s after the
     first command (not a fault); a controller that never follows is still caught after it."""

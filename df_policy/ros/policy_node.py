@@ -33,7 +33,9 @@ Topics (names as configured; relative names resolve in the node's namespace)
   or commanding), WARN (holding: stale observation, overrun, no action yet, late action;
   observation errors) or ERROR (fault latched, NaN in an observation or in the policy output,
   inference errors), the hold kind and reason, and counters (ticks, commands, holds per kind,
-  limit clips, inference latency p50/p99, command rate, input ages, ...).
+  limit clips, ``tracking_ratio_max``: the closest a command came to ``max_tracking_error``
+  since ``~/enable``, 1 = the bound, with its joint; inference latency p50/p99, command rate,
+  input ages, ...).
 
 Services
 --------
@@ -857,6 +859,8 @@ class PolicyNode:
             "refused_unsafe": counters.get("refused_unsafe", 0), "refused_stale": counters.get("refused_stale", 0),
             **{f"holds.{k}": v for k, v in stats["holds"].items()},
             **{f"clipped.{k}": v for k, v in stats["violations"].items()},
+            "tracking_ratio_max": stats["tracking_ratio_max"],
+            "tracking_ratio_max_dim": stats["tracking_ratio_max_dim"] or "",
             "observations_pushed": counters.get("observations_pushed", 0),
             "observation_errors": counters.get("observation_errors", 0),
             "last_observation_error": self.last_observation_error or "",

@@ -416,6 +416,8 @@ class PolicyRuntime:
             "ticks": c["ticks"], "commands": safety["commands"], "holds": safety["holds"],
             "overruns": safety["holds"]["overrun"], "violations": safety["violations"],
             "violations_per_dim": safety["violations_per_dim"], "fault": fault,
+            "tracking_ratio_max": safety["tracking_ratio_max"],
+            "tracking_ratio_max_dim": safety["tracking_ratio_max_dim"],
             "dropped_late": dropped_late, "superseded": superseded,
             "observations": c["observations"], "invalid_observations": c["invalid_observations"],
             "inferences": c["inferences"], "network_calls": c["network_calls"],

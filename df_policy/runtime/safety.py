@@ -27,9 +27,12 @@ Per command, in this order:
    controller failure; a controller that does not follow is still caught once the grace ends.
 
 Clipped commands are sent, and every clip is counted per kind and per dimension and listed on
-the :class:`Command` (``violations``); every hold is counted per kind. Holding means re-sending
-the last safe command (``Hold.action``; ``None`` when nothing was ever sent, in which case the
-caller must send nothing). A hold counts as a sent command at zero velocity.
+the :class:`Command` (``violations``); every hold is counted per kind. The largest ``|command -
+measured| / max_tracking_error`` of any dimension since the reset (before clipping) is kept as
+``tracking_ratio_max``, with its dimension: how close a run came to the tracking fault (1 = at
+the bound). Holding means re-sending the last safe command (``Hold.action``; ``None`` when
+nothing was ever sent, in which case the caller must send nothing). A hold counts as a sent
+command at zero velocity.
 """
 
 from __future__ import annotations
@@ -234,6 +237,8 @@ class SafetyFilter:
         self._last: np.ndarray | None = None
         self._first_command_at: float | None = None
         self._last_velocity = np.zeros(self.action_dim)
+        self.tracking_ratio_max = 0.0
+        self.tracking_ratio_max_dim: int | None = None
         if last_command is not None:
             last = np.asarray(last_command, dtype=np.float64).reshape(-1)
             if last.shape != (self.action_dim,) or not np.isfinite(last).all():
@@ -328,6 +333,10 @@ class SafetyFilter:
         if self._track is not None:
             error = np.abs(x - measured)
             far = error > self._track
+            ratio = error / self._track
+            worst = int(np.argmax(ratio))
+            if ratio[worst] > self.tracking_ratio_max:
+                self.tracking_ratio_max, self.tracking_ratio_max_dim = float(ratio[worst]), worst
             if self._first_command_at is None:
                 self._first_command_at = now
             in_grace = now - self._first_command_at < self.config.tracking_grace_s
@@ -336,7 +345,6 @@ class SafetyFilter:
                 kinds.append("tracking")
                 x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
             elif far.any():
-                worst = int(np.argmax(error - self._track))
                 self.fault = (f"command {x[worst]:.4f} for {self.dimension_name(worst)} is {error[worst]:.4f} from the measured "
                               f"position {measured[worst]:.4f} (max_tracking_error {self._track[worst]:g}); "
                               "the controller or the arm is not following")
@@ -378,4 +386,7 @@ class SafetyFilter:
             "violations": dict(self.violations),
             "violations_per_dim": {k: v.tolist() for k, v in self.violations_per_dim.items()},
             "holds": dict(self.holds),
+            "tracking_ratio_max": round(self.tracking_ratio_max, 4),
+            "tracking_ratio_max_dim": (None if self.tracking_ratio_max_dim is None
+                                       else self.dimension_name(self.tracking_ratio_max_dim)),
         }
