@@ -278,6 +278,12 @@ class _Evaluator:
                     self.policy_status = {kv.key: kv.value for kv in status.values}
                     self.policy_status["_message"] = status.message
 
+    def forget_status(self) -> None:
+        """Drop the last ``/diagnostics`` status (before an ``~/enable``: the previous episode's
+        counters must not be read as this one's)."""
+        with self._lock:
+            self.policy_status = {}
+
     def _call(self, client: Any, request: Any, timeout_s: float = 10.0) -> Any:
         from df_policy.ros.node_thread import wait_until
 
@@ -370,6 +376,7 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
     task, seq = ev.wait_task(seq)
     while task["seed"] != seed or task["time_s"] < settle_s:  # images of the new episode fill the history
         task, seq = ev.wait_task(seq)
+    ev.forget_status()  # a status published before the enable is disabled, or the previous episode's
     enabled, message = enable_until(lambda: ev.enable(True), enable_timeout_s)
     task, seq = ev.wait_task(seq)
     t0, overruns0 = task["time_s"], int(task["overruns"])
