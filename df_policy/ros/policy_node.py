@@ -64,6 +64,11 @@ thread; a :class:`~df_policy.runtime.control_loop.ControlLoop` thread calls ``co
 every ``1 / rate_hz`` s (default: the checkpoint's fps) and publishes the result. Callbacks,
 services and the diagnostics timer run on one executor thread.
 
+Parts: the inputs (subscriptions, observations, the measured position) are
+:class:`~df_policy.ros.observation_intake.ObservationIntake`; the outputs (the last-line check
+and every message a command becomes) are :class:`~df_policy.ros.command_output.CommandOutputs`;
+this module holds enabling, faults, the control-loop callback, diagnostics and the CLI.
+
 Faults
 ------
 * stale input (camera or joint state stops, or older than ``max_obs_age_s``): the runtime holds;
@@ -101,34 +106,27 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ._imports import import_ros, ros_message_class
-from .messages import (
-    CommandConverter,
-    JointStateConverter,
-    MessageConversionError,
-    compressed_image_to_rgb,
-    ns_to_time,
-)
+from .command_output import CommandOutputs
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
-from .node_setup import checkpoint_defaults, default_camera_topic, flatten_parameters, observation_inputs, parameter_value
-from .node_thread import serve_until_signal
-from .observation import (
-    MissingInputError,
-    ObservationAssembler,
-    ObservationAssemblerConfig,
-    ObservationError,
+from .node_setup import (
+    checkpoint_defaults,
+    default_camera_topic,
+    flatten_parameters,
+    observation_inputs,
+    parameter_value,
 )
+from .node_thread import serve_until_signal
+from .observation_intake import ObservationIntake
 
 __all__ = ["PolicyNode", "PolicyNodeConfig", "PolicyNodeConfigError", "build_arg_parser", "main", "run_from_args"]
 
 log = logging.getLogger(__name__)
 
-JOINT_STATE_SOURCE = "joint_state"
 _RUNNING: weakref.WeakSet[PolicyNode] = weakref.WeakSet()
 
 
@@ -146,37 +144,6 @@ STUCK_TICK_S = 1.0
 STUCK_TICK_PERIODS = 10
 """A control tick running longer than ``max(STUCK_TICK_S, STUCK_TICK_PERIODS * period)`` wall
 seconds while enabled is a stuck loop: a fault, like a dead loop thread."""
-
-
-@dataclass(frozen=True)
-class _CommandOutput:
-    """One command publisher: resolved topic, command type, publisher, converter of its joints and
-    their indices in the action vector."""
-
-    topic: str
-    type: str
-    publisher: Any
-    converter: CommandConverter
-    index: np.ndarray
-    joints: tuple[str, ...] = ()
-    controller: str = ""
-
-
-@dataclass(frozen=True)
-class _RgbImage:
-    """A decoded CompressedImage with the fields :func:`~df_policy.ros.messages.image_to_rgb` reads."""
-
-    height: int
-    width: int
-    step: int
-    data: bytes
-    encoding: str = "rgb8"
-    is_bigendian: int = 0
-
-    @classmethod
-    def from_rgb(cls, rgb: np.ndarray) -> _RgbImage:
-        h, w = rgb.shape[:2]
-        return cls(h, w, 3 * w, np.ascontiguousarray(rgb).tobytes())
 
 
 # =========================================================================== node
@@ -215,11 +182,8 @@ class PolicyNode:
         self._stop_spin = threading.Event()
         self._lock = threading.Lock()        # latest messages, counters
         self._state_lock = threading.RLock()  # enable / disable / reset
-        self._latest: dict[str, Any] = {}
-        self._receipt: dict[str, float] = {}
         self._enabled = False
         self._fault: str | None = None
-        self._last_push_stamp: float | None = None
         self._hold_logged: dict[str, float] = {}
         self._window: collections.Counter[str] = collections.Counter()
         self._publish_times: collections.deque[float] = collections.deque(maxlen=4096)
@@ -229,7 +193,6 @@ class PolicyNode:
         self._enabled_since: float | None = None
         self._seen_inference_errors = 0
         self.counters: collections.Counter[str] = collections.Counter()
-        self.last_observation_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -240,31 +203,8 @@ class PolicyNode:
     def command_subscriber_count(self) -> int:
         """Subscriptions matched to the command publisher; with ``command_groups``, the fewest
         of any group's publisher (0 before :meth:`start`)."""
-        outputs = getattr(self, "_outputs", None)
-        if not outputs or self.node is None:
-            return 0
-        return min(o.publisher.get_subscription_count() for o in outputs)
-
-    def _controller_order_errors(self) -> list[str]:
-        """For each ``multiarray`` output with a controller node: why its ``joints`` parameter does
-        not match the order the node sends (or could not be read)."""
-        from .controller_check import ControllerCheckError, controller_joints, joint_order_error
-
-        errors = []
-        for o in getattr(self, "_outputs", []):
-            if o.type != "multiarray" or not o.controller:
-                continue
-            try:
-                error = joint_order_error(o.controller, o.joints, controller_joints(self._context, o.controller))
-            except ControllerCheckError as exc:
-                error = f"{exc} (needed to verify the joint order of {o.topic})"
-            if error:
-                errors.append(error)
-        return errors
-
-    def _unsubscribed_topics(self) -> list[str]:
-        """Command topics nobody subscribes to (a controller not running)."""
-        return [o.topic for o in getattr(self, "_outputs", []) if o.publisher.get_subscription_count() == 0]
+        out = getattr(self, "_out", None)
+        return 0 if out is None or self.node is None else out.subscriber_count
 
     @property
     def fault(self) -> str | None:
@@ -305,7 +245,7 @@ class PolicyNode:
         _RUNNING.add(self)
         self.node.get_logger().info(
             f"ready: {self.config.checkpoint} at {1.0 / self.runtime.period_s:.2f} Hz, {self.runtime.planner.describe()}, "
-            f"commands -> {', '.join(f'{o.topic} ({o.type})' for o in self._outputs)} "
+            f"commands -> {self._out.describe()} "
             f"({'enabling when inputs are fresh' if self.config.start_enabled else 'disabled until ~/enable'})")
         return self
 
@@ -447,57 +387,19 @@ class PolicyNode:
             node.get_logger().warning(
                 f"rate_hz={1.0 / self.runtime.period_s:g} differs from the checkpoint's {float(fps):g} fps: "
                 "the policy's actions are spaced for its training rate")
-        self._runtime_observation_error = RuntimeObservationError
         self.period_s = self.runtime.period_s
         self.loop = ControlLoop(self.runtime, self._on_result, self.period_s, measure=self._measure_for_tick)
         self._tick_measured: np.ndarray | None = None
-        self._track = self.runtime.safety.config.vector("max_tracking_error", len(cfg.joint_names))
-        self._joints = JointStateConverter(cfg.joint_names, check_finite=())
-        self._commands = CommandConverter(cfg.joint_names)
-        self._low = np.asarray(cfg.position_lower, dtype=np.float64)
-        self._high = np.asarray(cfg.position_upper, dtype=np.float64)
-        self._assembler = ObservationAssembler(ObservationAssemblerConfig(
-            inputs=self._inputs, joint_names=cfg.joint_names, max_age_s=cfg.max_obs_age_s,
-            stamp_source="receipt", joint_state_source=JOINT_STATE_SOURCE))
-        self._sources = tuple(self._assembler.required_sources)
-        if JOINT_STATE_SOURCE not in self._sources:
-            self._sources = (JOINT_STATE_SOURCE, *self._sources)  # enable always needs the joint state
-
-        qos = import_ros("rclpy.qos")
-        sensor_qos = qos.qos_profile_sensor_data
-        node.create_subscription(ros_message_class("sensor_msgs", "JointState"), cfg.joint_state_topic,
-                                 self._on_joint_state, sensor_qos)
-        self._topic_of: dict[str, str] = {JOINT_STATE_SOURCE: node.resolve_topic_name(cfg.joint_state_topic)}
-        self._compressed_topics: set[str] = set()
-        for key in self._loaded.policy.config.image_shapes:
-            topic = cfg.camera_topics[key]
-            compressed = cfg.camera_type(key) == "compressed"
-            if compressed:
-                self._compressed_topics.add(topic)
-            msg_type = ros_message_class("sensor_msgs", "CompressedImage" if compressed else "Image")
-            node.create_subscription(msg_type, topic, self._camera_callback(topic), sensor_qos)
-            self._topic_of[topic] = node.resolve_topic_name(topic)
-        # one publisher per controller (command_groups), or one for command_topic
-        self._outputs: list[_CommandOutput] = []
-        for group in cfg.command_outputs().values():
-            cls = (ros_message_class("trajectory_msgs", "JointTrajectory") if group.type != "multiarray"
-                   else ros_message_class("std_msgs", "Float64MultiArray"))
-            self._outputs.append(_CommandOutput(
-                node.resolve_topic_name(group.topic), group.type, node.create_publisher(cls, group.topic, cfg.qos_depth),
-                CommandConverter(group.joints), np.array([cfg.joint_names.index(j) for j in group.joints]),
-                group.joints, group.controller))
-            if group.type == "multiarray" and not group.controller:
-                node.get_logger().warning(
-                    f"{group.topic}: Float64MultiArray in the order {list(group.joints)}, not verified against the "
-                    "controller (set controller_node, or command_groups.<group>.controller, to check its joints)")
+        self._intake = ObservationIntake(
+            node, cfg, self._inputs, list(loaded.policy.config.image_shapes), self.clock, self.runtime.push_observation,
+            (RuntimeObservationError,), lambda: self._enabled, self.counters, self._window, self._lock)
+        # one publisher per controller (command_groups), or one for command_topic; introspection topics
+        self._out = CommandOutputs(node, cfg, self.period_s,
+                                   self.runtime.safety.config.vector("max_tracking_error", len(cfg.joint_names)),
+                                   self.runtime.safety.max_action_age_s)
         self._diag_pub = node.create_publisher(ros_message_class("diagnostic_msgs", "DiagnosticArray"),
                                                "/diagnostics", cfg.qos_depth)
-        # what the policy intended, for `ros2 bag record` / Foxglove / RViz
-        joint_state = ros_message_class("sensor_msgs", "JointState")
-        self._planned_pub = node.create_publisher(ros_message_class("trajectory_msgs", "JointTrajectory"),
-                                                  "~/planned_trajectory", cfg.qos_depth)
-        self._raw_pub = node.create_publisher(joint_state, "~/command_raw", cfg.qos_depth)
-        self._sent_pub = node.create_publisher(joint_state, "~/command_sent", cfg.qos_depth)
+        qos = import_ros("rclpy.qos")
         latched = qos.QoSProfile(depth=1, durability=qos.DurabilityPolicy.TRANSIENT_LOCAL,
                                  reliability=qos.ReliabilityPolicy.RELIABLE)
         self._state_pub = node.create_publisher(ros_message_class("std_msgs", "String"), "~/state", latched)
@@ -510,89 +412,19 @@ class PolicyNode:
         if cfg.start_enabled:
             self._auto_enable_timer = node.create_timer(0.1, self._try_auto_enable)
 
-    # ------------------------------------------------------------------ inputs (executor thread)
-    def _on_joint_state(self, msg: Any) -> None:
-        t = self.clock.now()
-        with self._lock:
-            self._latest[JOINT_STATE_SOURCE], self._receipt[JOINT_STATE_SOURCE] = msg, t
-            self.counters["joint_states"] += 1
-        if not self._loaded.policy.config.image_shapes:
-            self._push()
+    # ------------------------------------------------------------------ inputs
+    @property
+    def last_observation_error(self) -> str | None:
+        """Why the latest dropped observation was dropped (``None`` = none dropped)."""
+        return self._intake.last_error if hasattr(self, "_intake") else None
 
-    def _camera_callback(self, topic: str) -> Any:
-        def on_image(msg: Any) -> None:
-            t = self.clock.now()
-            with self._lock:
-                self._latest[topic], self._receipt[topic] = msg, t
-                self.counters["images"] += 1
-            self._push()
-
-        return on_image
-
-    def _observation_error(self, why: str) -> None:
-        with self._lock:
-            self.counters["observation_errors"] += 1
-            self._window["observation_errors"] += 1
-            self.last_observation_error = why
-        self.node.get_logger().warning(f"observation dropped: {why}", throttle_duration_sec=self.config.hold_log_period_s)
-
-    def _push(self) -> None:
-        """Assemble the latest messages into one observation and give it to the runtime (if enabled)."""
-        if not self._enabled:
-            return
-        with self._lock:
-            messages, receipts = dict(self._latest), dict(self._receipt)
-        if any(src not in receipts for src in self._sources):
-            return
-        stamp = min(receipts[src] for src in self._sources)  # an observation is as old as its oldest part
-        if self._last_push_stamp is not None and stamp <= self._last_push_stamp:
-            return  # nothing new since the last push (e.g. a stalled input)
-        for topic in self._compressed_topics:  # decoded only when used
-            try:
-                messages[topic] = _RgbImage.from_rgb(compressed_image_to_rgb(messages[topic]))
-            except MessageConversionError as exc:
-                self._observation_error(f"{topic}: {exc}")
-                return
-        try:
-            step = self._assembler.assemble(messages, self.clock.now(), receipts)
-        except MissingInputError:
-            return
-        except ObservationError as exc:
-            self._observation_error(str(exc))
-            return
-        self._last_push_stamp = stamp
-        try:
-            self.runtime.push_observation(step.values, stamp)
-        except self._runtime_observation_error as exc:  # wrong key or shape for the checkpoint
-            self._observation_error(str(exc))
-            return
-        with self._lock:
-            self.counters["observations_pushed"] += 1
-
-    # ------------------------------------------------------------------ enable / disable
     def input_ages(self) -> dict[str, float | None]:
         """Seconds since the latest message of each input (``None`` = nothing received yet)."""
-        now = self.clock.now()
-        with self._lock:
-            return {src: (now - self._receipt[src]) if src in self._receipt else None for src in self._sources}
+        return self._intake.input_ages()
 
     def measured_position(self) -> np.ndarray:
         """The latest joint position in ``joint_names`` order; raises ``RuntimeError`` saying why not."""
-        with self._lock:
-            msg, t = self._latest.get(JOINT_STATE_SOURCE), self._receipt.get(JOINT_STATE_SOURCE)
-        topic = self._topic_of[JOINT_STATE_SOURCE]
-        if msg is None:
-            raise RuntimeError(f"no sensor_msgs/JointState received on {topic} yet")
-        age = self.clock.now() - t
-        if age > self.config.max_obs_age_s:
-            raise RuntimeError(f"the joint state on {topic} is {age:.2f} s old (max_obs_age_s={self.config.max_obs_age_s})")
-        try:
-            q = self._joints.position(msg).astype(np.float64)
-        except MessageConversionError as exc:
-            raise RuntimeError(f"the joint state on {topic} is unusable: {exc}") from exc
-        if not np.isfinite(q).all():
-            raise RuntimeError(f"the joint state on {topic} has non-finite positions {q.tolist()}")
-        return q
+        return self._intake.measured_position()
 
     def _measure_for_tick(self) -> np.ndarray | None:
         """The measured position the safety filter checks this tick's command against (control
@@ -610,11 +442,11 @@ class PolicyNode:
                 return True, "already enabled"
             if self._enabled:  # a fault latched since the last diagnostics tick: stop first
                 self.disable(f"fault: {self._fault}")
-            unsubscribed = self._unsubscribed_topics()
+            unsubscribed = self._out.unsubscribed_topics()
             if unsubscribed:
                 return False, (f"cannot enable: nothing subscribes to {', '.join(unsubscribed)} "
                                "(is the controller loaded and active?)")
-            wrong_order = self._controller_order_errors()
+            wrong_order = self._out.controller_order_errors(self._context)
             if wrong_order:
                 return False, "cannot enable: " + "; ".join(wrong_order)
             try:
@@ -622,19 +454,19 @@ class PolicyNode:
             except RuntimeError as exc:
                 return False, f"cannot enable: {exc}"
             outside = [f"{n}={v:.3f} not in [{lo:g}, {hi:g}]" for n, v, lo, hi
-                       in zip(self.config.joint_names, q, self._low, self._high) if not lo <= v <= hi]
+                       in zip(self.config.joint_names, q, self._out.low, self._out.high) if not lo <= v <= hi]
             if outside:
                 return False, f"cannot enable: the robot is outside the position limits: {', '.join(outside)}"
             ages = self.input_ages()
-            missing = [self._topic_of[s] for s, a in ages.items() if a is None]
+            missing = [self._intake.topic_of[s] for s, a in ages.items() if a is None]
             if missing:
                 return False, f"cannot enable: nothing received yet on {missing}"
-            stale = [f"{self._topic_of[s]} ({a:.2f} s)" for s, a in ages.items() if a > self.config.max_obs_age_s]
+            stale = [f"{self._intake.topic_of[s]} ({a:.2f} s)" for s, a in ages.items() if a > self.config.max_obs_age_s]
             if stale:
                 return False, (f"cannot enable: stale inputs {stale} (max_obs_age_s={self.config.max_obs_age_s})")
             self.runtime.stop(timeout=2.0)
             self.runtime.reset(initial_command=q)
-            self._last_push_stamp = None
+            self._intake.restart()
             self._fault = None
             self._seen_inference_errors = 0
             with self._lock:
@@ -643,7 +475,7 @@ class PolicyNode:
             self.runtime.start()
             self._enabled = True
             self._enabled_since = self.clock.now()
-            self._push()  # the inputs are fresh: the first tick already has an observation
+            self._intake.push()  # the inputs are fresh: the first tick already has an observation
             self.loop.start()
             self.counters["enables"] += 1
             msg = f"enabled from measured position {np.round(q, 4).tolist()}"
@@ -695,29 +527,8 @@ class PolicyNode:
 
     # ------------------------------------------------------------------ control (ControlLoop thread)
     def _last_line_check(self, command: Any) -> tuple[str, str] | None:
-        """``(kind, why)`` if ``command`` must not be published; ``kind`` is ``stale`` or ``unsafe``."""
-        action = np.asarray(command.action, dtype=np.float64)
-        if action.shape != (len(self.config.joint_names),):
-            return "unsafe", f"command has shape {action.shape}, expected ({len(self.config.joint_names)},)"
-        if not np.isfinite(action).all():
-            return "unsafe", f"command is not finite: {action.tolist()}"
-        bad = (action < self._low) | (action > self._high)
-        if bad.any():
-            joints = [f"{self.config.joint_names[i]}={action[i]:.4f}" for i in np.flatnonzero(bad)]
-            return "unsafe", f"command outside the position limits: {', '.join(joints)}"
-        measured = self._tick_measured
-        if self._track is not None:
-            if measured is None:
-                return "unsafe", "no usable measured joint position to check the command against"
-            far = np.abs(action - measured) > self._track + 1e-9
-            if far.any():
-                joints = [f"{self.config.joint_names[i]} {action[i]:.4f} vs measured {measured[i]:.4f}"
-                          for i in np.flatnonzero(far)]
-                return "unsafe", f"command farther than max_tracking_error from the measured position: {', '.join(joints)}"
-        late = self.clock.now() - command.target_time
-        if late > self.runtime.safety.max_action_age_s + 0.5 * self.period_s:
-            return "stale", f"command for t={command.target_time:.3f} is {late:.3f} s late at publishing"
-        return None
+        """``(kind, why)`` if ``command`` must not be published (this tick's measured position, now)."""
+        return self._out.last_line_check(command, self._tick_measured, self.clock.now())
 
     def _on_result(self, result: Any) -> None:
         if not self._enabled or self._fault is not None:
@@ -730,8 +541,7 @@ class PolicyNode:
                 return
             problem = self._last_line_check(result)
             if problem is not None:
-                if result.raw is not None:  # what the policy wanted, recorded even when refused
-                    self._publish_joint_vector(self._raw_pub, result.raw)
+                self._out.publish_raw(result.raw)  # what the policy wanted, recorded even when refused
                 kind, why = problem
                 with self._lock:
                     self.counters[f"refused_{kind}"] += 1
@@ -743,24 +553,7 @@ class PolicyNode:
                 else:
                     self.node.get_logger().warning(f"NOT published: {why}", throttle_duration_sec=1.0)
                 return
-            future = self.runtime.planned_after(result, self.config.chunk_points)
-            bad = (~np.isfinite(future).all(axis=1)) | ((future < self._low) | (future > self._high)).any(axis=1)
-            if bad.any():  # cannot happen after bound_future: a bug upstream; keep the points before it
-                future = future[: int(np.argmax(bad))]
-            points = np.vstack([result.action, future])
-            stamp = self._trajectory_stamp(result.target_time)
-            for out in self._outputs:
-                if out.type == "trajectory_chunk":
-                    msg = out.converter.to_trajectory(points[:, out.index], self.period_s, stamp=stamp)
-                elif out.type == "trajectory":
-                    msg = out.converter.to_trajectory(result.action[out.index], self.period_s, stamp=stamp)
-                else:
-                    msg = out.converter.to_multiarray(result.action[out.index])
-                out.publisher.publish(msg)
-            self._planned_pub.publish(self._commands.to_trajectory(points, self.period_s, stamp=stamp))
-            self._publish_joint_vector(self._sent_pub, result.action)
-            if result.raw is not None:
-                self._publish_joint_vector(self._raw_pub, result.raw)
+            self._out.publish(result, self.runtime.planned_after(result, self.config.chunk_points), self.clock.now())
             self._publish_state("commanding")
             published = self.clock.now()
             source = getattr(self.runtime.last_tick, "source", None)
@@ -790,26 +583,6 @@ class PolicyNode:
             self.node.get_logger().info(f"holding ({result.kind}): {result.reason}")
         elif due:
             self.node.get_logger().warning(f"holding ({result.kind}): {result.reason}")
-
-    def _trajectory_stamp(self, target_time: float) -> Any:
-        """``header.stamp`` of a tick's trajectories: ``None`` (zero, "start on receipt") or the
-        ROS time of ``target_time`` (a time on the runtime's clock, mapped through the offset
-        between the two clocks now; the same clock under ``use_sim_time``). A late command (the
-        last-line check lets it be up to ``max_action_age_s`` + half a period late) is stamped
-        no earlier than half a period ago, so its first point, one period after the stamp, is
-        still ahead when sent: a controller never receives a trajectory that ends in the past."""
-        if self.config.trajectory_stamp == "zero":
-            return None
-        ros_now_ns = self.node.get_clock().now().nanoseconds
-        planned_ns = ros_now_ns - round((self.clock.now() - target_time) * 1e9)
-        return ns_to_time(max(planned_ns, ros_now_ns - round(0.5 * self.period_s * 1e9), 0))
-
-    def _publish_joint_vector(self, publisher: Any, values: np.ndarray) -> None:
-        msg = ros_message_class("sensor_msgs", "JointState")()
-        msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.name = list(self.config.joint_names)
-        msg.position = [float(v) for v in values]
-        publisher.publish(msg)
 
     def _publish_state(self, activity: str, reason: str = "") -> None:
         """Latch ``~/state`` (JSON: enabled, fault, activity, reason) whenever it changes."""
@@ -871,7 +644,7 @@ class PolicyNode:
             "recommended_delay_steps": stats["recommended_delay_steps"], "delay_steps": self.config.delay_steps,
             "dropped_late": stats["dropped_late"], "missed_ticks": loop["missed_ticks"],
             "tick_jitter_ms_p99": loop["jitter_ms_p99"],
-            **{f"input_age_s.{self._topic_of[s]}": (None if a is None else round(a, 3))
+            **{f"input_age_s.{self._intake.topic_of[s]}": (None if a is None else round(a, 3))
                for s, a in self.input_ages().items()},
         }
         if self._fault is not None:
@@ -898,7 +671,7 @@ class PolicyNode:
         return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
 
     def _no_subscriber_fault(self) -> str:
-        topics = ", ".join(self._unsubscribed_topics()) or "the command topic"
+        topics = ", ".join(self._out.unsubscribed_topics()) or "the command topic"
         return f"nothing subscribes to {topics} any more (controller stopped or unloaded)"
 
     def _check_liveness(self) -> None:
