@@ -100,8 +100,10 @@ def test_node_commands_only_when_enabled_and_holds_on_stale_camera(checkpoint):
         assert np.isfinite(positions).all()
         assert (positions >= np.asarray(LOWER)).all() and (positions <= np.asarray(UPPER)).all(), \
             f"command outside limits: min {positions.min(0)}, max {positions.max(0)}"
-        # the driver (joints in another order + an extra one) executed them all
-        assert driver.stats.commands_rejected == 0 and driver.stats.commands_executed >= len(window)
+        # the driver (joints in another order + an extra one) executed them all (the window's last
+        # command may still be in flight to the driver when the monitor already has it)
+        assert wait_until(lambda: driver.stats.commands_executed >= len(window), 2.0), (driver.stats, len(window))
+        assert driver.stats.commands_rejected == 0
         gaps = np.diff([t for t, _ in window])
         print(f"\ncommands: {rate:.2f} Hz over 3 s, inter-arrival p50 {np.percentile(gaps, 50) * 1e3:.1f} ms, "
               f"p99 {np.percentile(gaps, 99) * 1e3:.1f} ms; node: {node.loop.report()}; "
