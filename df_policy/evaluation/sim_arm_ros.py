@@ -317,12 +317,14 @@ class _Evaluator:
 def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_000, episode_time_s: float = 10.0,
                      solved_hold_s: float = 1.0, settle_s: float = 0.5, command_type: str = "trajectory",
                      node_overrides: dict[str, Any] | None = None, log_dir: str | Path | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, sim_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run ``episodes`` closed-loop episodes through ROS 2 (see the module docstring); returns a
     summary with ``success_rate``, ``mean_progress``, per-episode results and the node's figures.
 
     DDS stays on 127.0.0.1 (:mod:`df_policy.ros.loopback`) with a domain id of this process.
-    ``log_dir`` keeps both nodes' logs (default: a temporary folder, kept on failure)."""
+    ``log_dir`` keeps both nodes' logs (default: a temporary folder, kept on failure);
+    ``sim_args`` are added to the simulated-arm node's command line (e.g. ``("--controller",
+    "forward")`` with ``command_type="multiarray"``)."""
     from tqdm import tqdm
 
     from df_policy.ros.loopback import loopback_ros_environment
@@ -333,7 +335,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
     results: list[RosArmEpisode] = []
     t_start = time.monotonic()
     with loopback_ros_environment(), closed_loop_nodes(
-            checkpoint, logs, ("--task", "demo", "--seed", str(seed)), command_type=command_type,
+            checkpoint, logs, ("--task", "demo", "--seed", str(seed), *sim_args), command_type=command_type,
             **(node_overrides or {})) as loop:
         evaluator = _Evaluator()
         try:
@@ -350,7 +352,7 @@ def evaluate_arm_ros(checkpoint: str | Path, episodes: int = 20, seed: int = 10_
     solved = [r for r in results if r.success]
     summary: dict[str, Any] = {
         "episodes": episodes, "seed": seed, "episode_time_s": episode_time_s, "solved_hold_s": solved_hold_s,
-        "command_type": command_type, "node_overrides": dict(node_overrides or {}),
+        "command_type": command_type, "node_overrides": dict(node_overrides or {}), "sim_args": list(sim_args),
         "success_rate": float(np.mean([r.success for r in results])),
         "mean_progress": float(np.mean([r.progress for r in results])),
         "mean_solve_s": float(np.mean([r.solve_s for r in solved])) if solved else None,
