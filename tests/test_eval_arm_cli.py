@@ -1,4 +1,4 @@
-"""`dfp eval arm --node KEY=VALUE`: policy-node settings for the run through ROS 2 are parsed,
+"""`dfp eval arm --node KEY=VALUE` / `--sim-arg ARG`: policy-node settings for the run through ROS 2 are parsed,
 checked and reach the node's settings; bad items fail before anything starts (no ROS needed)."""
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def test_bad_node_overrides_are_named(items, message):
 
 def test_eval_arm_refuses_node_settings_without_a_ros_run(tmp_path, capsys):
     assert dfp(["eval", "arm", "--checkpoint", str(tmp_path / "none"), "--node", "max_velocity=1.0",
+                "--out", str(tmp_path / "out")]) == 2
+    assert "add --ros or --ros-only" in capsys.readouterr().err
+    assert dfp(["eval", "arm", "--checkpoint", str(tmp_path / "none"), "--sim-arg=--controller", "--sim-arg=forward",
                 "--out", str(tmp_path / "out")]) == 2
     assert "add --ros or --ros-only" in capsys.readouterr().err
     assert dfp(["eval", "arm", "--checkpoint", str(tmp_path / "none"), "--ros", "--node", "max_speed=1.0",

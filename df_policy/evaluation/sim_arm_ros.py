@@ -435,6 +435,8 @@ def _report(out: Path, inproc: dict[str, Any] | None, ros: dict[str, Any] | None
         n = {k: _number(v) for k, v in ros["node"].items()}
         if ros.get("node_overrides"):
             lines += ["", f"Policy node settings changed for this run (`--node`): `{ros['node_overrides']}`."]
+        if ros.get("sim_args"):
+            lines += ["", f"Simulated-arm node arguments for this run (`--sim-arg`): `{' '.join(ros['sim_args'])}`."]
         lines += ["", "Through ROS 2, the policy node's own figures (its /diagnostics after the last episode): "
                   f"observation-to-command latency p50/p99 {n['obs_to_command_ms_p50']}/{n['obs_to_command_ms_p99']} ms "
                   f"(all episodes), inference p50/p99 {n['inference_ms_p50']}/{n['inference_ms_p99']} ms and tick "
@@ -463,17 +465,21 @@ def add_eval_arm_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ros", action="store_true", help="also run the episodes through ROS 2: the policy node and "
                    "the simulated-arm node as separate processes over loopback DDS, in real time")
     p.add_argument("--ros-only", action="store_true", help="only the ROS 2 run")
-    p.add_argument("--command-type", default="trajectory", choices=["trajectory", "trajectory_chunk"],
-                   help="the policy node's command type (the simulated arm runs a JTC-like controller)")
+    p.add_argument("--command-type", default="trajectory", choices=["trajectory", "trajectory_chunk", "multiarray"],
+                   help="the policy node's command type (the simulated arm runs a JTC-like controller; "
+                   "multiarray needs --sim-arg=--controller --sim-arg=forward)")
     p.add_argument("--node", action="append", default=[], metavar="KEY=VALUE",
                    help="a policy node setting for the --ros run (YAML value), over node_so101.yaml and the "
                    "simulator's limits, e.g. --node max_velocity=2.45 --node planner_block_tokens=6")
+    p.add_argument("--sim-arg", action="append", default=[], metavar="ARG",
+                   help="an argument for the simulated-arm node of the --ros run, e.g. "
+                   "--sim-arg=--interpolate-from-desired-state (python -m df_policy.ros.sim_arm_node --help)")
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
         node_overrides = parse_node_overrides(a.node)
-        if node_overrides and not (a.ros or a.ros_only):
-            raise ValueError("--node sets the policy node of the --ros run: add --ros or --ros-only")
+        if (node_overrides or a.sim_arg) and not (a.ros or a.ros_only):
+            raise ValueError("--node and --sim-arg set up the --ros run: add --ros or --ros-only")
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         inproc = ros = None
@@ -486,7 +492,7 @@ def add_eval_arm_command(sub: argparse._SubParsersAction) -> None:
             (out / "closed_loop.json").write_text(json.dumps(inproc, indent=2))
         if a.ros or a.ros_only:
             ros = evaluate_arm_ros(a.checkpoint, episodes=a.episodes, seed=a.seed, command_type=a.command_type,
-                                   node_overrides=node_overrides, log_dir=out / "ros_logs")
+                                   node_overrides=node_overrides, log_dir=out / "ros_logs", sim_args=tuple(a.sim_arg))
             (out / "closed_loop_ros.json").write_text(json.dumps(ros, indent=2))
         print(_report(out, inproc, ros, a))
         return 0
