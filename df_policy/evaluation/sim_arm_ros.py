@@ -55,9 +55,10 @@ class RosArmEpisode:
     """One episode through ROS: success, final task progress, solve time (simulated seconds after
     enabling, ``None`` if unsolved), the policy node's faults during it, and the physics periods
     the simulated arm could not keep in real time (``sim_overruns``: on a loaded CPU the arm
-    falls behind its commands, which a tracking fault then reports) and the largest
-    ``tracking_ratio_max`` the node reported on ``/diagnostics`` while enabled, with its joint (how
-    close the episode came to the tracking fault; ``None`` if no report arrived)."""
+    falls behind its commands, which a tracking fault then reports) and the last
+    ``tracking_ratio_max`` (a running maximum since ``~/enable``) the node reported on
+    ``/diagnostics`` while enabled, with its joint (how close the episode came to the tracking
+    fault; ``None`` if no report arrived)."""
 
     seed: int
     success: bool
@@ -390,10 +391,9 @@ def _episode(ev: _Evaluator, seq: int, episode_time_s: float, solved_hold_s: flo
         state = ev.policy_state or {}
         if state.get("fault") and state["fault"] not in faults:
             faults.append(state["fault"])
-        status = ev.policy_status
+        status = ev.policy_status  # tracking_ratio_max is the node's running maximum since this ~/enable
         if status.get("enabled") == "True" and status.get("tracking_ratio_max"):
-            if ratio is None or float(status["tracking_ratio_max"]) > ratio:
-                ratio, ratio_dim = float(status["tracking_ratio_max"]), status.get("tracking_ratio_max_dim", "")
+            ratio, ratio_dim = float(status["tracking_ratio_max"]), status.get("tracking_ratio_max_dim", "")
         if task["solved_for_s"] > 0 and solve_s is None:
             solve_s = task["time_s"] - t0 - task["solved_for_s"]
         elif task["solved_for_s"] == 0:
