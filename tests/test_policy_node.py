@@ -229,8 +229,18 @@ def test_the_checkpoint_alone_starts_the_node_with_the_recorded_robot(checkpoint
         assert cfg.joint_names == tuple(names)
         np.testing.assert_allclose(cfg.position_lower, lower)
         np.testing.assert_allclose(cfg.position_upper, upper)
-        np.testing.assert_allclose(cfg.max_velocity, vmax)
+        # the schema's hardware speed limit, lowered so one step uses at most 0.4 of the tracking
+        # bound (default 0.5 rad) at the checkpoint's rate: a legal motion cannot trip the fault
+        fps = 1.0 / node.period_s
+        assert vmax > 0.4 * 0.5 * fps, "the test needs a hardware limit above what the bound allows"
+        np.testing.assert_allclose(cfg.max_velocity, 0.4 * 0.5 * fps)
         assert cfg.camera_topics == {"scene": "/camera/color/image_raw"} and not node.enabled
+    from df_policy.ros.node_setup import checkpoint_defaults
+
+    per_joint = checkpoint_defaults({"checkpoint": str(checkpoint), "max_tracking_error": [0.5] * 5 + [100.0]})
+    np.testing.assert_allclose(per_joint["max_velocity"], [0.2 * fps] * 5 + [vmax])  # the gripper keeps its limit
+    unbounded = checkpoint_defaults({"checkpoint": str(checkpoint), "max_tracking_error": None})
+    np.testing.assert_allclose(unbounded["max_velocity"], vmax)  # no bound: nothing to stay within
     # the config wins over the schema
     with PolicyNode({"checkpoint": str(checkpoint), "node_name": "checkpoint_only_node", "max_velocity": 0.5}) as node:
         assert node.config.max_velocity == 0.5 and node.config.joint_names == tuple(names)

@@ -18,25 +18,22 @@ import time
 
 import numpy as np
 import pytest
+from fixtures.skips import skip_module_without
 
-pytest.importorskip("rclpy")
-pytest.importorskip("trajectory_msgs.msg")
-pytest.importorskip("diagnostic_msgs.msg")
-pytest.importorskip("std_srvs.srv")
+skip_module_without("rclpy", "trajectory_msgs.msg", "diagnostic_msgs.msg", "std_srvs.srv", gl=True)
 
-from fixtures.policy_node_harness import Monitor, checkpoint, ros_env  # noqa: F401 - pytest fixtures
-from fixtures.policy_node_harness import set_bool, status_values
+from fixtures.policy_node_harness import (  # noqa: E402
+    Monitor,
+    checkpoint,  # noqa: F401 - pytest fixture
+    ros_env,  # noqa: F401 - pytest fixture
+    set_bool,
+    status_values,
+)
 
-from df_policy.ros.node_thread import wait_until
-from df_policy.sim.gl import NoGLBackendError, select_gl_backend
+from df_policy.ros.node_thread import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
-
-try:
-    select_gl_backend()
-except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
-    pytest.skip(f"no headless OpenGL backend: {exc}", allow_module_level=True)
 
 COMMAND_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 TRACKING = np.array([0.35, 0.35, 0.35, 0.35, 0.35, 1.0])

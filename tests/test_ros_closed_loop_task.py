@@ -15,20 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from fixtures.skips import skip_module_without
 
-pytest.importorskip("rclpy")
-pytest.importorskip("trajectory_msgs.msg")
-pytest.importorskip("std_srvs.srv")
-
-from df_policy.sim.gl import NoGLBackendError, select_gl_backend
+skip_module_without("rclpy", "trajectory_msgs.msg", "std_srvs.srv", gl=True)
 
 pytestmark = [pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning"),
               pytest.mark.usefixtures("one_torch_thread")]
-
-try:
-    select_gl_backend()
-except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
-    pytest.skip(f"no headless OpenGL backend: {exc}", allow_module_level=True)
 
 EPISODES = 6
 SEED = 10_000

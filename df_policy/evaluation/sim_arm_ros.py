@@ -42,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from df_policy.ros.node_setup import STEP_SHARE_OF_TRACKING
+from df_policy.ros.node_setup import velocity_within_tracking as within_tracking
+
 __all__ = ["ClosedLoopNodes", "NodeProcess", "RosArmEpisode", "add_eval_arm_command", "closed_loop_nodes",
            "enable_until", "evaluate_arm_ros", "parse_node_overrides", "policy_node_settings",
            "velocity_within_tracking"]
@@ -136,7 +139,7 @@ def policy_node_settings(checkpoint: str | Path, lower: np.ndarray, upper: np.nd
     return settings
 
 
-TRACKING_LAG_SHARE = 0.6
+TRACKING_LAG_SHARE = 1.0 - STEP_SHARE_OF_TRACKING  # 0.6
 
 
 def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float] | None,
@@ -153,10 +156,7 @@ def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float
     scripted demonstrations peak at 2.0), 4.0 on the gripper. History: share 0.3 (2.45 rad/s) and
     0.5 (1.75 rad/s, commands at 0.74-0.79 of the bound) each tripped the fault on a loaded CI
     machine during legal motions."""
-    if max_tracking_error is None:
-        return [float(vmax)]
-    track = np.atleast_1d(np.asarray(max_tracking_error, dtype=np.float64))
-    return [round(float(v), 4) for v in np.minimum(vmax, (1.0 - TRACKING_LAG_SHARE) * track / period_s)]
+    return within_tracking(vmax, max_tracking_error, period_s, share=1.0 - TRACKING_LAG_SHARE)
 
 
 @dataclass

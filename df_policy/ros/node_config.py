@@ -202,7 +202,9 @@ class PolicyNodeConfig:
         position_lower, position_upper: per-joint position limits (rad / m), one value per
             joint. Required: every command is clipped into them and re-checked before publishing.
         max_velocity: joint speed limit between consecutive commands (units/s), one number for
-            all joints or one per joint. Required.
+            all joints or one per joint. Required; left out, the checkpoint's recorded hardware
+            limit is used, lowered so one period's step stays within 0.4 of
+            ``max_tracking_error`` (:func:`~df_policy.ros.node_setup.checkpoint_defaults`).
         max_acceleration: optional acceleration limit (units/s^2), scalar or per joint.
         max_tracking_error: largest allowed distance between a command and the latest
             **measured** joint position (units), scalar or per joint; ``null`` turns the bound

@@ -63,6 +63,25 @@ def parameter_value(value: Any) -> Any:
 CHECKPOINT_DEFAULTS = ("joint_names", "position_lower", "position_upper", "max_velocity")
 """Settings the policy node takes from the checkpoint's store schema when its config leaves them out."""
 
+STEP_SHARE_OF_TRACKING = 0.4
+"""A speed limit taken from the schema (the robot's hardware limit) is lowered per joint so one
+control period's step uses at most this share of ``max_tracking_error``: the measured arm lags a
+command by that step plus its own following error and the observation latency (1.5 steps on the
+simulated SO-101 at full speed), and a legal motion must not trip the tracking fault. A speed
+limit the config gives is used as given (the node warns when it is too fast for the bound)."""
+
+
+def velocity_within_tracking(max_velocity: Any, max_tracking_error: Any, period_s: float,
+                             share: float = STEP_SHARE_OF_TRACKING) -> list[float]:
+    """Per-joint ``min(max_velocity, share * max_tracking_error / period_s)`` (units/s), rounded
+    to 4 decimals; either limit may be a scalar. ``max_tracking_error`` ``None`` (no bound) leaves
+    ``max_velocity`` as it is."""
+    vmax = np.atleast_1d(np.asarray(max_velocity, dtype=np.float64))
+    if max_tracking_error is None:
+        return [float(v) for v in vmax]
+    track = np.atleast_1d(np.asarray(max_tracking_error, dtype=np.float64))
+    return [round(float(v), 4) for v in np.minimum(vmax, share * track / float(period_s))]
+
 
 def checkpoint_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` (node settings) with the :data:`CHECKPOINT_DEFAULTS` it leaves out (``None``)
@@ -92,7 +111,21 @@ def checkpoint_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None and all(v is not None for v in value):
             out[key] = value
             log.info("%s from the checkpoint's schema (%s): %s", key, path, value)
+    if "max_velocity" in wanted and out.get("max_velocity") is not None:
+        track = out.get("max_tracking_error", _field_default("max_tracking_error"))
+        rate = out.get("rate_hz") or schema.fps
+        if rate:
+            capped = velocity_within_tracking(out["max_velocity"], track, 1.0 / float(rate))
+            if capped != [float(v) for v in out["max_velocity"]]:
+                log.info("max_velocity lowered to %s: at %g Hz one step uses at most %g of max_tracking_error %s "
+                         "(the schema's hardware limit would let a legal motion trip the tracking fault); "
+                         "set max_velocity to choose", capped, float(rate), STEP_SHARE_OF_TRACKING, track)
+                out["max_velocity"] = capped
     return out
+
+
+def _field_default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(PolicyNodeConfig) if f.name == name)
 
 
 def default_camera_topic(key: str, image_keys: list[str]) -> str:

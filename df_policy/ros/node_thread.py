@@ -38,6 +38,9 @@ class NodeThreadConfig:
         spin_timeout_s: how long one executor wait may block; bounds the latency of :meth:`stop`.
         parameter_services: offer the node's parameters to other nodes (``~/get_parameters``,
             ...), as a controller that others read its ``joints`` from must.
+        ros_args: ROS arguments for the node's context (what follows ``--ros-args`` on a command
+            line: ``-r __ns:=/arm``, ``-r __node:=name``, ``-p name:=value``, ``--log-level L``),
+            as ``launch_ros`` passes them; they win over ``node_name`` / ``namespace``.
     """
 
     node_name: str
@@ -45,8 +48,10 @@ class NodeThreadConfig:
     domain_id: int | None = None
     spin_timeout_s: float = 0.05
     parameter_services: bool = False
+    ros_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ros_args", tuple(str(a) for a in self.ros_args))
         name = self.node_name
         if not name or not all(c.isalnum() or c == "_" for c in name) or name[0].isdigit():
             raise ValueError(f"node_name {name!r} must be letters, digits and underscores, not starting with a digit")
@@ -121,9 +126,14 @@ class NodeThread:
             signals = import_ros("rclpy.signals")
             context = import_ros("rclpy.context").Context()
             kwargs: dict[str, Any] = {"context": context, "signal_handler_options": signals.SignalHandlerOptions.NO}
+            if self.config.ros_args:
+                kwargs["args"] = [self.config.node_name, "--ros-args", *self.config.ros_args]
             if self.config.domain_id is not None:
                 kwargs["domain_id"] = int(self.config.domain_id)
-            rclpy.init(**kwargs)
+            try:
+                rclpy.init(**kwargs)
+            except RuntimeError as exc:  # rclpy's RCLError: an unparsable ROS argument
+                raise ValueError(f"invalid ROS arguments {list(self.config.ros_args)}: {exc}") from exc
             try:
                 node = rclpy.create_node(
                     self.config.node_name,
@@ -189,14 +199,21 @@ class NodeThread:
 
 def serve_until_signal(stop: Callable[[], None], banner: str = "READY") -> None:
     """Print ``banner`` (a parent process waits for it), block until SIGINT/SIGTERM, then call
-    ``stop``; the previous signal handlers are restored. For a node run as its own process."""
+    ``stop``. For a node run as its own process, at its end: SIGINT and SIGTERM are ignored from
+    then on, so the process exits with status 0 once ``stop`` returns.
+
+    Signals that arrive while ``stop`` runs (or after) are absorbed: a Ctrl-C under ``ros2
+    launch`` reaches a node twice (the terminal signals the whole process group, then launch
+    signals each child), and the second must not interrupt the shutdown with a
+    ``KeyboardInterrupt``; launch escalates to SIGKILL if a node never exits."""
     done = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     try:
         print(banner, flush=True)
         while not done.wait(0.2):
             pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

@@ -76,6 +76,8 @@ class SimArmNodeConfig:
         joint_state_topic, command_topic: topics.
         camera_topics: camera name in the scene (``scene``) -> image topic.
         node_name, namespace, domain_id: the ROS node (``domain_id`` None = ``ROS_DOMAIN_ID``).
+        ros_args: what follows ``--ros-args`` (``-r __ns:=/arm`` from ``launch_ros``, ...); wins
+            over ``node_name`` / ``namespace``.
         publish_clock: publish ``/clock`` and run stamps and trajectory timing on simulated time.
         real_time_factor: simulated seconds per wall second (0.5 = half speed).
     """
@@ -92,6 +94,7 @@ class SimArmNodeConfig:
     node_name: str = "sim_arm"
     namespace: str = ""
     domain_id: int | None = None
+    ros_args: tuple[str, ...] = ()
     publish_clock: bool = False
     real_time_factor: float = 1.0
 
@@ -111,7 +114,8 @@ class SimArmNodeConfig:
             raise ValueError(f"camera_hz ({self.camera_hz}) must divide physics_hz ({self.physics_hz})")
         if not self.camera_topics:
             raise ValueError("camera_topics must name at least one camera")
-        NodeThreadConfig(self.node_name, self.namespace, self.domain_id)
+        object.__setattr__(self, "ros_args", NodeThreadConfig(self.node_name, self.namespace, self.domain_id,
+                                                              ros_args=self.ros_args).ros_args)
 
     def env_config(self) -> Any:
         """The :class:`SimArmConfig` of the task, stepped at ``physics_hz``."""
@@ -162,7 +166,8 @@ class SimArmNode:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SimArmNode:
         cfg = self.config
-        node_thread = NodeThread(NodeThreadConfig(cfg.node_name, cfg.namespace, cfg.domain_id, parameter_services=True))
+        node_thread = NodeThread(NodeThreadConfig(cfg.node_name, cfg.namespace, cfg.domain_id, parameter_services=True,
+                                                     ros_args=cfg.ros_args))
         node = node_thread.start()
         try:
             srv = import_ros("std_srvs.srv")
@@ -365,6 +370,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="simulated seconds per wall second")
     p.add_argument("--node-name", default=d.node_name)
     p.add_argument("--namespace", default=d.namespace)
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                   help="everything after this goes to ROS (-r __ns:=/NS, -r __node:=NAME, ...), "
+                   "as launch_ros passes it")
     return p
 
 
@@ -374,7 +382,8 @@ def config_from_args(args: argparse.Namespace) -> SimArmNodeConfig:
                               interpolate_from_desired_state=args.interpolate_from_desired_state,
                               joint_state_topic=args.joint_state_topic, command_topic=args.command_topic,
                               node_name=args.node_name, namespace=args.namespace,
-                              publish_clock=args.publish_clock, real_time_factor=args.real_time_factor)
+                              publish_clock=args.publish_clock, real_time_factor=args.real_time_factor,
+                              ros_args=tuple(args.ros_args or ()))
     if args.camera_topic:
         kw["camera_topics"] = _camera_topics(args.camera_topic)
     return SimArmNodeConfig(**kw)
@@ -388,7 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"sim_arm_node: {exc}", file=sys.stderr)
         return 2
-    node = SimArmNode(config).start()
+    try:
+        node = SimArmNode(config).start()
+    except ValueError as exc:  # e.g. an unparsable ROS argument
+        print(f"sim_arm_node: {exc}", file=sys.stderr)
+        return 2
     serve_until_signal(node.stop)
     return 0
 
