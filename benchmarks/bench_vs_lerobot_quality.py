@@ -1,7 +1,7 @@
 """Quality at equal budget: LeRobot's DiffusionPolicy on the PushT tasks (issue 13).
 
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py train --store runs/pusht.zarr \
-        --out runs/lerobot_state_small --minutes 60 [--task state|image] [--size small|matched|pusht] [--threads 2]
+        --out runs/lerobot_state_small --minutes 60 [--task state|image] [--size small|matched|pusht] [--threads 2] [--warmup 500]
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py eval --run runs/lerobot_state_small \
         --episodes 100 --seed 0 [--workers 2] [--sampler ddpm100|ddim10]
     .venv-lerobot/bin/python benchmarks/bench_vs_lerobot_quality.py replay --run runs/lerobot_state_small \
@@ -154,7 +154,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                                   drop_n_last_frames=7, shuffle=True, seed=a.seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, sampler=sampler, num_workers=0, drop_last=True)
     opt = torch.optim.AdamW(policy.parameters(), lr=a.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=1e-6)
-    budget_s, warmup = 60.0 * a.minutes, 500
+    budget_s, warmup = 60.0 * a.minutes, a.warmup
     n_params = sum(p.numel() for p in policy.parameters())
     print(f"LeRobot DiffusionPolicy ({a.task} task, {a.size}, {n_params:,} parameters), {len(train_episodes)} training episodes, "
           f"{len(ds)} frames, {a.minutes} min", file=sys.stderr)
@@ -184,7 +184,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(out / "model.safetensors"))
     summary = {"task": a.task, "size": a.size, "down_dims": SIZES[a.size], "parameters": n_params, "steps": step,
                "seconds": round(seconds, 1), "samples_per_s": round(step * a.batch / seconds, 1), "batch": a.batch,
-               "lr": a.lr, "threads": a.threads, "train_episodes": train_episodes, "stats": stats, "log": log}
+               "lr": a.lr, "warmup": a.warmup, "threads": a.threads, "train_episodes": train_episodes, "stats": stats,
+               "log": log}
     (out / "run.json").write_text(json.dumps(summary, indent=1))
     print(f"{step} steps in {seconds / 60:.1f} min -> {out}", file=sys.stderr)
 
@@ -309,6 +310,8 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--warmup", type=int, default=500,
+                   help="linear warm-up steps (LeRobot's 500; a run that makes few steps in its budget needs fewer)")
     e = sub.add_parser("eval")
     e.add_argument("--run", required=True)
     e.add_argument("--episodes", type=int, default=100)
