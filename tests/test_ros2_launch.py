@@ -31,7 +31,8 @@ COLCON = os.environ.get("DFP_COLCON") or shutil.which("colcon")
 pytestmark = [
     pytest.mark.skipif(ROS2 is None or importlib.util.find_spec("launch_ros") is None
                        or importlib.util.find_spec("ros2launch") is None,
-                       reason="the ros2 command with ros2launch / launch_ros is not installed (a ROS 2 install)"),
+                       reason="the ros2 command with ros2launch / launch_ros is not installed (a ROS 2 install; "
+                       "ros2launch is not on the package index)"),
     pytest.mark.skipif(COLCON is None, reason="colcon not installed"),
     pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning"),
     pytest.mark.usefixtures("one_torch_thread"),
