@@ -156,7 +156,7 @@ def velocity_within_tracking(vmax: float, max_tracking_error: float | list[float
     scripted demonstrations peak at 2.0), 4.0 on the gripper. History: share 0.3 (2.45 rad/s) and
     0.5 (1.75 rad/s, commands at 0.74-0.79 of the bound) each tripped the fault on a loaded CI
     machine during legal motions."""
-    return within_tracking(vmax, max_tracking_error, period_s, share=1.0 - TRACKING_LAG_SHARE)
+    return within_tracking(vmax, max_tracking_error, period_s)  # share STEP_SHARE_OF_TRACKING = 1 - TRACKING_LAG_SHARE
 
 
 @dataclass
