@@ -553,6 +553,8 @@ def test_config_yaml_params_file_and_validation(tmp_path):
         ({"camera_types": {"wrist": "image"}}, "camera_types.wrist names no camera"),
         ({"joint_state_topic": base["command_topic"]}, "must all differ"),
         ({"max_obs_age_s": 0}, "max_obs_age_s must be > 0"),
+        ({"tracking_fault_after_s": -0.1}, "tracking_fault_after_s must be >= 0"),
+        ({"tracking_grace_s": "soon"}, "tracking_grace_s must be a number"),
         ({"lowdim_fields": {"joint_pos": "torque"}}, "lowdim_fields.joint_pos must be one of"),
         ({"max_velocity_typo": 1.0}, "unknown config key 'max_velocity_typo'"),
         ({"planner_block_tokens": -1}, "planner_block_tokens must be an integer >= 0"),

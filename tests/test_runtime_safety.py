@@ -166,6 +166,39 @@ def test_tracking_grace_clips_the_first_commands_then_faults():
         SafetyConfig(tracking_grace_s=-1.0)
 
 
+def test_a_short_excursion_beyond_the_tracking_bound_is_clipped_a_lasting_one_faults():
+    """With tracking_fault_after_s, one late measurement (the arm a period further behind a legal
+    motion) is clipped into the bound and counted, not a fault; once the arm catches up the
+    excursion is over. An arm that stays beyond the bound faults when the time is up, and no
+    command beyond the bound is sent meanwhile."""
+    cfg = SafetyConfig(max_velocity=1.0, max_tracking_error=0.25, tracking_fault_after_s=0.25)
+    f = SafetyFilter(cfg, action_dim=1, period_s=0.1)
+    f.reset(last_command=np.zeros(1))
+    # a ramp at 1 rad/s; the arm lags 2 steps, then 3 (one late message), then catches up
+    for t, target, measured in ((0.1, 0.1, 0.0), (0.2, 0.2, 0.0), (0.3, 0.3, 0.1), (0.4, 0.4, 0.1),
+                                (0.5, 0.5, 0.3), (0.6, 0.6, 0.4)):
+        c = f.filter(np.array([target]), now=t, measured=np.array([measured]))
+        assert isinstance(c, Command) and abs(c.action[0] - measured) <= 0.25 + 1e-12, (t, c)
+    assert f.violations["tracking"] == 1 and f.fault is None  # t=0.4: 0.3 from the arm, clipped to 0.35
+    assert f.report()["tracking_ratio_max"] == pytest.approx(1.2)
+    # the arm stops (blocked) at 0.35: clipped at 0.1, 0.2 s into the excursion, a fault at 0.3 s
+    kinds = []
+    for t in (0.7, 0.8, 0.9, 1.0):
+        r = f.filter(np.array([t]), now=t, measured=np.array([0.35]))
+        kinds.append("hold" if isinstance(r, Hold) else "sent")
+        if isinstance(r, Command):
+            assert r.action[0] <= 0.35 + 0.25 + 1e-12
+    assert kinds == ["sent", "sent", "sent", "hold"] and "for 0.300 s" in f.fault, (kinds, f.fault)
+    assert f.violations["tracking"] == 4
+    # without the patience the first command beyond the bound faults at once
+    strict = SafetyFilter(SafetyConfig(max_velocity=1.0, max_tracking_error=0.25), action_dim=1, period_s=0.1)
+    strict.reset(last_command=np.array([0.3]))
+    assert isinstance(strict.filter(np.array([0.4]), now=0.4, measured=np.array([0.1])), Hold)
+    assert strict.fault is not None and "beyond the bound for" not in strict.fault
+    with pytest.raises(ValueError, match="tracking_fault_after_s"):
+        SafetyConfig(tracking_fault_after_s=-0.1)
+
+
 def test_a_tracking_bound_tighter_than_one_velocity_step_is_named_at_start(caplog):
     """max_velocity 5 rad/s at 10 Hz lets a command move 0.5 rad, so a 0.35 rad tracking bound in
     fault mode latches a fault during a legal motion (the measured arm lags a command by at least

@@ -219,6 +219,12 @@ class PolicyNodeConfig:
             policy's first targets lead an arm that has not moved yet (with ``delay_steps: 1``
             the first command is the plan's second step). A controller that does not follow is
             still caught when the grace ends. ``0`` = strict from the first command.
+        tracking_fault_after_s: in ``fault`` mode, how long commands may stay beyond
+            ``max_tracking_error`` (each clipped into the bound, counted as ``clipped.tracking``)
+            before the fault latches, timed from the excursion's first command: a late joint state
+            or command message leaves the measured arm a period further behind a legal motion for
+            a tick, while a dead controller or a blocked arm stays behind. ``0`` = fault at the
+            first command beyond the bound. Nothing beyond the bound is published either way.
         action_unit: unit of the joint positions the node commands (``rad``; ``deg`` for a
             driver in degrees); a checkpoint whose action unit is recorded and differs is refused.
         max_obs_age_s: the node holds when the newest complete observation (every camera and
@@ -264,6 +270,7 @@ class PolicyNodeConfig:
     max_tracking_error: float | tuple[float, ...] | None = 0.5
     tracking_mode: str = "fault"
     tracking_grace_s: float = 0.5
+    tracking_fault_after_s: float = 0.25
     action_unit: str = "rad"
     max_obs_age_s: float = 0.5
     device: str = "cpu"
@@ -342,10 +349,11 @@ class PolicyNodeConfig:
         s(self, "command_groups", self._groups(self.command_groups, names, {self.joint_state_topic, *topics}))
         if self.planner_mode not in PLANNER_MODES:
             _fail(f"planner_mode must be one of {PLANNER_MODES}, got {self.planner_mode!r}")
-        grace = self._number(self.tracking_grace_s, "tracking_grace_s")
-        if not grace >= 0:
-            _fail(f"tracking_grace_s must be >= 0, got {self.tracking_grace_s!r}")
-        s(self, "tracking_grace_s", grace)
+        for name in ("tracking_grace_s", "tracking_fault_after_s"):
+            value = self._number(getattr(self, name), name)
+            if not value >= 0:
+                _fail(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            s(self, name, value)
         for name in ("max_obs_age_s", "diagnostics_period_s", "hold_log_period_s"):
             value = self._number(getattr(self, name), name)
             if not value > 0:

@@ -77,7 +77,9 @@ Faults
 * inference slower than ``delay_steps`` periods: ``overrun`` / ``late_action`` holds (WARN).
 * a command farther than ``max_tracking_error`` from the latest measured joint position (the
   controller is inactive, the arm blocked): never published; ``tracking_mode: fault`` latches a
-  fault (ERROR) until ``~/enable``, ``clip`` clips it into ``measured ± max_tracking_error``.
+  fault (ERROR) until ``~/enable`` once commands have stayed beyond the bound for
+  ``tracking_fault_after_s`` (clipped into it until then: one late message is not a fault),
+  ``clip`` clips it into ``measured ± max_tracking_error``.
   Velocity limits use the published ``time_from_start`` (one period), not the wall time.
 * ``~/enable`` refuses while nothing subscribes to ``command_topic``; a subscriber that
   disappears while enabled, or a control-loop thread that died, latches a fault (ERROR).
@@ -376,7 +378,8 @@ class PolicyNode:
             safety=SafetyConfig(low=cfg.position_lower, high=cfg.position_upper, max_velocity=cfg.max_velocity,
                                 max_acceleration=cfg.max_acceleration, max_obs_age_s=cfg.max_obs_age_s,
                                 max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode,
-                                tracking_grace_s=cfg.tracking_grace_s, names=tuple(cfg.joint_names)),
+                                tracking_grace_s=cfg.tracking_grace_s,
+                                tracking_fault_after_s=cfg.tracking_fault_after_s, names=tuple(cfg.joint_names)),
             period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config, self.clock)

@@ -25,6 +25,12 @@ Per command, in this order:
    clipped in either mode: a policy's first targets lead an arm that has not moved yet (with
    ``delay_steps = 1`` the first command sent is the plan's second step), which is not a
    controller failure; a controller that does not follow is still caught once the grace ends.
+   In ``"fault"`` mode an excursion is also clipped (and counted) while it has lasted less than
+   ``tracking_fault_after_s``, timed from the first command of the excursion: one late joint
+   state or command message lets the measured arm fall a period further behind a legal motion,
+   and the arm catches up on the next tick; a dead controller or a blocked arm stays beyond the
+   bound and latches the fault when that time is up (``0`` = at the first command beyond it).
+   Either way no command beyond the bound is ever sent.
 
 Clipped commands are sent, and every clip is counted per kind and per dimension and listed on
 the :class:`Command` (``violations``); every hold is counted per kind. The largest ``|command -
@@ -79,6 +85,9 @@ class SafetyConfig:
         tracking_mode: ``"fault"`` (refuse and latch until reset) or ``"clip"``.
         tracking_grace_s: seconds after the first command since a reset during which a command
             beyond ``max_tracking_error`` is clipped into the bound even in ``"fault"`` mode.
+        tracking_fault_after_s: in ``"fault"`` mode, seconds commands may stay beyond
+            ``max_tracking_error`` (each clipped into the bound) before the fault latches; ``0`` =
+            at the first one.
         command_dt_s: time the hardware takes to execute one command, the ``dt`` of the
             velocity and acceleration limits; ``None`` = one control period.
         names: a name per dimension (joint names), used in fault messages; ``None`` = indices.
@@ -93,6 +102,7 @@ class SafetyConfig:
     max_tracking_error: Limit = None
     tracking_mode: str = "fault"
     tracking_grace_s: float = 0.0
+    tracking_fault_after_s: float = 0.0
     command_dt_s: float | None = None
     names: tuple[str, ...] | None = None
 
@@ -125,8 +135,10 @@ class SafetyConfig:
             fail(f"max_action_age_s must be >= 0 or None, got {self.max_action_age_s}")
         if self.tracking_mode not in ("fault", "clip"):
             fail(f"tracking_mode must be 'fault' or 'clip', got {self.tracking_mode!r}")
-        if not (self.tracking_grace_s >= 0 and math.isfinite(self.tracking_grace_s)):
-            fail(f"tracking_grace_s must be a number >= 0, got {self.tracking_grace_s}")
+        for name in ("tracking_grace_s", "tracking_fault_after_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                fail(f"{name} must be a number >= 0, got {value}")
         if self.command_dt_s is not None and not (self.command_dt_s > 0 and math.isfinite(self.command_dt_s)):
             fail(f"command_dt_s must be a positive number or None, got {self.command_dt_s}")
 
@@ -236,6 +248,7 @@ class SafetyFilter:
         self.fault: str | None = None
         self._last: np.ndarray | None = None
         self._first_command_at: float | None = None
+        self._beyond_since: float | None = None  # first command of the current excursion beyond the bound
         self._last_velocity = np.zeros(self.action_dim)
         self.tracking_ratio_max = 0.0
         self.tracking_ratio_max_dim: int | None = None
@@ -340,15 +353,22 @@ class SafetyFilter:
             if self._first_command_at is None:
                 self._first_command_at = now
             in_grace = now - self._first_command_at < self.config.tracking_grace_s
-            if far.any() and (self.config.tracking_mode == "clip" or in_grace):
-                self._count("tracking", far)
-                kinds.append("tracking")
-                x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
-            elif far.any():
-                self.fault = (f"command {x[worst]:.4f} for {self.dimension_name(worst)} is {error[worst]:.4f} from the measured "
-                              f"position {measured[worst]:.4f} (max_tracking_error {self._track[worst]:g}); "
-                              "the controller or the arm is not following")
-                return self.hold("tracking_error", self.fault, now)
+            if not far.any():
+                self._beyond_since = None
+            elif self._beyond_since is None:
+                self._beyond_since = now
+            if far.any():
+                beyond_s = now - self._beyond_since
+                if self.config.tracking_mode == "clip" or in_grace or beyond_s < self.config.tracking_fault_after_s:
+                    self._count("tracking", far)
+                    kinds.append("tracking")
+                    x = self._clip_position(np.clip(x, measured - self._track, measured + self._track), count=False)
+                else:
+                    lasting = f" (beyond the bound for {beyond_s:.3f} s)" if beyond_s > 0 else ""
+                    self.fault = (f"command {x[worst]:.4f} for {self.dimension_name(worst)} is {error[worst]:.4f} "
+                                  f"from the measured position {measured[worst]:.4f} (max_tracking_error "
+                                  f"{self._track[worst]:g}){lasting}; the controller or the arm is not following")
+                    return self.hold("tracking_error", self.fault, now)
         if self._last is not None:
             self._last_velocity = (x - self._last) / dt
         self._last = x
