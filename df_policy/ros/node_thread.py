@@ -24,7 +24,7 @@ from typing import Any
 
 from ._imports import RosUnavailableError, import_ros
 
-__all__ = ["NodeThread", "NodeThreadConfig", "RosUnavailableError", "wait_until"]
+__all__ = ["NodeThread", "NodeThreadConfig", "RosUnavailableError", "init_private_context", "wait_until"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,27 @@ def _stop_all_at_exit() -> None:
             node_thread.stop(timeout_s=1.0)
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+def init_private_context(program: str, ros_args: tuple[str, ...] | list[str] = (), domain_id: int | None = None) -> Any:
+    """A new, initialised ``rclpy.Context`` of its own (never the global one), without rclpy's
+    signal handlers (the caller owns SIGINT/SIGTERM): ``ros_args`` are what follows ``--ros-args``
+    on a command line (``-r __ns:=/arm``, ``-p name:=value``, ``--params-file f``), read as
+    ``program``'s; ``domain_id`` ``None`` = ``ROS_DOMAIN_ID``. Raises ``ValueError`` naming the
+    arguments when rcl refuses them."""
+    rclpy = import_ros("rclpy")
+    signals = import_ros("rclpy.signals")
+    context = import_ros("rclpy.context").Context()
+    kwargs: dict[str, Any] = {"context": context, "signal_handler_options": signals.SignalHandlerOptions.NO}
+    if ros_args:
+        kwargs["args"] = [program, "--ros-args", *ros_args]
+    if domain_id is not None:
+        kwargs["domain_id"] = int(domain_id)
+    try:
+        rclpy.init(**kwargs)
+    except RuntimeError as exc:  # rclpy's RCLError: an unparsable ROS argument
+        raise ValueError(f"invalid ROS arguments {list(ros_args)}: {exc}") from exc
+    return context
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.005) -> bool:
@@ -123,17 +144,7 @@ class NodeThread:
                 return self._node
             rclpy = import_ros("rclpy")
             executors = import_ros("rclpy.executors")
-            signals = import_ros("rclpy.signals")
-            context = import_ros("rclpy.context").Context()
-            kwargs: dict[str, Any] = {"context": context, "signal_handler_options": signals.SignalHandlerOptions.NO}
-            if self.config.ros_args:
-                kwargs["args"] = [self.config.node_name, "--ros-args", *self.config.ros_args]
-            if self.config.domain_id is not None:
-                kwargs["domain_id"] = int(self.config.domain_id)
-            try:
-                rclpy.init(**kwargs)
-            except RuntimeError as exc:  # rclpy's RCLError: an unparsable ROS argument
-                raise ValueError(f"invalid ROS arguments {list(self.config.ros_args)}: {exc}") from exc
+            context = init_private_context(self.config.node_name, self.config.ros_args, self.config.domain_id)
             try:
                 node = rclpy.create_node(
                     self.config.node_name,

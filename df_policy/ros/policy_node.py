@@ -122,7 +122,7 @@ from .node_setup import (
     observation_inputs,
     parameter_value,
 )
-from .node_thread import serve_until_signal
+from .node_thread import init_private_context, serve_until_signal
 from .observation_intake import ObservationIntake
 
 __all__ = ["PolicyNode", "PolicyNodeConfig", "PolicyNodeConfigError", "build_arg_parser", "main", "run_from_args"]
@@ -218,17 +218,10 @@ class PolicyNode:
         if self.node is not None:
             return self
         rclpy = import_ros("rclpy")
-        signals = import_ros("rclpy.signals")
-        context = import_ros("rclpy.context").Context()
-        args = ["policy_node", "--ros-args", *self._ros_args] if self._ros_args else None
-        kwargs: dict[str, Any] = {"args": args, "context": context,
-                                  "signal_handler_options": signals.SignalHandlerOptions.NO}
-        if self._domain_id is not None:
-            kwargs["domain_id"] = int(self._domain_id)
         try:
-            rclpy.init(**kwargs)
-        except RuntimeError as exc:  # rclpy's RCLError: e.g. an unparsable -p rule
-            raise PolicyNodeConfigError(f"invalid ROS arguments {self._ros_args}: {exc}") from exc
+            context = init_private_context("policy_node", self._ros_args, self._domain_id)
+        except ValueError as exc:  # e.g. an unparsable -p rule
+            raise PolicyNodeConfigError(str(exc)) from exc.__cause__
         self._context = context
         try:
             name = self._overrides.get("node_name") or self._base.get("node_name") or "policy_node"
