@@ -11,7 +11,9 @@ Loop (one iteration per period of ``1 / fps`` s)
 3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
    later than the state of the last recorded step) and every camera delivered a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
-   ``max_skew_s`` of the state's stamp, with its depth if the camera records depth.
+   ``max_skew_s`` of the state's stamp, with its depth if the camera records depth: the rule
+   of :mod:`data_collection.cameras.matching`, which ``MultiCamera`` applies too, with its
+   per-camera counters in the summary (``camera_matching``).
    Otherwise the step is **dropped**: nothing is written for it (a frame or a joint state is
    never duplicated or reused, and a missing depth image is never written as zeros), and it
    is counted in ``dropped_steps`` (frames without their depth also in ``missing_depth``);
@@ -95,6 +97,7 @@ import numpy as np
 from data_collection.bag_config import DEPTH_KEY_SUFFIX, recording_schema
 from data_collection.bag_config import RECORDING_KEYS as RESERVED_KEYS
 from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
+from data_collection.cameras.matching import FrameMatcher
 from data_collection.writer_thread import ThreadedEpisodeWriter
 from data_collection.robots.base import Robot, RobotState
 from data_collection.teleop.base import TeleopDevice
@@ -294,7 +297,8 @@ class Recorder:
         self.log = log or (lambda _line: None)
         self.status_stream = status_stream if status_stream is not None else sys.stderr
         self.store: EpisodeStore | None = None
-        self._last_frame_number: dict[str, int] = {}
+        self._last_frame_number: dict[str, int] = {}  # last frame read (matched or not), for gap counting
+        self._matcher = FrameMatcher(names, config.max_skew_s)
         self._new_episode: set[str] = set()
         self._depth_scales: dict[str, float] = {}
         self._missing: dict[str, int] = {}  # consecutive loop iterations without a frame, per camera
@@ -419,22 +423,23 @@ class Recorder:
         ok = True
         for cam in self.cameras:
             try:
-                frame = cam.read(self._wait_left(deadline))
+                read = cam.read(self._wait_left(deadline))
             except (CameraError, TimeoutError) as e:
                 self._missing[cam.name] = self._missing.get(cam.name, 0) + 1
                 self._last_camera_error[cam.name] = str(e) or type(e).__name__
+                self._matcher.count(cam.name, "missing")
                 ok = False
                 continue
             self._missing[cam.name] = 0
             last = self._last_frame_number.get(cam.name)
-            if last is not None and frame.frame_number <= last:
-                ok = False  # not a new frame: never duplicate
-                continue
-            if last is not None and cam.name not in self._new_episode:
-                gaps += frame.frame_number - last - 1  # frames between episodes are not gaps
-            self._new_episode.discard(cam.name)
-            self._last_frame_number[cam.name] = frame.frame_number
-            if abs(frame.timestamp_s - state.timestamp_s) > self.config.max_skew_s:
+            if last is None or read.frame_number > last:
+                if last is not None and cam.name not in self._new_episode:
+                    gaps += read.frame_number - last - 1  # frames between episodes are not gaps
+                self._new_episode.discard(cam.name)
+                self._last_frame_number[cam.name] = read.frame_number
+            # within max_skew_s of the state, never a frame used before (never a duplicate image)
+            frame, _why = self._matcher.match(cam.name, (read,), state.timestamp_s)
+            if frame is None:
                 ok = False
                 continue
             scale = self._depth_scales.get(cam.name)
@@ -450,6 +455,17 @@ class Recorder:
                     )
             frames[cam.name] = frame
         return (frames if ok else None), gaps
+
+    def _camera_matching(self) -> dict[str, dict[str, int]]:
+        """Per camera, the recording steps' frame matching this session
+        (:class:`~data_collection.cameras.matching.MatchStats`: ``matched``, ``missing`` = no
+        frame within ``max_skew_s`` of the state or none read by the deadline,
+        ``stale_refused``, ``camera_dropped`` = the camera's own drop count)."""
+        out = {}
+        for cam in self.cameras:
+            self._matcher.stats[cam.name].camera_dropped = cam.stats.frames_dropped
+            out[cam.name] = self._matcher.stats[cam.name].to_dict()
+        return out
 
     def _skip_frames(self, deadline: float) -> None:
         """Idle: read (and drop) a frame per camera, so that no frame older than the episode is
@@ -510,8 +526,10 @@ class Recorder:
         started). Returns (and keeps in :attr:`summary`) ``episodes_saved``,
         ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
         ``dropped_frames``, ``missing_depth`` (matched frames dropped for lack of their
-        depth), ``idle_s`` (time spent idle, ``wait_for_start``), ``ignored_events`` (events
-        that meant nothing when they came, e.g. ``save`` while idle), ``writer_stalls`` /
+        depth), ``camera_matching`` (per camera: frames ``matched`` to a state, ``missing``,
+        ``stale_refused``, ``camera_dropped``), ``idle_s`` (time spent idle,
+        ``wait_for_start``), ``ignored_events`` (events that meant nothing when they came, e.g.
+        ``save`` while idle), ``writer_stalls`` /
         ``writer_stall_s`` (the loop waited for the writer thread), ``loop_period_ms_p50`` /
         ``_p99`` / ``_max`` (loop periods while recording), ``mean_loop_hz`` (all iterations,
         idle ones included), ``duration_s``, ``quit``, ``store``.
@@ -677,6 +695,7 @@ class Recorder:
             "dropped_steps": n.dropped_steps,
             "dropped_frames": n.dropped_frames,
             "missing_depth": n.missing_depth,
+            "camera_matching": self._camera_matching(),
             "idle_s": idle_s,
             "ignored_events": n.ignored_events,
             "writer_stalls": n.writer_stalls,

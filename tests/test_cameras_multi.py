@@ -1,4 +1,4 @@
-"""MultiCamera: matching frames of several cameras to requested times."""
+"""MultiCamera and the frame-matching rule it shares with the recorder (``cameras.matching``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from data_collection.cameras import CameraConfig, CameraConfigError, Frame, MultiCamera, SimulatedCamera
+from data_collection.cameras.matching import FrameMatcher
 from data_collection.cameras.multi import match_nearest
 
 
@@ -22,6 +23,24 @@ def test_match_nearest_rules():
     assert match_nearest(fs, 0.10, 0.05, 1) == (None, "stale_refused")
     # ...but a newer frame within tolerance is fine
     assert match_nearest(fs, 0.14, 0.07, 1) == (fs[2], "matched")
+
+
+def test_frame_matcher_remembers_each_cameras_last_frame_and_counts_every_answer():
+    m = FrameMatcher(["a", "b"], tolerance_s=0.02)
+    f3 = frame(3, 1.00)
+    assert m.match("a", [f3], 1.01) == (f3, "matched") and m.last_used("a") == 3
+    assert m.match("a", [frame(3, 1.00)], 1.00) == (None, "stale_refused")  # the same frame again: refused
+    assert m.match("a", [frame(4, 1.10)], 1.05) == (None, "missing")  # too far from the request
+    assert m.match("b", [frame(3, 1.00)], 1.00)[1] == "matched"  # cameras are remembered separately
+    m.count("b", "missing")  # e.g. a read that timed out
+    assert m.stats["a"].to_dict() == {"matched": 1, "missing": 1, "stale_refused": 1, "camera_dropped": 0}
+    assert (m.stats["b"].matched, m.stats["b"].missing) == (1, 1)
+    with pytest.raises(KeyError, match="unknown camera 'c'"):
+        m.match("c", [], 0.0)
+    with pytest.raises(ValueError, match="unknown match reason"):
+        m.count("a", "late")
+    with pytest.raises(CameraConfigError, match="distinct"):
+        FrameMatcher(["a", "a"], 0.1)
 
 
 def sim(name: str, fps: float, **kw) -> SimulatedCamera:

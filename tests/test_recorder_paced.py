@@ -78,6 +78,11 @@ def _check_common(summary, cam, ep, frames, iterations, max_skew_s, cam_fps):
     assert steps <= cam.stats.frames_delivered
     # gaps between frames the recorder read are the camera's own drop count (one episode)
     assert summary["dropped_frames"] == cam.stats.frames_dropped
+    # one matching answer per iteration (cameras.matching, the rule MultiCamera uses); a step
+    # dropped for its state alone still matched its frame
+    matching = summary["camera_matching"]["cam"]
+    assert matching["matched"] + matching["missing"] + matching["stale_refused"] == iterations, matching
+    assert matching["matched"] >= steps and matching["camera_dropped"] == cam.stats.frames_dropped, matching
     stamps = ep["stamp_s"][:, 0].astype(np.float64)
     assert stamps[0] == 0.0 and np.all(np.diff(stamps) > 0)
     # frame k was captured at t0 + k / fps and matched to a state within max_skew_s, so stamp

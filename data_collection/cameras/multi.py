@@ -2,7 +2,8 @@
 
 Each camera gets a reader thread that keeps its newest ``buffer_size`` frames. A request for
 time ``t`` (host monotonic seconds, the clock of ``Frame.timestamp_s``) returns, per camera,
-the frame nearest to ``t`` within ``tolerance_s`` — or ``None`` with the reason counted:
+the frame nearest to ``t`` within ``tolerance_s`` — or ``None`` with the reason counted, by the
+rule the recorder uses too (:mod:`data_collection.cameras.matching`):
 
 * ``missing``: no frame within tolerance (the camera dropped it, or it did not arrive before
   the request's timeout);
@@ -24,18 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .base import Camera, CameraConfigError, CameraError, CameraTimeoutError, EndOfStream, Frame
+from .matching import FrameMatcher, MatchStats, match_nearest
 
 __all__ = ["MatchResult", "MatchStats", "MultiCamera", "match_nearest"]
-
-
-@dataclass
-class MatchStats:
-    """Per-camera matching counters since :meth:`MultiCamera.start`."""
-
-    matched: int = 0
-    missing: int = 0
-    stale_refused: int = 0
-    camera_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,32 +51,6 @@ class MatchResult:
         return {n: f.timestamp_s - self.t_request_s for n, f in self.frames.items() if f is not None}
 
 
-def match_nearest(
-    frames: Sequence[Frame], t_s: float, tolerance_s: float, after_frame_number: int | None
-) -> tuple[Frame | None, str]:
-    """Nearest frame to ``t_s`` within ``tolerance_s`` among ``frames``.
-
-    Returns ``(frame, "matched")``, ``(None, "stale_refused")`` when the nearest in-tolerance
-    frame has ``frame_number <= after_frame_number`` (already used) and no unused one is in
-    tolerance, or ``(None, "missing")``.
-    """
-    best: Frame | None = None
-    best_used: Frame | None = None
-    for f in frames:
-        dt = abs(f.timestamp_s - t_s)
-        if dt > tolerance_s:
-            continue
-        if after_frame_number is not None and f.frame_number <= after_frame_number:
-            if best_used is None or dt < abs(best_used.timestamp_s - t_s):
-                best_used = f
-            continue
-        if best is None or dt < abs(best.timestamp_s - t_s):
-            best = f
-    if best is not None:
-        return best, "matched"
-    return None, ("stale_refused" if best_used is not None else "missing")
-
-
 class _Reader:
     def __init__(self, cam: Camera, buffer_size: int, cond: threading.Condition) -> None:
         self.cam = cam
@@ -92,7 +58,6 @@ class _Reader:
         self.cond = cond
         self.ended = False
         self.error: BaseException | None = None
-        self.last_used: int | None = None
         self.stop_evt = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"multicam-{cam.name}", daemon=True)
 
@@ -147,7 +112,7 @@ class MultiCamera:
         self.buffer_size = int(buffer_size)
         self._cond = threading.Condition()
         self._readers: dict[str, _Reader] = {}
-        self.stats: dict[str, MatchStats] = {}
+        self._matcher = FrameMatcher(names, self.tolerance_s)
 
     def start(self) -> None:
         """Start every camera (stopping those already started if one fails) and the readers."""
@@ -160,7 +125,7 @@ class MultiCamera:
             for cam in started:
                 cam.stop()
             raise
-        self.stats = {c.name: MatchStats() for c in self.cameras}
+        self._matcher = FrameMatcher([c.name for c in self.cameras], self.tolerance_s)
         self._readers = {c.name: _Reader(c, self.buffer_size, self._cond) for c in self.cameras}
         for r in self._readers.values():
             r.thread.start()
@@ -172,6 +137,11 @@ class MultiCamera:
             r.thread.join(timeout=2.0)
         for cam in self.cameras:
             cam.stop()
+
+    @property
+    def stats(self) -> dict[str, MatchStats]:
+        """Per-camera matching counters since :meth:`start`."""
+        return self._matcher.stats
 
     def __enter__(self) -> MultiCamera:
         self.start()
@@ -200,15 +170,6 @@ class MultiCamera:
             frames: dict[str, Frame | None] = {}
             reasons: dict[str, str] = {}
             for name, r in self._readers.items():
-                f, why = match_nearest(list(r.buf), t_s, self.tolerance_s, r.last_used)
-                st = self.stats[name]
-                st.camera_dropped = r.cam.stats.frames_dropped
-                if f is not None:
-                    r.last_used = f.frame_number
-                    st.matched += 1
-                elif why == "stale_refused":
-                    st.stale_refused += 1
-                else:
-                    st.missing += 1
-                frames[name], reasons[name] = f, why
+                frames[name], reasons[name] = self._matcher.match(name, list(r.buf), t_s)
+                self._matcher.stats[name].camera_dropped = r.cam.stats.frames_dropped
         return MatchResult(t_request_s=t_s, frames=frames, reasons=reasons)
