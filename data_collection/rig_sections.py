@@ -22,8 +22,10 @@ from data_collection.cameras.base import (
     CameraConfigError,
     CameraIntrinsics,
 )
+from data_collection.recorder import RecorderConfig, RecorderError
 from data_collection.rig_fields import RigConfigError, _coerce, _Spec, _translate
 from data_collection.robots.base import RobotConfigError, RobotLimits
+from data_collection.robots.ros2_robot import Ros2RobotConfig
 from data_collection.teleop.base import TeleopError
 
 ROBOT_TYPES = ("ros2", "simulated", "sim_arm")
@@ -33,6 +35,17 @@ _DEPTH_CAMERAS = ("realsense", "simulated")
 _SIM_ARM_MODES = ("realtime", "lockstep")  # data_collection.sim.robot.SIM_ROBOT_MODES (not imported: mujoco)
 _SIM_ARM_PHYSICS_DT_S = 0.002  # df_policy.sim.scene.SceneConfig.physics_dt_s default
 _TOP_KEYS = ("name", "description", "robot", "cameras", "teleop", "recorder")
+
+
+def _defaults(config_cls: type) -> dict[str, Any]:
+    """A backend config's field defaults: the sections below take theirs from here (the
+    ``recorder`` section from :class:`RecorderConfig`, the ``ros2`` robot from
+    :class:`Ros2RobotConfig`), so a rig file's default is the backend's, never a copy."""
+    return {f.name: f.default for f in dataclasses.fields(config_cls) if f.default is not dataclasses.MISSING}
+
+
+_RECORDER = _defaults(RecorderConfig)
+_ROS2_ROBOT = _defaults(Ros2RobotConfig)
 
 
 # --------------------------------------------------------------------------- robot
@@ -79,8 +92,8 @@ class Ros2RobotSpec(_Spec):
         command_period_s: the trajectory point's ``time_from_start``; ``null`` = ``1 / recorder.fps``.
         check_speed, speed_check_horizon_s, max_state_age_s, stamp_source, state_qos,
         qos_depth, connect_timeout_s, wait_for_command_subscriber, node_name, namespace,
-        domain_id, name: as in :class:`~data_collection.robots.Ros2RobotConfig`, with the
-            same defaults (a test holds them equal) except ``node_name`` (``dfp_recorder``).
+        domain_id, name: as in :class:`~data_collection.robots.Ros2RobotConfig`, with its
+            defaults (taken from it) except ``node_name`` (``dfp_recorder``).
     """
 
     kind: ClassVar[str] = "a ros2 robot"
@@ -88,22 +101,22 @@ class Ros2RobotSpec(_Spec):
     position_lower: float | tuple[float, ...]
     position_upper: float | tuple[float, ...]
     velocity_max: float | tuple[float, ...] | None = None
-    state_topic: str = "/joint_states"
-    command_topic: str = "/joint_trajectory_controller/joint_trajectory"
-    command_type: str = "trajectory"
+    state_topic: str = _ROS2_ROBOT["state_topic"]
+    command_topic: str = _ROS2_ROBOT["command_topic"]
+    command_type: str = _ROS2_ROBOT["command_type"]
     command_period_s: float | None = None
-    check_speed: bool = True
-    speed_check_horizon_s: float | None = None
-    max_state_age_s: float | None = 0.5
-    stamp_source: str = "receipt"
-    state_qos: str = "sensor_data"
-    qos_depth: int = 10
-    connect_timeout_s: float = 5.0
-    wait_for_command_subscriber: bool = True
+    check_speed: bool = _ROS2_ROBOT["check_speed"]
+    speed_check_horizon_s: float | None = _ROS2_ROBOT["speed_check_horizon_s"]
+    max_state_age_s: float | None = _ROS2_ROBOT["max_state_age_s"]
+    stamp_source: str = _ROS2_ROBOT["stamp_source"]
+    state_qos: str = _ROS2_ROBOT["state_qos"]
+    qos_depth: int = _ROS2_ROBOT["qos_depth"]
+    connect_timeout_s: float = _ROS2_ROBOT["connect_timeout_s"]
+    wait_for_command_subscriber: bool = _ROS2_ROBOT["wait_for_command_subscriber"]
     node_name: str = "dfp_recorder"
-    namespace: str = ""
-    domain_id: int | None = None
-    name: str = "ros2_robot"
+    namespace: str = _ROS2_ROBOT["namespace"]
+    domain_id: int | None = _ROS2_ROBOT["domain_id"]
+    name: str = _ROS2_ROBOT["name"]
 
     type: ClassVar[str] = "ros2"
 
@@ -119,8 +132,6 @@ class Ros2RobotSpec(_Spec):
 
     def to_config(self, fps: float) -> Any:
         """The :class:`~data_collection.robots.Ros2RobotConfig` for a recorder running at ``fps``."""
-        from data_collection.robots.ros2_robot import Ros2RobotConfig
-
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for k in ("joint_names", "position_lower", "position_upper", "velocity_max"):
             settings.pop(k)
@@ -470,7 +481,8 @@ class TeleopSpec(_Spec):
 
 @dataclass(frozen=True)
 class RecorderSpec(_Spec):
-    """``recorder:``: the :class:`~data_collection.recorder.RecorderConfig` fields (same meaning and defaults).
+    """``recorder:``: the :class:`~data_collection.recorder.RecorderConfig` fields (same meaning;
+    defaults taken from it).
 
     Attributes:
         fps: loop and recording rate, Hz.
@@ -501,22 +513,22 @@ class RecorderSpec(_Spec):
     """
 
     kind: ClassVar[str] = "recorder"
-    fps: float = 10.0
-    max_episode_s: float = 60.0
-    episodes: int | None = None
-    task: str = ""
-    realtime: bool = True
-    flush_every: int = 10
-    frame_timeout_s: float = 0.5
-    max_skew_s: float = 0.02
-    robot_model: str = ""
-    status: bool = True
+    fps: float = _RECORDER["fps"]
+    max_episode_s: float = _RECORDER["max_episode_s"]
+    episodes: int | None = _RECORDER["episodes"]
+    task: str = _RECORDER["task"]
+    realtime: bool = _RECORDER["realtime"]
+    flush_every: int = _RECORDER["flush_every"]
+    frame_timeout_s: float = _RECORDER["frame_timeout_s"]
+    max_skew_s: float = _RECORDER["max_skew_s"]
+    robot_model: str = _RECORDER["robot_model"]
+    status: bool = _RECORDER["status"]
     store_path: str | None = None
     wait_for_start: bool | None = None
-    allow_camera_change: bool = False
-    camera_lost_s: float = 2.0
-    on_camera_lost: str = "save"
-    write_queue_steps: int = 256
+    allow_camera_change: bool = _RECORDER["allow_camera_change"]
+    camera_lost_s: float = _RECORDER["camera_lost_s"]
+    on_camera_lost: str = _RECORDER["on_camera_lost"]
+    write_queue_steps: int = _RECORDER["write_queue_steps"]
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")
@@ -524,8 +536,6 @@ class RecorderSpec(_Spec):
     def to_config(self, store_path: str | os.PathLike, scripted: bool = False) -> Any:
         """The :class:`~data_collection.recorder.RecorderConfig`; ``scripted``: the teleop is the
         scripted expert (``wait_for_start: null`` then means ``false``)."""
-        from data_collection.recorder import RecorderConfig, RecorderError
-
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "store_path"}
         if settings["wait_for_start"] is None:
             settings["wait_for_start"] = not scripted
