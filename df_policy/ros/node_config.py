@@ -210,8 +210,9 @@ class PolicyNodeConfig:
             **measured** joint position (units), scalar or per joint; ``null`` turns the bound
             off (not recommended on hardware). A gripper that squeezes an object needs a larger
             value than the arm joints.
-        tracking_mode: ``fault`` (a command beyond the bound is never published; the node
-            latches a fault, ERROR on ``/diagnostics``, until ``~/enable``) or ``clip`` (clip the
+        tracking_mode: ``fault`` (a command beyond the bound is never published; once commands
+            have stayed beyond it for ``tracking_fault_after_s`` the node latches a fault, ERROR
+            on ``/diagnostics``, until ``~/enable``) or ``clip`` (clip the
             command into ``measured ± max_tracking_error`` and count it, like LeRobot's
             ``ensure_safe_goal_position``).
         tracking_grace_s: for this long after enabling (from the first command), a command
