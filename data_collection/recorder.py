@@ -3,17 +3,20 @@
 Loop (one iteration per period of ``1 / fps`` s)
 ------------------------------------------------
 1. ``state = robot.read_state()`` (host monotonic stamp ``state.timestamp_s``);
-2. ``frame = camera.read(...)`` for every camera, all of them together waiting at most
+2. the cameras' frames for the state's stamp, from a
+   :class:`~data_collection.cameras.multi.MultiCamera`: by default one ``camera.read(...)``
+   per camera on this thread; with ``camera_threads`` the frame nearest to the stamp among
+   those each camera's reader thread buffered. Either way all cameras together wait at most
    ``frame_timeout_s`` and, when paced (``realtime``), never past the end of the period (half
    a period when the loop already runs late): a camera that stops delivering (unplugged, USB
    reset) costs the loop at most the rest of one period, not ``frame_timeout_s`` per camera,
    so the arm keeps being commanded at ``fps``;
 3. **matching**: a step is *recorded* only if the robot state is **new** (``timestamp_s``
-   later than the state of the last recorded step) and every camera delivered a **new** frame
+   later than the state of the last recorded step) and every camera gave a **new** frame
    (``frame_number`` greater than the last one used) whose ``timestamp_s`` is within
    ``max_skew_s`` of the state's stamp, with its depth if the camera records depth: the rule
-   of :mod:`data_collection.cameras.matching`, which ``MultiCamera`` applies too, with its
-   per-camera counters in the summary (``camera_matching``).
+   of :mod:`data_collection.cameras.matching`, with its per-camera counters in the summary
+   (``camera_matching``).
    Otherwise the step is **dropped**: nothing is written for it (a frame or a joint state is
    never duplicated or reused, and a missing depth image is never written as zeros), and it
    is counted in ``dropped_steps`` (frames without their depth also in ``missing_depth``);
@@ -97,7 +100,7 @@ import numpy as np
 from data_collection.bag_config import DEPTH_KEY_SUFFIX, recording_schema
 from data_collection.bag_config import RECORDING_KEYS as RESERVED_KEYS
 from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
-from data_collection.cameras.matching import FrameMatcher
+from data_collection.cameras.multi import MultiCamera
 from data_collection.writer_thread import ThreadedEpisodeWriter
 from data_collection.robots.base import Robot, RobotState
 from data_collection.teleop.base import TeleopDevice
@@ -184,6 +187,12 @@ class RecorderConfig:
             camera info is updated and the old one kept in its ``history`` (with the number of
             episodes recorded with it). ``False``: such a store is refused, naming the change.
         status: print a live one-line status (``\\r``) to ``status_stream``.
+        camera_threads: read every camera on a thread of its own and match the frame nearest to
+            each state among those it buffered (:class:`~data_collection.cameras.multi.MultiCamera`
+            ``threaded``): reading and decoding leave the control thread, and a camera faster
+            than ``fps`` gives the frame closest to the state instead of the next one queued.
+            ``False`` (default): one read per camera per step on the loop's thread, which a
+            lock-step simulated camera needs (see step 2 of the loop). Same matching either way.
         wait_for_start: idle before every episode until the teleop sends ``start`` /
             ``toggle`` (see "Episodes" in the module docstring). ``False`` (the default here,
             in :func:`record_sim` and with the scripted teleop) starts the next episode at
@@ -206,10 +215,11 @@ class RecorderConfig:
     camera_lost_s: float = 2.0
     on_camera_lost: str = "save"
     write_queue_steps: int = 256
+    camera_threads: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store_path", Path(self.store_path))
-        for name in ("wait_for_start", "allow_camera_change"):
+        for name in ("wait_for_start", "allow_camera_change", "camera_threads"):
             if not isinstance(getattr(self, name), bool):
                 raise RecorderError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (math.isfinite(self.fps) and self.fps > 0):
@@ -297,8 +307,7 @@ class Recorder:
         self.log = log or (lambda _line: None)
         self.status_stream = status_stream if status_stream is not None else sys.stderr
         self.store: EpisodeStore | None = None
-        self._last_frame_number: dict[str, int] = {}  # last frame read (matched or not), for gap counting
-        self._matcher = FrameMatcher(names, config.max_skew_s)
+        self._frames: MultiCamera | None = None  # the cameras' frames, matched to the states (run)
         self._new_episode: set[str] = set()
         self._depth_scales: dict[str, float] = {}
         self._missing: dict[str, int] = {}  # consecutive loop iterations without a frame, per camera
@@ -356,7 +365,6 @@ class Recorder:
             except (CameraError, TimeoutError) as e:
                 last_error = str(e) or type(e).__name__
                 continue
-            self._last_frame_number[cam.name] = frame.frame_number
             if frame.depth is not None and frame.depth_scale is not None:
                 self._depth_scales[cam.name] = float(frame.depth_scale)
                 return self._depth_scales[cam.name]
@@ -417,28 +425,24 @@ class Recorder:
 
     def _read_frames(self, state: RobotState, deadline: float) -> tuple[dict[str, Frame] | None, int]:
         """Frames matched to ``state`` (or None if the step must be dropped), and frame gaps seen;
-        reads end by ``deadline`` (monotonic s)."""
+        waits end by ``deadline`` (monotonic s)."""
+        assert self._frames is not None
+        result = self._frames.match(state.timestamp_s, self._wait_left(deadline))
         frames: dict[str, Frame] = {}
         gaps = 0
         ok = True
         for cam in self.cameras:
-            try:
-                read = cam.read(self._wait_left(deadline))
-            except (CameraError, TimeoutError) as e:
+            if result.fresh[cam.name]:
+                self._missing[cam.name] = 0
+            else:
                 self._missing[cam.name] = self._missing.get(cam.name, 0) + 1
-                self._last_camera_error[cam.name] = str(e) or type(e).__name__
-                self._matcher.count(cam.name, "missing")
-                ok = False
-                continue
-            self._missing[cam.name] = 0
-            last = self._last_frame_number.get(cam.name)
-            if last is None or read.frame_number > last:
-                if last is not None and cam.name not in self._new_episode:
-                    gaps += read.frame_number - last - 1  # frames between episodes are not gaps
-                self._new_episode.discard(cam.name)
-                self._last_frame_number[cam.name] = read.frame_number
+                self._last_camera_error[cam.name] = result.errors.get(cam.name, "no new frame")
+            if cam.name not in self._new_episode:
+                gaps += result.gaps[cam.name]
+            elif result.fresh[cam.name]:
+                self._new_episode.discard(cam.name)  # frames between episodes are not gaps
             # within max_skew_s of the state, never a frame used before (never a duplicate image)
-            frame, _why = self._matcher.match(cam.name, (read,), state.timestamp_s)
+            frame = result.frames[cam.name]
             if frame is None:
                 ok = False
                 continue
@@ -461,21 +465,19 @@ class Recorder:
         (:class:`~data_collection.cameras.matching.MatchStats`: ``matched``, ``missing`` = no
         frame within ``max_skew_s`` of the state or none read by the deadline,
         ``stale_refused``, ``camera_dropped`` = the camera's own drop count)."""
+        if self._frames is None:
+            return {}
         out = {}
         for cam in self.cameras:
-            self._matcher.stats[cam.name].camera_dropped = cam.stats.frames_dropped
-            out[cam.name] = self._matcher.stats[cam.name].to_dict()
+            self._frames.stats[cam.name].camera_dropped = cam.stats.frames_dropped
+            out[cam.name] = self._frames.stats[cam.name].to_dict()
         return out
 
     def _skip_frames(self, deadline: float) -> None:
-        """Idle: read (and drop) a frame per camera, so that no frame older than the episode is
-        recorded; reads end by ``deadline``."""
-        for cam in self.cameras:
-            try:
-                frame = cam.read(self._wait_left(deadline))
-            except (CameraError, TimeoutError):
-                continue
-            self._last_frame_number[cam.name] = frame.frame_number
+        """Idle: no frame of this time may be recorded later (unthreaded reads: one frame per
+        camera read and dropped); waits end by ``deadline``."""
+        assert self._frames is not None
+        self._frames.skip(self._wait_left(deadline))
 
     def _status(self, text: str) -> None:
         now = time.monotonic()
@@ -555,6 +557,8 @@ class Recorder:
         keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
         try:
             self.store = self._open_store(self.build_schema())
+            self._frames = MultiCamera(self.cameras, tolerance_s=cfg.max_skew_s, threaded=cfg.camera_threads)
+            self._frames.start()  # the cameras run already: only the readers start (camera_threads)
             episode = 0
             while not quit_requested and (cfg.episodes is None or n.saved < cfg.episodes):
                 carried: list[str] = []
@@ -679,6 +683,8 @@ class Recorder:
                     writer.close() if keep_partial else writer.discard()
                 except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
                     print(f"recorder: could not discard the unfinished episode: {cleanup_error}", file=sys.stderr)
+            if self._frames is not None:
+                self._frames.stop()  # the readers; the cameras are stopped below if this run started them
             if self.store is not None:
                 self.store.close()  # the writer lock goes with the session
             for stop in reversed(started):

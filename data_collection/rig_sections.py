@@ -510,6 +510,10 @@ class RecorderSpec(_Spec):
             ends and the session stops (``dfp record`` exits 1).
         on_camera_lost: ``save`` (the episode's steps, marked bad with a note) or ``discard``.
         write_queue_steps: steps the writer thread may lag behind the loop before the loop waits.
+        camera_threads: read each camera on its own thread and record the frame nearest to each
+            joint state among those buffered (decoding leaves the control loop; a camera faster
+            than ``fps`` is matched to the state, not read in turn); default ``false``: one read
+            per camera per step, which ``sim_arm`` cameras in ``lockstep`` mode need.
     """
 
     kind: ClassVar[str] = "recorder"
@@ -529,6 +533,7 @@ class RecorderSpec(_Spec):
     camera_lost_s: float = _RECORDER["camera_lost_s"]
     on_camera_lost: str = _RECORDER["on_camera_lost"]
     write_queue_steps: int = _RECORDER["write_queue_steps"]
+    camera_threads: bool = _RECORDER["camera_threads"]
 
     def _validate(self) -> None:
         self.to_config(self.store_path or ".")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,40 @@ def test_multicamera_config_errors():
     with pytest.raises(CameraConfigError, match="at least one"):
         MultiCamera([])
     assert MultiCamera([sim("x", 10.0), sim("y", 40.0)]).tolerance_s == pytest.approx(0.5 / 40)
+
+
+def test_unthreaded_reads_one_frame_per_request_and_reports_what_happened():
+    """threaded=False: one read per camera per request on the caller's thread (the recorder's
+    default); the frame is matched by the same rule, and a failed read is reported, not raised."""
+    cam = SimulatedCamera(CameraConfig(name="c", width=16, height=12, fps=50.0), realtime=False,
+                          drop_frames={2})
+    with MultiCamera([cam], tolerance_s=0.001, threaded=False) as mc:
+        r = mc.match(cam.frame_time(0), timeout_s=1.0)
+        assert r.frames["c"].frame_number == 0 and r.fresh["c"] and r.gaps["c"] == 0
+        r = mc.match(cam.frame_time(2), timeout_s=1.0)  # reads frame 1: too early for the request
+        assert r.frames["c"] is None and r.reasons["c"] == "missing" and r.fresh["c"]
+        r = mc.match(cam.frame_time(3), timeout_s=1.0)  # frame 2 was dropped by the camera
+        assert r.frames["c"].frame_number == 3 and r.gaps["c"] == 1
+        mc.skip(1.0)  # frame 4 read and thrown away
+        r = mc.match(cam.frame_time(4), timeout_s=1.0)  # reads 5: 4 is never handed out
+        assert r.frames["c"] is None and r.reasons["c"] == "missing"
+        cam.stop()  # unplugged: the read fails, reported per camera
+        r = mc.match(cam.frame_time(6), timeout_s=0.01)
+        assert not r.fresh["c"] and "before start" in r.errors["c"] and r.frames["c"] is None
+    assert mc.stats["c"].matched == 2 and mc.stats["c"].missing == 3
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_queueing_camera_is_matched_to_the_request_only_when_threaded(threaded):
+    """A 40 fps camera that queues 4 frames, asked every 100 ms for the frame at the request
+    time within 15 ms: read in turn, the next frame is the oldest queued (~75 ms old) and never
+    matches; threaded, the frame nearest the request among those buffered does."""
+    cam = SimulatedCamera(CameraConfig(name="q", width=16, height=12, fps=40.0), realtime=True, max_queue=4)
+    with MultiCamera([cam], tolerance_s=0.015, threaded=threaded) as mc:
+        time.sleep(0.3)
+        results = []
+        for _ in range(5):
+            time.sleep(0.1)
+            results.append(mc.match(time.monotonic(), timeout_s=0.05))
+    matched = [r.frames["q"] is not None for r in results]
+    assert all(matched) if threaded else not any(matched), [(r.reasons, r.skew_s()) for r in results]

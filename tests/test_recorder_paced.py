@@ -45,17 +45,18 @@ def _frame_number(img: np.ndarray) -> int:
 
 
 def _paced_run(tmp_path: Path, *, loop_hz: float, cam_fps: float, seconds: float, max_skew_s: float,
-               frame_timeout_s: float, drop_frames=(), status: io.StringIO | None = None, robot_hz: float = 100.0):
+               frame_timeout_s: float, drop_frames=(), status: io.StringIO | None = None, robot_hz: float = 100.0,
+               camera_threads: bool = False, max_queue: int = 1):
     limits = RobotLimits.uniform(("a", "b", "c"), -1.0, 1.0, velocity_max=1.0)
     robot = SimulatedRobot(SimulatedRobotConfig(limits, rate_hz=robot_hz, initial_positions=(0.1, -0.2, 0.3),
                                                 realtime=True))  # state stamps advance in steps of 1 / robot_hz
     cam = SimulatedCamera(CameraConfig(name="cam", width=W, height=H, fps=cam_fps), realtime=True,
-                          drop_frames=drop_frames)
+                          drop_frames=drop_frames, max_queue=max_queue)
     r, w = os.pipe()  # keyboard teleop on a pipe nobody writes to: no events, the time limit ends the episode
     try:
         config = RecorderConfig(store_path=tmp_path / "store", fps=loop_hz, max_episode_s=seconds, episodes=1,
                                 realtime=True, frame_timeout_s=frame_timeout_s, max_skew_s=max_skew_s,
-                                flush_every=5, status=status is not None)
+                                flush_every=5, status=status is not None, camera_threads=camera_threads)
         recorder = Recorder(config, robot, [cam], KeyboardTeleop(fd=r), status_stream=status)
         summary = recorder.run()
     finally:
@@ -95,10 +96,12 @@ def _check_common(summary, cam, ep, frames, iterations, max_skew_s, cam_fps):
     return stamps
 
 
-def test_loop_faster_than_camera_drops_steps_never_reuses_frames(tmp_path):
+@pytest.mark.parametrize("camera_threads", [False, True])
+def test_loop_faster_than_camera_drops_steps_never_reuses_frames(tmp_path, camera_threads):
     loop_hz, cam_fps, seconds, skew = 20.0, 10.0, 3.0, 0.08
     summary, cam, ep, frames, iterations = _paced_run(
-        tmp_path, loop_hz=loop_hz, cam_fps=cam_fps, seconds=seconds, max_skew_s=skew, frame_timeout_s=0.01
+        tmp_path, loop_hz=loop_hz, cam_fps=cam_fps, seconds=seconds, max_skew_s=skew, frame_timeout_s=0.01,
+        camera_threads=camera_threads,
     )
     stamps = _check_common(summary, cam, ep, frames, iterations, skew, cam_fps)
     assert iterations == 60
@@ -111,14 +114,15 @@ def test_loop_faster_than_camera_drops_steps_never_reuses_frames(tmp_path):
     assert abs(np.median(np.diff(stamps)) - 1 / cam_fps) < 0.3 / cam_fps, np.diff(stamps)
 
 
-def test_camera_dropping_frames_is_counted(tmp_path):
+@pytest.mark.parametrize("camera_threads", [False, True])
+def test_camera_dropping_frames_is_counted(tmp_path, camera_threads):
     loop_hz = cam_fps = 20.0
     skew = 0.06
     dropped = (15, 16, 30)
     status = io.StringIO()
     summary, cam, ep, frames, iterations = _paced_run(
         tmp_path, loop_hz=loop_hz, cam_fps=cam_fps, seconds=3.0, max_skew_s=skew, frame_timeout_s=0.02,
-        drop_frames=dropped, status=status,
+        drop_frames=dropped, status=status, camera_threads=camera_threads,
     )
     stamps = _check_common(summary, cam, ep, frames, iterations, skew, cam_fps)
     assert frames[0] < 15 and frames[-1] > 30, frames  # the episode spans the injected drops
@@ -148,6 +152,46 @@ def test_camera_dropping_frames_is_counted(tmp_path):
             assert np.all(np.diff(real) <= 1.5 / loop_hz), real  # consecutive real steps: one period apart
     hole = int(np.searchsorted(frames, 17))  # the first step after the injected drop of frames 15 and 16
     assert np.any(train.index.ep_start == hole), "the hole starts a new segment"
+
+
+def test_camera_threads_record_the_frame_nearest_the_state_from_a_queueing_camera(tmp_path):
+    """A 40 fps camera that queues 4 frames, a 10 Hz loop, frames accepted within 15 ms of the
+    state. Read in turn on the loop's thread, the next frame would be the oldest queued, ~75 ms
+    old, and every step dropped (``test_cameras_multi``); with camera_threads the reader keeps
+    the frames and the one nearest the state (at most 12.5 ms away) is recorded."""
+    summary, cam, ep, frames, iterations = _paced_run(
+        tmp_path, loop_hz=10.0, cam_fps=40.0, seconds=2.0, max_skew_s=0.015, frame_timeout_s=0.05,
+        camera_threads=True, max_queue=4)
+    _check_common(summary, cam, ep, frames, iterations, 0.015, 40.0)
+    assert summary["steps"] >= iterations - 2, summary  # at most the first steps, before frames arrive
+    assert np.all(np.diff(frames) >= 3), frames  # ~4 camera frames per loop period
+
+
+def test_a_camera_lost_with_camera_threads_ends_the_episode_and_the_session(tmp_path):
+    """The camera stops under a threaded recorder (every read of its reader fails, as after an
+    unplug): no new frame reaches the loop, and after camera_lost_s the episode is saved marked
+    bad and the session stops with a CameraError naming the camera and the reader's error."""
+    from data_collection.cameras.base import CameraError
+
+    limits = RobotLimits.uniform(("a", "b", "c"), -1.0, 1.0, velocity_max=1.0)
+    robot = SimulatedRobot(SimulatedRobotConfig(limits, rate_hz=100.0, initial_positions=(0.1, -0.2, 0.3),
+                                                realtime=True))
+    cam = SimulatedCamera(CameraConfig(name="cam", width=W, height=H, fps=20.0), realtime=True)
+    r, w = os.pipe()
+    try:
+        config = RecorderConfig(store_path=tmp_path / "store", fps=20.0, max_episode_s=10.0, episodes=1,
+                                realtime=True, frame_timeout_s=0.02, max_skew_s=0.03, flush_every=5, status=False,
+                                camera_threads=True, camera_lost_s=0.5)
+        recorder = Recorder(config, robot, [cam], KeyboardTeleop(fd=r))
+        recorder.log = lambda line: cam.stop() if line == "episode=0 flushed steps=10" else None
+        with pytest.raises(CameraError, match=r"camera cam delivered no frame for 0.5 s .* cam: .*before start"):
+            recorder.run()
+    finally:
+        os.close(r)
+        os.close(w)
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.n_episodes == 1 and store.episode_meta[0].bad and store.episode_meta[0].length >= 10
+    assert validate_store(tmp_path / "store") == []
 
 
 def test_robot_state_slower_than_loop_is_never_recorded_twice(tmp_path):
