@@ -312,6 +312,7 @@ class Recorder:
         self._depth_scales: dict[str, float] = {}
         self._missing: dict[str, int] = {}  # consecutive loop iterations without a frame, per camera
         self._last_camera_error: dict[str, str] = {}
+        self._skews: dict[str, list[float]] = {}  # |frame stamp - state stamp| of matched frames (s)
         self._last_status = 0.0
         self._n = _Counts()
         self.summary: dict[str, Any] = {}
@@ -446,6 +447,7 @@ class Recorder:
             if frame is None:
                 ok = False
                 continue
+            self._skews.setdefault(cam.name, []).append(abs(frame.timestamp_s - state.timestamp_s))
             scale = self._depth_scales.get(cam.name)
             if scale is not None:
                 if frame.depth is None or frame.depth_scale is None:
@@ -460,17 +462,22 @@ class Recorder:
             frames[cam.name] = frame
         return (frames if ok else None), gaps
 
-    def _camera_matching(self) -> dict[str, dict[str, int]]:
+    def _camera_matching(self) -> dict[str, dict[str, Any]]:
         """Per camera, the recording steps' frame matching this session
         (:class:`~data_collection.cameras.matching.MatchStats`: ``matched``, ``missing`` = no
         frame within ``max_skew_s`` of the state or none read by the deadline,
-        ``stale_refused``, ``camera_dropped`` = the camera's own drop count)."""
+        ``stale_refused``, ``camera_dropped`` = the camera's own drop count) and
+        ``skew_ms_p50`` / ``_p99`` / ``_max``: ``|frame stamp - state stamp|`` of the matched
+        frames, ms (what ``max_skew_s`` has to cover; ``None`` before any match)."""
         if self._frames is None:
             return {}
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for cam in self.cameras:
             self._frames.stats[cam.name].camera_dropped = cam.stats.frames_dropped
-            out[cam.name] = self._frames.stats[cam.name].to_dict()
+            skews = np.asarray(self._skews.get(cam.name, []), dtype=np.float64) * 1e3
+            out[cam.name] = {**self._frames.stats[cam.name].to_dict(),
+                             **{f"skew_ms_{name}": (round(float(np.percentile(skews, q)), 3) if skews.size else None)
+                                for name, q in (("p50", 50), ("p99", 99), ("max", 100))}}
         return out
 
     def _skip_frames(self, deadline: float) -> None:
@@ -529,7 +536,7 @@ class Recorder:
         ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
         ``dropped_frames``, ``missing_depth`` (matched frames dropped for lack of their
         depth), ``camera_matching`` (per camera: frames ``matched`` to a state, ``missing``,
-        ``stale_refused``, ``camera_dropped``), ``idle_s`` (time spent idle,
+        ``stale_refused``, ``camera_dropped``, ``skew_ms_p50`` / ``_p99`` / ``_max``), ``idle_s`` (time spent idle,
         ``wait_for_start``), ``ignored_events`` (events that meant nothing when they came, e.g.
         ``save`` while idle), ``writer_stalls`` /
         ``writer_stall_s`` (the loop waited for the writer thread), ``loop_period_ms_p50`` /
@@ -558,6 +565,7 @@ class Recorder:
         try:
             self.store = self._open_store(self.build_schema())
             self._frames = MultiCamera(self.cameras, tolerance_s=cfg.max_skew_s, threaded=cfg.camera_threads)
+            self._skews = {}
             self._frames.start()  # the cameras run already: only the readers start (camera_threads)
             episode = 0
             while not quit_requested and (cfg.episodes is None or n.saved < cfg.episodes):
@@ -645,6 +653,16 @@ class Recorder:
                         f"{rate:6.1f} Hz | dropped {ep_dropped}"
                     )
                     next_t = self._pace(next_t)
+                if end is None and not quit_requested and writer.length == 0:
+                    # every step of a whole episode dropped: the next one would go the same way
+                    writer.discard()
+                    writer = None
+                    raise RecorderError(
+                        f"episode {index}: nothing recorded in {it + 1} steps, every one dropped "
+                        f"({ep_dropped} dropped; per camera: {self._camera_matching()}): no frame came within "
+                        f"max_skew_s={cfg.max_skew_s:g} s of a new joint state; check the cameras' fps and "
+                        "max_skew_s, frame_timeout_s, the joint state rate (camera_threads picks the frame "
+                        "nearest the state where a camera queues frames)")
                 if end is None:
                     end = "discard" if quit_requested else "save"  # time limit: keep it
                 lost_error = None

@@ -84,6 +84,7 @@ def _check_common(summary, cam, ep, frames, iterations, max_skew_s, cam_fps):
     matching = summary["camera_matching"]["cam"]
     assert matching["matched"] + matching["missing"] + matching["stale_refused"] == iterations, matching
     assert matching["matched"] >= steps and matching["camera_dropped"] == cam.stats.frames_dropped, matching
+    assert 0.0 <= matching["skew_ms_p50"] <= matching["skew_ms_p99"] <= matching["skew_ms_max"] <= max_skew_s * 1e3
     stamps = ep["stamp_s"][:, 0].astype(np.float64)
     assert stamps[0] == 0.0 and np.all(np.diff(stamps) > 0)
     # frame k was captured at t0 + k / fps and matched to a state within max_skew_s, so stamp
@@ -165,6 +166,20 @@ def test_camera_threads_record_the_frame_nearest_the_state_from_a_queueing_camer
     _check_common(summary, cam, ep, frames, iterations, 0.015, 40.0)
     assert summary["steps"] >= iterations - 2, summary  # at most the first steps, before frames arrive
     assert np.all(np.diff(frames) >= 3), frames  # ~4 camera frames per loop period
+
+
+def test_an_episode_with_every_step_dropped_stops_the_session_with_the_reason(tmp_path):
+    """Read in turn, the queueing camera of the test above gives frames ~75 ms old against a 15 ms
+    max_skew_s: the episode records nothing. The session stops with an error that says why and
+    shows the per-camera matching, instead of discarding empty episodes forever."""
+    from data_collection.recorder import RecorderError
+
+    with pytest.raises(RecorderError, match=r"episode 0: nothing recorded in 10 steps, every one dropped .*"
+                                            r"'cam': \{'matched': 0, 'missing': 10.*max_skew_s=0.015"):
+        _paced_run(tmp_path, loop_hz=10.0, cam_fps=40.0, seconds=1.0, max_skew_s=0.015, frame_timeout_s=0.05,
+                   camera_threads=False, max_queue=4)
+    store = EpisodeStore.open(tmp_path / "store")
+    assert store.n_episodes == 0 and store.partial is None
 
 
 def test_a_camera_lost_with_camera_threads_ends_the_episode_and_the_session(tmp_path):
