@@ -163,7 +163,9 @@ class RecorderConfig:
         fps: loop and recording rate, Hz.
         max_episode_s: an episode ends after ``ceil(max_episode_s * fps)`` loop iterations
             (counted in periods, not wall time, so paced and unpaced runs agree) and is then
-            saved with ``success=None`` unless the teleop gave a verdict.
+            saved with ``success=None`` unless the teleop gave a verdict. An episode that
+            reaches it with every step dropped stops the session (:class:`RecorderError` with
+            the per-camera matching): the next one would record nothing either.
         episodes: stop after this many saved episodes (``None`` = until ``quit``).
         task: stored in every episode's ``EpisodeMeta.task``.
         realtime: pace the loop to ``fps`` with sleeps. ``False`` runs as fast as the robot
