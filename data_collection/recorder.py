@@ -538,9 +538,9 @@ class Recorder:
         ``episodes_discarded``, ``steps`` (in saved episodes), ``dropped_steps``,
         ``dropped_frames``, ``missing_depth`` (matched frames dropped for lack of their
         depth), ``camera_matching`` (per camera: frames ``matched`` to a state, ``missing``,
-        ``stale_refused``, ``camera_dropped``, ``skew_ms_p50`` / ``_p99`` / ``_max``), ``idle_s`` (time spent idle,
-        ``wait_for_start``), ``ignored_events`` (events that meant nothing when they came, e.g.
-        ``save`` while idle), ``writer_stalls`` /
+        ``stale_refused``, ``camera_dropped``, ``skew_ms_p50`` / ``_p99`` / ``_max``),
+        ``idle_s`` (time spent idle, ``wait_for_start``), ``ignored_events`` (events that meant
+        nothing when they came, e.g. ``save`` while idle), ``writer_stalls`` /
         ``writer_stall_s`` (the loop waited for the writer thread), ``loop_period_ms_p50`` /
         ``_p99`` / ``_max`` (loop periods while recording), ``mean_loop_hz`` (all iterations,
         idle ones included), ``duration_s``, ``quit``, ``store``.
