@@ -120,15 +120,16 @@ def test_unthreaded_reads_one_frame_per_request_and_reports_what_happened():
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_a_queueing_camera_is_matched_to_the_request_only_when_threaded(threaded):
-    """A 40 fps camera that queues 4 frames, asked every 100 ms for the frame at the request
-    time within 15 ms: read in turn, the next frame is the oldest queued (~75 ms old) and never
-    matches; threaded, the frame nearest the request among those buffered does."""
+    """A 40 fps camera that queues 4 frames, asked every 100 ms for the frame of 50 ms ago within
+    15 ms: read in turn, the next frame is the oldest queued (75-100 ms old at the read) and
+    never matches; threaded, the frame nearest the request among those buffered does (a late
+    reader still gets the queued frames with their capture times)."""
     cam = SimulatedCamera(CameraConfig(name="q", width=16, height=12, fps=40.0), realtime=True, max_queue=4)
     with MultiCamera([cam], tolerance_s=0.015, threaded=threaded) as mc:
         time.sleep(0.3)
         results = []
         for _ in range(5):
             time.sleep(0.1)
-            results.append(mc.match(time.monotonic(), timeout_s=0.05))
+            results.append(mc.match(time.monotonic() - 0.05, timeout_s=0.5))
     matched = [r.frames["q"] is not None for r in results]
     assert all(matched) if threaded else not any(matched), [(r.reasons, r.skew_s()) for r in results]
