@@ -193,8 +193,9 @@ class RecorderConfig:
             each state among those it buffered (:class:`~data_collection.cameras.multi.MultiCamera`
             ``threaded``): reading and decoding leave the control thread, and a camera faster
             than ``fps`` gives the frame closest to the state instead of the next one queued.
-            ``False`` (default): one read per camera per step on the loop's thread, which a
-            lock-step simulated camera needs (see step 2 of the loop). Same matching either way.
+            ``False`` (default): one read per camera per step on the loop's thread, no extra
+            threads (see step 2 of the loop). Same matching either way; both work with the
+            lock-step simulated arm.
         wait_for_start: idle before every episode until the teleop sends ``start`` /
             ``toggle`` (see "Episodes" in the module docstring). ``False`` (the default here,
             in :func:`record_sim` and with the scripted teleop) starts the next episode at

@@ -513,7 +513,7 @@ class RecorderSpec(_Spec):
         camera_threads: read each camera on its own thread and record the frame nearest to each
             joint state among those buffered (decoding leaves the control loop; a camera faster
             than ``fps`` is matched to the state, not read in turn); default ``false``: one read
-            per camera per step, which ``sim_arm`` cameras in ``lockstep`` mode need.
+            per camera per step on the loop's thread (both work with ``sim_arm`` in ``lockstep``).
     """
 
     kind: ClassVar[str] = "recorder"

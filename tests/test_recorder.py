@@ -97,6 +97,26 @@ def test_record_two_sim_episodes(tmp_path):
     assert "episode=0 committed steps=" in "\n".join(lines)
 
 
+def test_camera_threads_record_the_lockstep_simulation_exactly_as_one_read_per_step(tmp_path):
+    """The simulated arm in lock-step, recorded with one camera read per step (the default) and
+    with a reader thread (camera_threads): every step's frame is the render of its own state
+    (skew 0), so the two stores hold the same images, joint positions and actions."""
+    episodes = {}
+    for threads in (False, True):
+        (tmp_path / str(threads)).mkdir()
+        env, rec = _sim_recorder(tmp_path / str(threads), episodes=1, camera_threads=threads)
+        with env:
+            summary = rec.run()
+        matching = summary["camera_matching"]["scene"]
+        assert summary["dropped_steps"] == 0 and matching["skew_ms_max"] == 0.0, summary
+        assert matching["matched"] == summary["steps"] > 10, summary
+        episodes[threads] = EpisodeStore.open(tmp_path / str(threads) / "store").episode(0)
+    for key in ("scene", "joint_pos", "action", "stamp_s"):
+        assert episodes[False][key].shape == episodes[True][key].shape, key
+    for key in ("scene", "joint_pos", "action"):
+        np.testing.assert_array_equal(episodes[False][key], episodes[True][key], err_msg=key)
+
+
 def test_discard_event_drops_episode(tmp_path):
     class DiscardFirst(ScriptedTeleop):
         episode = -1

@@ -16,8 +16,9 @@ Two ways to read the cameras, one matching:
   nearer), the camera ended, or ``timeout_s`` passed. Reading (and decoding) happens off the
   caller's thread, and the frame nearest to ``t`` is chosen among those buffered.
 * ``threaded=False``: each request reads one new frame per camera on the caller's thread, all
-  cameras together within ``timeout_s``, and matches it. A lock-step simulated camera needs this
-  (it renders the state the caller just stepped), and it is the recorder's default.
+  cameras together within ``timeout_s``, and matches it: no extra threads, the same reads as a
+  plain loop (a lock-step simulated camera renders on the caller's thread); the recorder's
+  default.
 
 Read errors never raise from :meth:`MultiCamera.match`: they are reported per camera
 (``MatchResult.errors``), with whether the camera delivered anything since the previous
