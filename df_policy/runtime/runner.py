@@ -338,10 +338,12 @@ class PolicyRuntime:
         seen = -1
         while not self._stop.is_set():
             with self._new_obs:  # one attempt per pushed observation; none while nothing arrives
-                self._new_obs.wait_for(lambda: self._stop.is_set() or self._obs_seq != seen, timeout=0.1)
+                arrived = self._new_obs.wait_for(lambda: self._stop.is_set() or self._obs_seq != seen, timeout=0.1)
                 seen = self._obs_seq
             if self._stop.is_set():
                 break
+            if not arrived:  # the wait timed out: nothing new to plan from
+                continue
             try:
                 self.run_inference_once()
             except Exception as e:  # keep the thread alive; the control loop will report overruns
