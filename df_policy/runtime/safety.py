@@ -355,9 +355,9 @@ class SafetyFilter:
             in_grace = now - self._first_command_at < self.config.tracking_grace_s
             if not far.any():
                 self._beyond_since = None
-            elif self._beyond_since is None:
-                self._beyond_since = now
-            if far.any():
+            else:
+                if self._beyond_since is None:
+                    self._beyond_since = now
                 beyond_s = now - self._beyond_since
                 if self.config.tracking_mode == "clip" or in_grace or beyond_s < self.config.tracking_fault_after_s:
                     self._count("tracking", far)
