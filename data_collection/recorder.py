@@ -118,8 +118,6 @@ __all__ = [
 SIM_ARM_TASK = "pick the cube and place it on the green square"
 DEPTH_PROBE_S = 5.0
 """Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
-MIN_FRAME_WAIT_S = 0.001
-"""Shortest camera wait per read: takes a frame already queued, waits for none."""
 
 
 def records_depth(camera: Camera) -> bool:
@@ -422,16 +420,11 @@ class Recorder:
             deadline = min(deadline, max(period_start + period, now + 0.5 * period))
         return deadline
 
-    @staticmethod
-    def _wait_left(deadline: float) -> float:
-        # at least MIN_FRAME_WAIT_S: a frame already waiting in the driver's queue is still taken
-        return max(deadline - time.monotonic(), MIN_FRAME_WAIT_S)
-
     def _read_frames(self, state: RobotState, deadline: float) -> tuple[dict[str, Frame] | None, int]:
         """Frames matched to ``state`` (or None if the step must be dropped), and frame gaps seen;
         waits end by ``deadline`` (monotonic s)."""
         assert self._frames is not None
-        result = self._frames.match(state.timestamp_s, self._wait_left(deadline))
+        result = self._frames.match(state.timestamp_s, deadline - time.monotonic())  # at least MIN_WAIT_S
         frames: dict[str, Frame] = {}
         gaps = 0
         ok = True
@@ -487,7 +480,7 @@ class Recorder:
         """Idle: no frame of this time may be recorded later (unthreaded reads: one frame per
         camera read and dropped); waits end by ``deadline``."""
         assert self._frames is not None
-        self._frames.skip(self._wait_left(deadline))
+        self._frames.skip(deadline - time.monotonic())
 
     def _status(self, text: str) -> None:
         now = time.monotonic()

@@ -41,8 +41,9 @@ from .matching import FrameMatcher, MatchStats, match_nearest
 
 __all__ = ["MatchResult", "MatchStats", "MultiCamera", "match_nearest"]
 
-MIN_READ_WAIT_S = 0.001
-"""Shortest wait of an unthreaded read: takes a frame already queued, waits for none."""
+MIN_WAIT_S = 0.001
+"""Shortest wait of a request (and of each unthreaded read): a frame already queued is still
+taken, so a caller out of time may pass a deadline that has passed."""
 ERROR_RETRY_S = 0.01
 """A reader thread whose camera read failed waits this long before reading again."""
 
@@ -104,7 +105,7 @@ class _Source:
     def read_once(self, timeout_s: float) -> None:
         """Read one frame on this thread (unthreaded mode); failures are recorded, not raised."""
         try:
-            frame = self.cam.read(max(timeout_s, MIN_READ_WAIT_S))
+            frame = self.cam.read(max(timeout_s, MIN_WAIT_S))
         except EndOfStream as e:
             self.ended, self.error = True, str(e) or "end of stream"
             return
@@ -232,11 +233,11 @@ class MultiCamera:
                 s.read_once(deadline - time.monotonic())
 
     def match(self, t_s: float, timeout_s: float = 1.0) -> MatchResult:
-        """Frames nearest to ``t_s`` (host monotonic s), waiting at most ``timeout_s`` (see the
-        module docstring for the two ways of reading)."""
+        """Frames nearest to ``t_s`` (host monotonic s), waiting at most ``timeout_s`` (at least
+        :data:`MIN_WAIT_S`; see the module docstring for the two ways of reading)."""
         if not self._sources:
             raise CameraError("MultiCamera.match() before start()")
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + max(timeout_s, MIN_WAIT_S)
         if not self.threaded:
             self._read_inline(deadline)
         with self._cond:
@@ -268,7 +269,7 @@ class MultiCamera:
         if not self._sources:
             raise CameraError("MultiCamera.skip() before start()")
         if not self.threaded:
-            self._read_inline(time.monotonic() + timeout_s)
+            self._read_inline(time.monotonic() + max(timeout_s, MIN_WAIT_S))
         with self._cond:
             for s in self._sources.values():
                 s.take_news()
