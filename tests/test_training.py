@@ -93,6 +93,46 @@ def test_checkpoint_refuses_mismatched_schema(synth_store, tmp_path):
         load_checkpoint(out)
 
 
+def test_channels_last_training_is_the_same_model_and_checkpoints_load_either_way(synth_store, tmp_path):
+    """``train.channels_last`` changes the memory layout of the image encoders, not the function:
+    the same loss and gradients on the same batch and noise; a run trained either way writes a
+    checkpoint that loads into an NCHW model and resumes into NHWC."""
+    import copy
+
+    from df_policy.data.dataset import make_datasets
+    from df_policy.data.device_batches import DeviceBatcher
+    from df_policy.model.policy import DiffusionForcingPolicy
+    from df_policy.training.trainer import policy_config_for
+
+    run = load_run_config(None, TINY)
+    train_ds, _ = make_datasets(str(synth_store), run.dataset, progress=False)
+    batch = DeviceBatcher(train_ds, "cpu").sample(8, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    nchw = DiffusionForcingPolicy(policy_config_for(run, train_ds)).train()
+    nhwc = copy.deepcopy(nchw)
+    nhwc.obs_encoder.set_channels_last(True)
+    conv = nhwc.obs_encoder.cameras["image"].backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    losses, grads = [], []
+    for model in (nchw, nhwc):
+        torch.manual_seed(1)  # the same levels and noise
+        loss, _ = model(batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+    out = tmp_path / "run"
+    s1 = train(str(synth_store), out, load_run_config(None, TINY + ["train.steps=3", "train.channels_last=true"]),
+               progress=False)
+    s2 = train(str(synth_store), out, load_run_config(None, TINY + ["train.steps=5", "train.channels_last=false"]),
+               progress=False)  # resumed across layouts
+    assert (s1["steps"], s2["steps"]) == (3, 5) and np.isfinite(s2["val/action_mse"])
+    loaded = load_checkpoint(out)
+    assert loaded.policy.obs_encoder.cameras["image"].backbone.conv1.weight.is_contiguous()
+
+
 @pytest.mark.parametrize("shard", [False, True], ids=["shared_sampler", "shard_by_rank"])
 def test_ddp_two_cpu_processes_keep_replicas_identical(synth_store, tmp_path, shard):
     out = tmp_path / "ddp"

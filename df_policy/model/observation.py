@@ -87,6 +87,14 @@ class ObservationEncoder(nn.Module):
             )
         self.out_dim = vision.out_dim * len(self.cameras) + (lowdim_embed_dim if self.lowdim_dim else 0)
 
+    def set_channels_last(self, enabled: bool) -> None:
+        """Hold the image encoders' weights in NHWC (``channels_last``, their inputs follow) or in
+        the default NCHW layout. The same function either way (up to floating-point summation
+        order); NHWC is the faster layout for oneDNN on CPUs and for bf16 on GPUs."""
+        memory_format = torch.channels_last if enabled else torch.contiguous_format
+        for encoder in self.cameras.values():
+            encoder.to(memory_format=memory_format)
+
     def forward(self, obs: Mapping[str, Tensor]) -> Tensor:
         parts: list[Tensor] = []
         batch_shape: tuple[int, int] | None = None

@@ -51,17 +51,11 @@ log = logging.getLogger(__name__)
 ACCELERATE_MODES = ("off", "channels_last", "compile", "onnx")
 
 
-def _image_encoders(policy: DiffusionForcingPolicy) -> list[torch.nn.Module]:
-    return list(getattr(policy.obs_encoder, "cameras", {}).values())
-
-
 def accelerate(policy: DiffusionForcingPolicy, mode: str) -> str:
     """Apply ``mode`` to ``policy`` (in place, inference only); returns the mode in effect."""
     if mode not in ACCELERATE_MODES:
         raise ValueError(f"accelerate must be one of {ACCELERATE_MODES}, got {mode!r}")
-    memory_format = torch.contiguous_format if mode == "off" else torch.channels_last
-    for encoder in _image_encoders(policy):
-        encoder.to(memory_format=memory_format)
+    policy.obs_encoder.set_channels_last(mode != "off")
     policy.set_inference_modules(None, None)
     policy.denoiser.train(policy.denoiser.training)  # drops level tables
     if mode != "off":

@@ -56,6 +56,10 @@ class TrainConfig:
         data_on_device: keep the training data on the training device and build batches there
             (:class:`~df_policy.data.device_batches.DeviceBatcher`; needs the data in RAM and
             memory on the device; the fast path on a GPU fed by few CPU cores).
+        channels_last: train the image encoders with their convolutions in NHWC memory layout
+            (the layout the runtime already infers in): the same model and loss up to
+            floating-point summation order, faster on CPUs (oneDNN) and for bf16 on GPUs
+            (``benchmarks/bench_train_step.py``). Checkpoints are layout-free either way.
     """
 
     steps: int = 1000
@@ -79,6 +83,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_minutes: float | None = None
     data_on_device: bool = False
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]

@@ -170,6 +170,7 @@ def train(data: str, out: str | Path, run: RunConfig, resume: bool = True, progr
         raise ValueError(f"{data}: no training samples")
     policy_cfg = policy_config_for(run, train_ds)
     policy = DiffusionForcingPolicy(policy_cfg).to(device)
+    policy.obs_encoder.set_channels_last(tc.channels_last)  # NHWC convolutions (train.channels_last)
     ema = copy.deepcopy(policy).requires_grad_(False) if tc.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(param_groups(policy, tc.weight_decay), lr=tc.lr, betas=tc.betas)
     budget = BudgetSchedule(tc)
