@@ -1,6 +1,6 @@
 """``dfp record`` / ``python -m data_collection.recorder``: record demonstrations from the command line.
 
-Sources: ``--sim arm`` (:func:`~data_collection.recorder.record_sim`) or ``--config RIG.yaml``
+Sources: ``--sim arm`` (:func:`~data_collection.sim.record.record_sim`) or ``--config RIG.yaml``
 (:mod:`data_collection.rig` builds the robot, cameras, teleop and recorder settings, then
 :class:`~data_collection.recorder.Recorder` runs). Exit status: 0 done, 1 a device failed
 (robot, camera — a lost camera included —, teleop), 2 bad arguments / rig file / store,
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from data_collection.recorder import Recorder, RecorderError, record_sim
+from data_collection.recorder import Recorder, RecorderError
+from data_collection.sim.record import record_sim
 from df_policy.data.store import StoreError
 
 DESCRIPTION = "Record teleoperated demonstrations into an episode store."

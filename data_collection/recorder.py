@@ -91,7 +91,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -101,9 +101,9 @@ from data_collection.bag_config import DEPTH_KEY_SUFFIX, recording_schema
 from data_collection.bag_config import RECORDING_KEYS as RESERVED_KEYS
 from data_collection.cameras.base import Camera, CameraError, EndOfStream, Frame
 from data_collection.cameras.multi import MultiCamera
-from data_collection.writer_thread import ThreadedEpisodeWriter
 from data_collection.robots.base import Robot, RobotState
 from data_collection.teleop.base import TeleopDevice
+from data_collection.writer_thread import ThreadedEpisodeWriter
 from df_policy.data.schema import EpisodeMeta, SchemaError, StoreSchema
 from df_policy.data.store import EpisodeStore
 
@@ -112,10 +112,8 @@ __all__ = [
     "RecorderConfig",
     "RecorderError",
     "camera_changes",
-    "record_sim",
 ]
 
-SIM_ARM_TASK = "pick the cube and place it on the green square"
 DEPTH_PROBE_S = 5.0
 """Longest wait for a depth camera's first frame with depth (its scale goes into the schema)."""
 
@@ -196,7 +194,7 @@ class RecorderConfig:
             lock-step simulated arm.
         wait_for_start: idle before every episode until the teleop sends ``start`` /
             ``toggle`` (see "Episodes" in the module docstring). ``False`` (the default here,
-            in :func:`record_sim` and with the scripted teleop) starts the next episode at
+            in :func:`~data_collection.sim.record.record_sim` and with the scripted teleop) starts the next episode at
             once; rig files default to ``True``.
     """
 
@@ -268,6 +266,18 @@ class _Counts:
     writer_stall_s: float = 0.0
 
 
+@dataclass
+class _EpisodeEnd:
+    """How one episode's loop ended (:meth:`Recorder._record_episode`)."""
+
+    end: str | None = None  # "save" / "discard" (a teleop event), "camera_lost"; None: time limit or quit
+    verdict: bool | None = None  # the operator's success / failure mark
+    quit: bool = False
+    lost: list[str] = field(default_factory=list)  # cameras without a frame for camera_lost_s
+    steps: int = 0  # loop iterations run
+    dropped: int = 0  # iterations without a new frame or joint state
+
+
 class Recorder:
     """Records demonstrations (see the module docstring).
 
@@ -316,6 +326,7 @@ class Recorder:
         self._skews: dict[str, list[float]] = {}  # |frame stamp - state stamp| of matched frames (s)
         self._last_status = 0.0
         self._n = _Counts()
+        self._keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
         self.summary: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ store
@@ -524,6 +535,112 @@ class Recorder:
             self._status(f"idle | press s to start episode {index} | q quits")
             next_t = self._pace(next_t)
 
+    def _record_episode(self, index: int, writer: ThreadedEpisodeWriter, carried: list[str],
+                        periods: list[float]) -> _EpisodeEnd:
+        """Steps 1-6 of the loop (module docstring) until the episode ends: an event, the time limit,
+        a lost camera, quit.
+
+        Appends the loop periods to ``periods``; ``carried`` are events that arrived while idle."""
+        cfg, n = self.config, self._n
+        end = _EpisodeEnd()
+        t0_stamp: float | None = None
+        last_stamp = -math.inf  # state stamp of the last recorded step
+        t_ep = time.monotonic()
+        next_t = t_ep
+        prev_start = None
+        for it in range(cfg.max_episode_steps):
+            start = time.monotonic()
+            if prev_start is not None:
+                periods.append(start - prev_start)
+            prev_start = start
+            end.steps = it + 1
+            state = self.robot.read_state()
+            frames, gaps = self._read_frames(state, self._frame_deadline(next_t))
+            n.dropped_frames += gaps
+            end.lost = sorted(c for c, k in self._missing.items() if k >= cfg.camera_lost_steps)
+            if end.lost:
+                end.end = "camera_lost"
+                break
+            action = self.teleop.action(state)
+            sent = self.robot.send_command(action)
+            n.iterations += 1
+            if frames is None or state.timestamp_s <= last_stamp:  # no new frame, or no new state
+                end.dropped += 1
+                n.dropped_steps += 1
+            else:
+                if t0_stamp is None:
+                    t0_stamp = state.timestamp_s
+                last_stamp = state.timestamp_s
+                step = {name: f.color for name, f in frames.items()}
+                for name, f in frames.items():
+                    if name in self._depth_scales:
+                        step[name + DEPTH_KEY_SUFFIX] = f.depth
+                step["joint_pos"] = np.asarray(state.positions, np.float32)
+                step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
+                step["action"] = np.asarray(sent, np.float32)
+                try:
+                    writer.add_step(step)
+                except OSError as e:  # disk full, I/O error: keep what was flushed
+                    self._keep_partial = True
+                    raise self._write_failed(e, writer, index) from None
+            events, carried = carried + self.teleop.events(), []
+            for ev in events:
+                if ev == "success":
+                    end.verdict = True
+                elif ev == "failure":
+                    end.verdict = False
+                elif ev in ("save", "toggle", "discard") and end.end is None:
+                    end.end = "discard" if ev == "discard" else "save"
+                elif ev == "quit":
+                    end.quit = True
+                elif ev == "start":  # already recording
+                    n.ignored_events += 1
+                    self.log(f"episode={index} ignored=start")
+            if end.end is not None or end.quit:
+                break
+            elapsed = time.monotonic() - t_ep
+            rate = (it + 1) / elapsed if elapsed > 0 else float("inf")
+            self._status(
+                f"episode {index} | {(it + 1) / cfg.fps:6.1f} s | {writer.length} steps | "
+                f"{rate:6.1f} Hz | dropped {end.dropped}"
+            )
+            next_t = self._pace(next_t)
+        return end
+
+    def _finish_episode(self, index: int, writer: ThreadedEpisodeWriter, ep: _EpisodeEnd, notes: str | None,
+                        quit_requested: bool) -> tuple[str, str | None]:
+        """Commit or discard the episode as it ended; returns ``(outcome, lost_error)`` (the lost
+        camera's message, for the session to stop with, else ``None``)."""
+        cfg, n = self.config, self._n
+        end = ep.end
+        if end is None:
+            end = "discard" if quit_requested else "save"  # time limit: keep it
+        lost_error = None
+        if end == "camera_lost":
+            why = "; ".join(f"{c}: {self._last_camera_error.get(c, 'no frame')}" for c in ep.lost)
+            lost_error = (f"camera {', '.join(ep.lost)} delivered no frame for {cfg.camera_lost_s:g} s "
+                          f"(unplugged or crashed?) during episode {index}: {why}")
+            end = cfg.on_camera_lost
+            notes = f"{notes + '; ' if notes else ''}{lost_error}"
+        if end == "save" and writer.length > 0:
+            meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=ep.verdict, bad=lost_error is not None)
+            length = writer.length
+            try:
+                writer.commit(meta)
+            except OSError as e:
+                self._keep_partial = True
+                raise self._write_failed(e, writer, index) from None
+            n.saved += 1
+            n.steps += length
+            n.writer_stalls += writer.stalls
+            n.writer_stall_s += writer.stall_s
+            self.log(f"episode={index} committed steps={length} success={ep.verdict}")
+            return f"saved as episode {index} ({length} steps), marked bad", lost_error
+        writer.discard()
+        n.discarded += 1
+        self.log(f"episode={index} discarded")
+        return "discarded", lost_error
+
     def run(self) -> dict[str, Any]:
         """Record until ``config.episodes`` episodes are saved or the teleop sends ``quit``.
 
@@ -557,7 +674,7 @@ class Recorder:
         t_start = time.monotonic()
         writer: ThreadedEpisodeWriter | None = None
         periods: list[float] = []  # loop periods while recording (s), for the summary
-        keep_partial = False  # a write failed: the episode's flushed steps stay for `dfp data recover`
+        self._keep_partial = False
         try:
             self.store = self._open_store(self.build_schema())
             self._frames = MultiCamera(self.cameras, tolerance_s=cfg.max_skew_s, threaded=cfg.camera_threads)
@@ -585,108 +702,19 @@ class Recorder:
                     episode_writer, max_queue=cfg.write_queue_steps,
                     on_flush=lambda written, i=index: self.log(f"episode={i} flushed steps={written}"))
                 self.log(f"episode={index} started")
-                verdict: bool | None = None
-                ep_dropped = 0
-                t0_stamp: float | None = None
-                last_stamp = -math.inf  # state stamp of the last recorded step
-                t_ep = time.monotonic()
-                next_t = t_ep
-                end: str | None = None
-                prev_start = None
-                for it in range(cfg.max_episode_steps):
-                    start = time.monotonic()
-                    if prev_start is not None:
-                        periods.append(start - prev_start)
-                    prev_start = start
-                    state = self.robot.read_state()
-                    frames, gaps = self._read_frames(state, self._frame_deadline(next_t))
-                    n.dropped_frames += gaps
-                    lost = sorted(c for c, k in self._missing.items() if k >= cfg.camera_lost_steps)
-                    if lost:
-                        end = "camera_lost"
-                        break
-                    action = self.teleop.action(state)
-                    sent = self.robot.send_command(action)
-                    n.iterations += 1
-                    if frames is None or state.timestamp_s <= last_stamp:  # no new frame, or no new state
-                        ep_dropped += 1
-                        n.dropped_steps += 1
-                    else:
-                        if t0_stamp is None:
-                            t0_stamp = state.timestamp_s
-                        last_stamp = state.timestamp_s
-                        step = {name: f.color for name, f in frames.items()}
-                        for name, f in frames.items():
-                            if name in self._depth_scales:
-                                step[name + DEPTH_KEY_SUFFIX] = f.depth
-                        step["joint_pos"] = np.asarray(state.positions, np.float32)
-                        step["stamp_s"] = np.array([state.timestamp_s - t0_stamp], np.float32)
-                        step["action"] = np.asarray(sent, np.float32)
-                        try:
-                            writer.add_step(step)
-                        except OSError as e:  # disk full, I/O error: keep what was flushed
-                            keep_partial = True
-                            raise self._write_failed(e, writer, index) from None
-                    events, carried = carried + self.teleop.events(), []
-                    for ev in events:
-                        if ev == "success":
-                            verdict = True
-                        elif ev == "failure":
-                            verdict = False
-                        elif ev in ("save", "toggle", "discard") and end is None:
-                            end = "discard" if ev == "discard" else "save"
-                        elif ev == "quit":
-                            quit_requested = True
-                        elif ev == "start":  # already recording
-                            n.ignored_events += 1
-                            self.log(f"episode={index} ignored=start")
-                    if end is not None or quit_requested:
-                        break
-                    elapsed = time.monotonic() - t_ep
-                    rate = (it + 1) / elapsed if elapsed > 0 else float("inf")
-                    self._status(
-                        f"episode {index} | {(it + 1) / cfg.fps:6.1f} s | {writer.length} steps | "
-                        f"{rate:6.1f} Hz | dropped {ep_dropped}"
-                    )
-                    next_t = self._pace(next_t)
-                if end is None and not quit_requested and writer.length == 0:
+                ep = self._record_episode(index, writer, carried, periods)
+                quit_requested = quit_requested or ep.quit
+                if ep.end is None and not quit_requested and writer.length == 0:
                     # every step of a whole episode dropped: the next one would go the same way
                     writer.discard()
                     writer = None
                     raise RecorderError(
-                        f"episode {index}: nothing recorded in {it + 1} steps, every one dropped "
-                        f"({ep_dropped} dropped; per camera: {self._camera_matching()}): no frame came within "
+                        f"episode {index}: nothing recorded in {ep.steps} steps, every one dropped "
+                        f"({ep.dropped} dropped; per camera: {self._camera_matching()}): no frame came within "
                         f"max_skew_s={cfg.max_skew_s:g} s of a new joint state; check the cameras' fps and "
                         "max_skew_s, frame_timeout_s, the joint state rate (camera_threads picks the frame "
                         "nearest the state where a camera queues frames)")
-                if end is None:
-                    end = "discard" if quit_requested else "save"  # time limit: keep it
-                lost_error = None
-                if end == "camera_lost":
-                    why = "; ".join(f"{c}: {self._last_camera_error.get(c, 'no frame')}" for c in lost)
-                    lost_error = (f"camera {', '.join(lost)} delivered no frame for {cfg.camera_lost_s:g} s "
-                                  f"(unplugged or crashed?) during episode {index}: {why}")
-                    end = cfg.on_camera_lost
-                    notes = f"{notes + '; ' if notes else ''}{lost_error}"
-                if end == "save" and writer.length > 0:
-                    meta = EpisodeMeta(task=cfg.task, notes=notes or "", success=verdict, bad=lost_error is not None)
-                    length = writer.length
-                    try:
-                        writer.commit(meta)
-                    except OSError as e:
-                        keep_partial = True
-                        raise self._write_failed(e, writer, index) from None
-                    n.saved += 1
-                    n.steps += length
-                    n.writer_stalls += writer.stalls
-                    n.writer_stall_s += writer.stall_s
-                    self.log(f"episode={index} committed steps={length} success={verdict}")
-                    outcome = f"saved as episode {index} ({length} steps), marked bad"
-                else:
-                    writer.discard()
-                    n.discarded += 1
-                    self.log(f"episode={index} discarded")
-                    outcome = "discarded"
+                outcome, lost_error = self._finish_episode(index, writer, ep, notes, quit_requested)
                 writer = None
                 episode += 1
                 if lost_error is not None:
@@ -694,7 +722,7 @@ class Recorder:
         finally:
             if writer is not None:  # exception mid-episode: leave no partial behind (unless a write failed)
                 try:
-                    writer.close() if keep_partial else writer.discard()
+                    writer.close() if self._keep_partial else writer.discard()
                 except Exception as cleanup_error:  # noqa: BLE001 - the original error is what matters
                     print(f"recorder: could not discard the unfinished episode: {cleanup_error}", file=sys.stderr)
             if self._frames is not None:
@@ -727,68 +755,6 @@ class Recorder:
             "quit": quit_requested,
         }
         return self.summary
-
-
-# ---------------------------------------------------------------------- simulation
-
-
-def record_sim(
-    store_path: str | Path,
-    episodes: int,
-    seed: int = 0,
-    *,
-    teleop_config: Any = None,
-    log: Callable[[str], None] | None = None,
-    status: bool = False,
-    flush_every: int = 10,
-    robot_factory: Callable[[Any], Robot] | None = None,
-    task: str | None = None,
-    env_config: Any = None,
-) -> dict[str, Any]:
-    """Record ``episodes`` sim-arm episodes with the scripted teleop; returns the summary.
-
-    Builds ``SimArmEnv`` + ``SimArmRobot`` (lockstep, unpaced) + ``SimArmCamera("scene")`` +
-    :class:`~data_collection.teleop.scripted.ScriptedTeleop`; episode ``i`` of this call uses
-    seed ``seed + i`` (stored in the notes as ``seed=N``). ``robot_factory(env)`` may replace
-    the robot (tests wrap it to observe commands). ``task``: stored in the episodes' metadata
-    (default: the pick-and-place description). ``env_config``: the
-    :class:`~df_policy.sim.arm_env.SimArmConfig` (task variant, image size; ``None`` =
-    the default task).
-    """
-    from df_policy.sim.gl import select_gl_backend
-
-    select_gl_backend()
-    from data_collection.cameras.base import CameraConfig
-    from data_collection.sim import SimArmCamera, SimArmRobot, SimArmRobotConfig
-    from df_policy.sim import SimArmEnv
-    from data_collection.teleop.scripted import ScriptedTeleop
-
-    env = SimArmEnv(env_config)
-    try:
-        robot = robot_factory(env) if robot_factory else SimArmRobot(env, SimArmRobotConfig(mode="lockstep"))
-        w, h = env.config.image_size
-        cam = SimArmCamera(env, CameraConfig(name="scene", width=w, height=h, fps=env.config.control_hz))
-        teleop = ScriptedTeleop(env, teleop_config)
-
-        def start(i: int) -> str:
-            env.reset(seed + i)
-            return f"seed={seed + i}"
-
-        config = RecorderConfig(
-            store_path=Path(store_path),
-            fps=env.config.control_hz,
-            max_episode_s=env.config.episode_time_s + 1.0,  # the teleop saves at the env limit
-            episodes=episodes,
-            task=SIM_ARM_TASK if task is None else task,
-            realtime=False,
-            flush_every=flush_every,
-            robot_model="so101_sim",
-            status=status,
-            wait_for_start=False,  # the scripted expert never presses start
-        )
-        return Recorder(config, robot, [cam], teleop, on_episode_start=start, log=log).run()
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":  # python -m data_collection.recorder: the command line, data_collection.record_cli

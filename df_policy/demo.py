@@ -38,7 +38,7 @@ def run_demo(out: Path, episodes: int = 60, seed: int = 0, train_minutes: float 
     """Run the five stages (see the module docstring); returns the summary (also in ``summary.json``).
     ``ros``: also run the closed-loop episodes through ROS 2 (policy node and simulated-arm node
     as separate processes, :func:`~df_policy.evaluation.sim_arm_ros.evaluate_arm_ros`), same seeds."""
-    from data_collection.recorder import record_sim
+    from data_collection.sim.record import record_sim
     from df_policy.data.ops import store_info, validate_store
     from df_policy.data.store import EpisodeStore
     from df_policy.evaluation.replay import run_replay

@@ -26,13 +26,14 @@ except NoGLBackendError as exc:  # pragma: no cover - depends on the machine
     pytest.skip(f"no OpenGL backend for rendering: {exc}", allow_module_level=True)
 
 from data_collection.cameras.base import CameraConfig
-from data_collection.recorder import Recorder, RecorderConfig, RecorderError, record_sim
+from data_collection.recorder import Recorder, RecorderConfig, RecorderError
 from data_collection.sim import SimArmCamera, SimArmRobot
-from df_policy.sim import SimArmEnv
+from data_collection.sim.record import record_sim
 from data_collection.teleop.base import TeleopError
 from data_collection.teleop.scripted import ScriptedTeleop, ScriptedTeleopConfig
 from df_policy.data.ops import validate_store
 from df_policy.data.store import EpisodeStore, StoreLockedError
+from df_policy.sim import SimArmEnv
 
 REPO = Path(__file__).resolve().parents[1]
 

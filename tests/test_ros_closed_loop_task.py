@@ -30,7 +30,7 @@ SEED = 10_000
 
 @pytest.fixture(scope="module")
 def demo_policy(tmp_path_factory, one_torch_thread):
-    from data_collection.recorder import record_sim
+    from data_collection.sim.record import record_sim
     from df_policy.sim.tasks import demo_task_config
     from df_policy.training.config import load_run_config
     from df_policy.training.trainer import train

@@ -1,12 +1,14 @@
 """The simulated SO-101 arm (:mod:`df_policy.sim`) behind the recorder's hardware interfaces:
 :class:`SimArmRobot` (:class:`~data_collection.robots.base.Robot`) and :class:`SimArmCamera`
-(:class:`~data_collection.cameras.base.Camera`). Imported lazily (they import mujoco)."""
+(:class:`~data_collection.cameras.base.Camera`), and :func:`record_sim`, which records with them.
+Imported lazily (they import mujoco)."""
 
 import importlib
 
 _EXPORTS = {
     "SimArmCamera": "camera", "intrinsics_from_fovy": "camera",
     "SIM_ROBOT_MODES": "robot", "SimArmRobot": "robot", "SimArmRobotConfig": "robot", "sim_arm_limits": "robot",
+    "SIM_ARM_TASK": "record", "record_sim": "record",
 }
 
 
