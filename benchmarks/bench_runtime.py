@@ -2,6 +2,7 @@
 
     python benchmarks/bench_runtime.py [--ticks 80] [--threads 1] [--checkpoint RUN_OR_CKPT]
         [--device cpu|cuda] [--model pusht_cpu|gpu_sized] [--accelerate off channels_last compile onnx]
+        [--precision fp32 bf16]
 
 Without ``--checkpoint`` the model is the policy of ``df_policy/configs/pusht_cpu.yaml`` with
 random weights and PushT shapes (img 96x96 centre-cropped to 84, agent_pos 2, action 2, To=2,
@@ -16,7 +17,10 @@ so no tick is ever late. The first ``--warmup`` ticks (the stream mode's priming
 them) are reported separately. ``--accelerate`` runs each mode once per inference path
 (``RuntimeConfig.accelerate``; ``off`` is the eager code as it was before the fast paths) in
 the same process, after :meth:`PolicyRuntime.warmup` (compilation, reported as ``warmup_s``),
-and adds ``speedup_vs_off`` ratios (p50, p99). Prints JSON.
+and adds ``speedup_vs_off`` ratios (p50, p99). ``--precision fp32 bf16`` runs each path in both
+(``RuntimeConfig.precision``; rows ``mode/path/bf16``) from the same seed, and reports for bf16
+the largest difference of the commanded actions to fp32 (``max_abs_action_diff_vs_fp32``, in
+normalised action units). Prints JSON.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import yaml
 
 from df_policy.model.policy import DiffusionForcingConfig
 from df_policy.runtime import FakeClock, PlannerConfig, PolicyRuntime, RuntimeConfig
-from df_policy.runtime.acceleration import ACCELERATE_MODES
+from df_policy.runtime.acceleration import ACCELERATE_MODES, PRECISIONS
 from df_policy.runtime.testing import make_policy, make_runtime, pusht_cpu_policy_config
 
 MODELS = ("pusht_cpu", "gpu_sized")
@@ -55,10 +59,10 @@ def gpu_sized_policy_config() -> DiffusionForcingConfig:
 
 
 def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, device: str = "cpu",
-          model: str = "pusht_cpu", accelerate: str = "channels_last", block_tokens: int | None = None
-          ) -> tuple[PolicyRuntime, dict]:
+          model: str = "pusht_cpu", accelerate: str = "channels_last", block_tokens: int | None = None,
+          precision: str = "fp32") -> tuple[PolicyRuntime, dict]:
     planner = PlannerConfig(mode=mode, delay_steps=delay, block_tokens=block_tokens)
-    cfg = RuntimeConfig(planner=planner, device=device, accelerate=accelerate)
+    cfg = RuntimeConfig(planner=planner, device=device, accelerate=accelerate, precision=precision)
     if checkpoint:
         rt = PolicyRuntime.from_checkpoint(checkpoint, cfg, clock)
         pcfg = rt.policy.config
@@ -76,15 +80,18 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, devic
     return make_runtime(policy, cfg, clock, value_range=(0.0, 512.0), crop_shape=(84, 84)), {"img": (96, 96)}
 
 
-def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_last") -> dict:
+def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_last",
+             precision: str = "fp32") -> tuple[dict, np.ndarray]:
+    """The row of one (mode, path, precision), and the commanded actions (normalised)."""
     clock = FakeClock()
     rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate,
-                      args.block_tokens)
+                      args.block_tokens, precision)
     warmup_s = rt.warmup()
+    torch.manual_seed(0)  # the same noise for every precision
     cuda = torch.device(args.device).type == "cuda"
     rng = np.random.default_rng(0)
     pcfg = rt.policy.config
-    lat, calls = [], []
+    lat, calls, actions = [], [], []
     for k in range(args.ticks + args.warmup):
         now = k * rt.period_s
         clock.set(now)
@@ -93,7 +100,9 @@ def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_la
         rt.push_observation(obs, stamp=now)
         t0 = time.perf_counter()
         report = rt.run_inference_once()
-        rt.control_tick(now)
+        result = rt.control_tick(now)
+        if hasattr(result, "action"):
+            actions.append(rt.preprocessor.normalize_action(result.action))
         if cuda:
             torch.cuda.synchronize()
         lat.append(time.perf_counter() - t0)
@@ -111,7 +120,7 @@ def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_la
         "control_tick_ms_p99": s["control_tick_ms_p99"] and round(s["control_tick_ms_p99"], 3),
         "commands": s["commands"], "overruns": s["overruns"], "warmup_s": round(warmup_s, 2),
         "schedule": rt.planner.describe(),
-    }
+    }, np.array(actions)
 
 
 def main() -> None:
@@ -127,6 +136,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="torch device for the policy and inference (cpu, cuda, cuda:1, ...)")
     p.add_argument("--accelerate", nargs="+", default=["channels_last"], choices=ACCELERATE_MODES,
                    help="inference paths to compare (RuntimeConfig.accelerate); off = eager")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
+                   help="precisions to run each path in (RuntimeConfig.precision); bf16 rows report their "
+                        "difference to fp32")
     p.add_argument("--model", choices=MODELS, default="pusht_cpu",
                    help="random-weight model when no --checkpoint: pusht_cpu or gpu_sized (ignored with --checkpoint)")
     args = p.parse_args()
@@ -134,11 +146,17 @@ def main() -> None:
     results = {}
     for mode in args.modes:
         for acc in args.accelerate:
-            results[f"{mode}/{acc}"] = run_mode(mode, args, acc)
-        base = results.get(f"{mode}/off")
-        for acc in args.accelerate:
-            if base is not None and acc != "off":
-                r = results[f"{mode}/{acc}"]
+            fp32_actions = None
+            for precision in args.precision:
+                key = f"{mode}/{acc}" + ("" if precision == "fp32" else f"/{precision}")
+                results[key], actions = run_mode(mode, args, acc, precision)
+                if precision == "fp32":
+                    fp32_actions = actions
+                elif fp32_actions is not None and fp32_actions.shape == actions.shape and actions.size:
+                    results[key]["max_abs_action_diff_vs_fp32"] = float(np.abs(actions - fp32_actions).max())
+        base = results.get(f"{mode}/off")  # eager fp32: the code before the fast paths
+        for key, r in results.items():
+            if base is not None and r is not base and key.split("/")[0] == mode:
                 r["speedup_vs_off"] = {q: round(base[f"tick_ms_{q}"] / r[f"tick_ms_{q}"], 2) for q in ("p50", "p99")}
     dev = torch.device(args.device)
     device_name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"

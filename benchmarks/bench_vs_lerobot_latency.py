@@ -91,7 +91,7 @@ def main() -> None:
 
     n_params = sum(p.numel() for p in build("stream", None, 1, FakeClock())[0].policy.parameters())
     for mode in ("stream", "chunk"):
-        r = run_mode(mode, ours, "channels_last")
+        r, _ = run_mode(mode, ours, "channels_last")
         results[f"df_policy {mode}"] = {k: r[k] for k in ("tick_ms_p50", "tick_ms_p99", "tick_ms_max",
                                                           "tick_ms_mean", "network_calls_per_action")}
         results[f"df_policy {mode}"]["parameters"] = n_params

@@ -559,6 +559,8 @@ def test_config_yaml_params_file_and_validation(tmp_path):
         ({"max_velocity_typo": 1.0}, "unknown config key 'max_velocity_typo'"),
         ({"planner_block_tokens": -1}, "planner_block_tokens must be an integer >= 0"),
         ({"planner_mode": "chunk", "planner_block_tokens": 4}, "planner_block_tokens applies to planner_mode stream"),
+        ({"precision": "fp16"}, "precision must be one of"),
+        ({"precision": "bf16", "accelerate": "onnx"}, "precision bf16 needs accelerate channels_last or compile"),
     ]:
         with pytest.raises(PolicyNodeConfigError, match=match):
             PolicyNodeConfig.from_mapping({**base, **change})

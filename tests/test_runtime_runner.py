@@ -374,11 +374,11 @@ def wait_for(predicate, timeout_s=5.0):
     return predicate()
 
 
-def _executed_actions(accelerate: str, **policy_overrides) -> tuple[np.ndarray, object]:
+def _executed_actions(accelerate: str, precision: str = "fp32", **policy_overrides) -> tuple[np.ndarray, object]:
     """Normalised actions of 25 stream ticks on fixed observations and noise, and the policy."""
     policy = make_policy(tiny_policy_config(**policy_overrides), seed=0)
     rt = make_runtime(policy, RuntimeConfig(planner=PlannerConfig(mode="stream", delay_steps=1), period_s=PERIOD,
-                                            accelerate=accelerate), FakeClock())
+                                            accelerate=accelerate, precision=precision), FakeClock())
     assert rt.accelerate == accelerate
     rt.warmup()
     assert rt.stats()["ticks"] == 0 and rt.stats()["inferences"] == 0  # warm-up leaves no trace
@@ -388,7 +388,7 @@ def _executed_actions(accelerate: str, **policy_overrides) -> tuple[np.ndarray, 
         result, _, _ = rt.step_synchronously(random_observation(policy.config, rng), k * PERIOD)
         if isinstance(result, Command):
             sent.append(rt.preprocessor.normalize_action(result.action))
-    assert (policy._inference_denoiser is not None) == (accelerate in ("compile", "onnx"))
+    assert (policy._inference_denoiser is not None) == (accelerate in ("compile", "onnx") or precision == "bf16")
     assert "_inference_denoiser" not in str(list(policy.state_dict()))  # checkpoints unchanged
     return np.stack(sent), policy
 
@@ -414,13 +414,42 @@ def test_fast_paths_give_the_same_actions_as_eager(accelerate, actions_per_token
         assert policy._inference_denoiser.n_exports == 1 and policy._inference_encoder.n_exports == 1
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, raised while compiling
+@pytest.mark.parametrize("accelerate", ["channels_last", "compile"])
+def test_bf16_runs_the_networks_in_bf16_and_stays_close_to_fp32(accelerate):
+    """``precision="bf16"``: encoder and denoiser under bf16 autocast (a real difference to fp32,
+    not a no-op), the executed actions within 0.05 normalised units of fp32 on this tiny random
+    policy; refused with ``onnx``."""
+    import torch
+
+    from df_policy.runtime.acceleration import Bf16Autocast
+
+    fp32, _ = _executed_actions("off")
+    bf16, policy = _executed_actions(accelerate, precision="bf16")
+    diff = np.abs(bf16 - fp32).max()
+    assert 0 < diff <= 0.05, f"bf16 ({accelerate}): max abs difference {diff:.2e} in normalised action units"
+    assert np.isfinite(bf16).all()
+    if accelerate == "channels_last":  # the inference callables are the autocast wrappers
+        assert isinstance(policy._inference_denoiser, Bf16Autocast)
+        with torch.no_grad():
+            obs = {f"obs.{k}": torch.rand(1, 1, *shape) for k, shape in policy.config.image_shapes.items()}
+            obs.update({f"obs.{k}": torch.randn(1, 1, d) for k, d in policy.config.lowdim_shapes.items()})
+            assert policy.run_obs_encoder(obs).dtype == torch.float32  # back in fp32 for the DDIM update
+    with pytest.raises(ValueError, match="precision bf16 runs through PyTorch autocast"):
+        RuntimeConfig(period_s=PERIOD, accelerate="onnx", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        RuntimeConfig(period_s=PERIOD, precision="fp16")
+
+
 def test_accelerate_modes_are_validated_and_the_node_has_the_same_list():
     with pytest.raises(ValueError, match="accelerate must be one of"):
         RuntimeConfig(period_s=PERIOD, accelerate="tensorrt")
     from df_policy.ros.node_config import ACCELERATE_MODES as NODE_MODES
-    from df_policy.runtime.acceleration import ACCELERATE_MODES
+    from df_policy.ros.node_config import PRECISIONS as NODE_PRECISIONS
+    from df_policy.runtime.acceleration import ACCELERATE_MODES, PRECISIONS
 
     assert NODE_MODES == ACCELERATE_MODES  # the node config's copy (it imports without torch)
+    assert NODE_PRECISIONS == PRECISIONS
 
 
 def test_onnx_encoder_exports_once_for_any_number_of_steps():

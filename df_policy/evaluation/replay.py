@@ -485,6 +485,9 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-velocity", default=None, help="units/s (one value or comma list)")
     p.add_argument("--max-acceleration", default=None, help="units/s^2 (one value or comma list)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="inference precision (RuntimeConfig.precision): bf16 = encoder and denoiser under bf16 "
+                        "autocast, for GPUs; compare its replay error with fp32's")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-plots", action="store_true")
 
@@ -511,7 +514,8 @@ def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
                             **{**{k: v for k, v in explicit.items() if v is not None}, **extra})
     safety = SafetyConfig(low=_limit(args.low), high=_limit(args.high), max_velocity=_limit(args.max_velocity),
                           max_acceleration=_limit(args.max_acceleration))
-    return RuntimeConfig(planner=planner, safety=safety, device=args.device)
+    return RuntimeConfig(planner=planner, safety=safety, device=args.device,
+                         precision=getattr(args, "precision", "fp32"))
 
 
 def cmd_eval_replay(args: argparse.Namespace) -> int:

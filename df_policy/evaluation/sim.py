@@ -81,6 +81,7 @@ class SimEvalConfig:
         fps: control rate for the runtime (``None``: the checkpoint's, else the simulator's).
         accelerate: the runtime's inference path (``RuntimeConfig.accelerate``; ``onnx`` makes
             long evaluations of large denoisers faster, each worker exports once).
+        precision: ``RuntimeConfig.precision`` (``bf16``: for a GPU; not with ``onnx``).
     """
 
     checkpoint: str
@@ -96,14 +97,16 @@ class SimEvalConfig:
     delay_steps: int = 0
     fps: float | None = None
     accelerate: str = "channels_last"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         from df_policy.evaluation.common import parse_planner_overrides
-        from df_policy.runtime.acceleration import ACCELERATE_MODES
+        from df_policy.runtime.acceleration import ACCELERATE_MODES, check_precision
         from df_policy.runtime.planning import MODES
 
         if self.accelerate not in ACCELERATE_MODES:
             raise ValueError(f"accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
+        check_precision(self.precision, self.accelerate)
 
         if self.env not in ENVS:
             raise ValueError(f"env must be one of {ENVS}, got {self.env!r}")
@@ -204,7 +207,8 @@ def _init_worker(cfg: SimEvalConfig) -> None:
     planner = PlannerConfig(mode=cfg.mode, delay_steps=cfg.delay_steps, **cfg.planner)
     period = 1.0 / cfg.fps if cfg.fps else None
     runtime = PolicyRuntime.from_checkpoint(
-        cfg.checkpoint, RuntimeConfig(planner=planner, period_s=period, accelerate=cfg.accelerate), clock=clock)
+        cfg.checkpoint, RuntimeConfig(planner=planner, period_s=period, accelerate=cfg.accelerate,
+                                     precision=cfg.precision), clock=clock)
     _WORKER.update(cfg=cfg, runtime=runtime, clock=clock, env=_make_env(cfg.max_steps, cfg.obs))
 
 
@@ -384,12 +388,15 @@ def add_eval_sim_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--accelerate", default="channels_last",
                    help="inference path: off, channels_last (default), compile, onnx (CPU, the onnx extra)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="inference precision: bf16 = encoder and denoiser under bf16 autocast (GPUs; not with onnx)")
     p.add_argument("--out", required=True)
 
     def run(a: argparse.Namespace) -> int:
         cfg = SimEvalConfig(a.checkpoint, a.env, a.episodes, a.seed, a.mode, a.max_steps, a.workers, a.videos,
                             planner=a.planner,  # KEY=VALUE strings, parsed and checked by SimEvalConfig
-                            obs=a.obs, delay_steps=a.delay_steps, fps=a.fps, accelerate=a.accelerate)
+                            obs=a.obs, delay_steps=a.delay_steps, fps=a.fps, accelerate=a.accelerate,
+                            precision=a.precision)
         m = evaluate_sim(cfg, a.out)
         print(f"{m['n_episodes']} episodes ({m['mode']}, obs {m['obs']}, delay_steps {m['delay_steps']}, seeds "
               f"{m['seeds'][0]}..{m['seeds'][1]}): success rate {m['success_rate']:.3f}, "

@@ -45,6 +45,7 @@ PLANNER_MODES = ("stream", "chunk", "autoregressive")
 TRACKING_MODES = ("fault", "clip")
 TRAJECTORY_STAMPS = ("plan", "zero")
 ACCELERATE_MODES = ("off", "channels_last", "compile", "onnx")
+PRECISIONS = ("fp32", "bf16")
 """See :mod:`df_policy.runtime.acceleration` (kept here so the config imports without torch)."""
 """See :class:`df_policy.runtime.planning.PlannerConfig`."""
 JOINT_STATE_FIELDS = ("position", "velocity", "effort")
@@ -234,6 +235,8 @@ class PolicyNodeConfig:
         accelerate: inference fast path (``off``, ``channels_last``, ``compile``, ``onnx``; see
             :mod:`df_policy.runtime.acceleration`); the node warms it up at start-up, before
             ``~/enable`` can succeed, so compilation never happens on the control path.
+        precision: ``fp32`` (exact) or ``bf16`` (encoder and denoiser under bf16 autocast, for
+            GPUs; not with ``onnx``): ``RuntimeConfig.precision``.
         rate_hz: control rate; ``None`` or 0 = the checkpoint's fps (running at another rate
             than the policy was trained at changes its dynamics; a warning is logged).
         planner_mode: ``stream`` (Diffusion Forcing pyramid or blocks, one network call per tick),
@@ -276,6 +279,7 @@ class PolicyNodeConfig:
     max_obs_age_s: float = 0.5
     device: str = "cpu"
     accelerate: str = "channels_last"
+    precision: str = "fp32"
     rate_hz: float | None = None
     planner_mode: str = "stream"
     planner_block_tokens: int | None = None
@@ -380,6 +384,10 @@ class PolicyNodeConfig:
         s(self, "start_enabled", _to_bool(self.start_enabled, "start_enabled"))
         if self.accelerate not in ACCELERATE_MODES:
             _fail(f"accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
+        if self.precision not in PRECISIONS:
+            _fail(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "bf16" and self.accelerate == "onnx":
+            _fail("precision bf16 needs accelerate channels_last or compile (the onnx graphs are fp32)")
         if not isinstance(self.device, str) or not self.device:
             _fail(f"device must be a torch device string (cpu, cuda, cuda:0), got {self.device!r}")
         nn = self.node_name

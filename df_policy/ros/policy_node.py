@@ -67,7 +67,8 @@ services and the diagnostics timer run on one executor thread.
 Parts: the inputs (subscriptions, observations, the measured position) are
 :class:`~df_policy.ros.observation_intake.ObservationIntake`; the outputs (the last-line check
 and every message a command becomes) are :class:`~df_policy.ros.command_output.CommandOutputs`;
-this module holds enabling, faults, the control-loop callback, diagnostics and the CLI.
+what ``/diagnostics`` says and at which level is :mod:`df_policy.ros.node_diagnostics`; this
+module holds enabling, faults, the control-loop callback, the diagnostics timer and the CLI.
 
 Faults
 ------
@@ -115,6 +116,7 @@ import numpy as np
 from ._imports import import_ros, ros_message_class
 from .command_output import CommandOutputs
 from .node_config import MAPPING_FIELDS, PolicyNodeConfig, PolicyNodeConfigError
+from .node_diagnostics import diagnostic_array, status_level, status_values
 from .node_setup import (
     checkpoint_defaults,
     default_camera_topic,
@@ -373,7 +375,7 @@ class PolicyNode:
                                 max_tracking_error=cfg.max_tracking_error, tracking_mode=cfg.tracking_mode,
                                 tracking_grace_s=cfg.tracking_grace_s,
                                 tracking_fault_after_s=cfg.tracking_fault_after_s, names=tuple(cfg.joint_names)),
-            period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate,
+            period_s=cfg.command_period_s, device=cfg.device, accelerate=cfg.accelerate, precision=cfg.precision,
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config, self.clock)
         warmup_s = self.runtime.warmup()  # compiles the fast path now, never on the control path
@@ -595,11 +597,10 @@ class PolicyNode:
 
     # ------------------------------------------------------------------ diagnostics (executor thread)
     def status(self) -> tuple[str, str, dict[str, Any]]:
-        """``(level, message, values)`` of the current state; level is ``OK``, ``WARN`` or ``ERROR``.
+        """``(level, message, values)`` of the current state; level is ``OK``, ``WARN`` or ``ERROR``
+        (the rules: :mod:`df_policy.ros.node_diagnostics`).
 
         Window counts cover the time since the previous call (the diagnostics period)."""
-        from df_policy.runtime.safety import HOLD_KINDS, Hold
-
         now = self.clock.now()
         with self._lock:
             window, self._window = self._window, collections.Counter()
@@ -608,63 +609,21 @@ class PolicyNode:
             since = max(now - 2.0, self._enabled_since or now)
             recent = sum(1 for t in self._publish_times if t > since)
             obs_to_command = np.asarray(self._obs_to_command_s, dtype=np.float64)
-        rate = recent / (now - since) if self._enabled and now - since > 0.2 else 0.0
         stats = self.runtime.stats()
-        loop = self.loop.report()
-        holds = {k: window[f"hold.{k}"] for k in HOLD_KINDS}
-        n_holds = sum(holds.values())
-        ticks = window["commands"] + n_holds + window["refused_stale"] + window["refused_unsafe"]
-        values: dict[str, Any] = {
-            "enabled": self._enabled, "fault": self._fault or "",
-            "checkpoint": str(self._loaded.path), "rate_hz": round(1.0 / self.period_s, 3),
-            "command_rate_hz": round(rate, 2),
-            "obs_to_command_ms_p50": (round(float(np.percentile(obs_to_command, 50)) * 1e3, 2)
-                                      if obs_to_command.size else None),
-            "obs_to_command_ms_p99": (round(float(np.percentile(obs_to_command, 99)) * 1e3, 2)
-                                      if obs_to_command.size else None),
-            "hold_kind": "", "hold_reason": "",
-            "ticks": stats["ticks"], "commands": stats["commands"],
-            "commands_published": counters.get("commands_published", 0),
-            "refused_unsafe": counters.get("refused_unsafe", 0), "refused_stale": counters.get("refused_stale", 0),
-            **{f"holds.{k}": v for k, v in stats["holds"].items()},
-            **{f"clipped.{k}": v for k, v in stats["violations"].items()},
-            "tracking_ratio_max": stats["tracking_ratio_max"],
-            "tracking_ratio_max_dim": stats["tracking_ratio_max_dim"] or "",
-            "observations_pushed": counters.get("observations_pushed", 0),
-            "observation_errors": counters.get("observation_errors", 0),
-            "last_observation_error": self.last_observation_error or "",
-            "invalid_observations": stats["invalid_observations"],
-            "inferences": stats["inferences"], "inference_errors": stats["inference_errors"],
-            "last_inference_error": stats["last_error"] or "",
-            "inference_ms_p50": stats["inference_ms_p50"], "inference_ms_p99": stats["inference_ms_p99"],
-            "recommended_delay_steps": stats["recommended_delay_steps"], "delay_steps": self.config.delay_steps,
-            "dropped_late": stats["dropped_late"], "missed_ticks": loop["missed_ticks"],
-            "tick_jitter_ms_p99": loop["jitter_ms_p99"],
-            **{f"input_age_s.{self._intake.topic_of[s]}": (None if a is None else round(a, 3))
-               for s, a in self.input_ages().items()},
-        }
-        if self._fault is not None:
-            return "ERROR", f"fault, commanding stopped until ~/enable: {self._fault}", values
-        if not self._enabled:
-            level = "WARN" if window["observation_errors"] else "OK"
-            return level, "disabled: not commanding (call ~/enable)", values
-        new_errors = stats["inference_errors"] - self._seen_inference_errors
-        self._seen_inference_errors = stats["inference_errors"]
-        if new_errors > 0:
-            return "ERROR", f"{new_errors} inference errors: {stats['last_error']}", values
-        if n_holds and isinstance(last, Hold):
-            values["hold_kind"], values["hold_reason"] = last.kind, last.reason
-            level = "ERROR" if last.kind in ("non_finite_action", "invalid_observation") else "WARN"
-            return level, f"holding {n_holds}/{ticks} ticks ({last.kind}): {last.reason}", values
-        if n_holds:
-            kind = max(holds, key=holds.get)
-            values["hold_kind"] = kind
-            return "WARN", f"commanding, with {n_holds}/{ticks} ticks held ({kind})", values
-        if window["observation_errors"] or window["refused_stale"]:
-            return "WARN", f"commanding; dropped: {self.last_observation_error or 'stale commands'}", values
-        if not ticks:
-            return "OK", "enabled, waiting for the first tick", values
-        return "OK", f"commanding at {values['command_rate_hz']:.1f} Hz", values
+        values = status_values(
+            enabled=self._enabled, fault=self._fault, checkpoint=str(self._loaded.path), rate_hz=1.0 / self.period_s,
+            command_rate_hz=recent / (now - since) if self._enabled and now - since > 0.2 else 0.0,
+            obs_to_command_s=obs_to_command, counters=counters, stats=stats, loop=self.loop.report(),
+            input_ages={self._intake.topic_of[s]: a for s, a in self.input_ages().items()},
+            delay_steps=self.config.delay_steps, last_observation_error=self.last_observation_error)
+        new_errors = 0
+        if self._fault is None and self._enabled:  # errors seen while disabled are not news on enabling
+            new_errors = stats["inference_errors"] - self._seen_inference_errors
+            self._seen_inference_errors = stats["inference_errors"]
+        level, message = status_level(values, enabled=self._enabled, fault=self._fault, window=window,
+                                      new_inference_errors=new_errors, last_error=stats["last_error"],
+                                      last_result=last, last_observation_error=self.last_observation_error)
+        return level, message, values
 
     def _no_subscriber_fault(self) -> str:
         topics = ", ".join(self._out.unsubscribed_topics()) or "the command topic"
@@ -691,17 +650,9 @@ class PolicyNode:
         if self._fault is not None and self._enabled:
             self.disable(f"fault: {self._fault}")
         level, message, values = self.status()
-        diag = import_ros("diagnostic_msgs.msg")
-        status = diag.DiagnosticStatus()
-        status.level = {"OK": diag.DiagnosticStatus.OK, "WARN": diag.DiagnosticStatus.WARN,
-                        "ERROR": diag.DiagnosticStatus.ERROR}[level]
-        status.name = f"{self.node.get_name()}: policy"
-        status.message = message
-        status.hardware_id = self._loaded.schema.robot or ""
-        status.values = [diag.KeyValue(key=k, value="" if v is None else str(v)) for k, v in values.items()]
-        array = diag.DiagnosticArray()
-        array.header.stamp = self.node.get_clock().now().to_msg()
-        array.status = [status]
+        array = diagnostic_array(level, message, values, name=f"{self.node.get_name()}: policy",
+                                 hardware_id=self._loaded.schema.robot or "",
+                                 stamp=self.node.get_clock().now().to_msg())
         self._diag_pub.publish(array)
 
 

@@ -25,6 +25,15 @@ Modes (``RuntimeConfig.accelerate``):
   ``torch.get_num_threads()`` threads. Falls back to ``channels_last`` (with a warning) on another
   device or without onnxruntime.
 
+Precision (``RuntimeConfig.precision``), independent of the mode:
+
+* ``"fp32"``: the reference. ``"bf16"``: the observation encoder and the denoiser run under
+  ``torch.autocast(dtype=torch.bfloat16)`` (matrix products and convolutions in bf16, their
+  outputs returned in fp32); the DDIM update, the action buffer and everything after stay fp32.
+  For GPUs (tensor cores); on a CPU without bf16 units it is slower. Not exact: the difference
+  to fp32 is reported by ``benchmarks/bench_runtime.py --precision fp32 bf16`` and by
+  ``tests/test_runtime_runner.py``. Not with ``onnx`` (the exported graphs are fp32).
+
 The compiled callables share the policy's weights (the ONNX graphs hold a copy, taken when each
 signature is exported: call :func:`accelerate` again after changing the weights) and are
 installed with :meth:`DiffusionForcingPolicy.set_inference_modules`, so checkpoints and
@@ -49,12 +58,26 @@ from df_policy.model.unet_denoiser import UNetDenoiser
 log = logging.getLogger(__name__)
 
 ACCELERATE_MODES = ("off", "channels_last", "compile", "onnx")
+PRECISIONS = ("fp32", "bf16")
 
 
-def accelerate(policy: DiffusionForcingPolicy, mode: str) -> str:
-    """Apply ``mode`` to ``policy`` (in place, inference only); returns the mode in effect."""
+class Bf16Autocast:
+    """``fn`` run under bf16 autocast on ``device_type``; its tensor output back in fp32."""
+
+    def __init__(self, fn: Callable[..., Tensor], device_type: str) -> None:
+        self.fn, self.device_type = fn, device_type
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+            out = self.fn(*args, **kwargs)
+        return out.float()
+
+
+def accelerate(policy: DiffusionForcingPolicy, mode: str, precision: str = "fp32") -> str:
+    """Apply ``mode`` and ``precision`` to ``policy`` (in place, inference only); returns the mode in effect."""
     if mode not in ACCELERATE_MODES:
         raise ValueError(f"accelerate must be one of {ACCELERATE_MODES}, got {mode!r}")
+    check_precision(precision, mode)
     policy.obs_encoder.set_channels_last(mode != "off")
     policy.set_inference_modules(None, None)
     policy.denoiser.train(policy.denoiser.training)  # drops level tables
@@ -62,17 +85,29 @@ def accelerate(policy: DiffusionForcingPolicy, mode: str) -> str:
         policy.denoiser.freeze_level_tables()
     if mode == "onnx":
         return _install_onnx(policy)
-    if mode != "compile":
-        return mode
-    if not hasattr(torch, "compile"):
+    encoder: Callable[..., Tensor] = policy.obs_encoder
+    denoiser: Callable[..., Tensor] = policy.denoiser
+    if precision == "bf16":
+        encoder, denoiser = Bf16Autocast(encoder, policy.device.type), Bf16Autocast(denoiser, policy.device.type)
+    if mode == "compile" and not hasattr(torch, "compile"):
         log.warning("torch.compile is not available in torch %s: using channels_last", torch.__version__)
-        return "channels_last"
-    compile_mode = "reduce-overhead" if policy.device.type == "cuda" else None
-    policy.set_inference_modules(
-        torch.compile(policy.obs_encoder, dynamic=False, mode=compile_mode),
-        torch.compile(policy.denoiser, dynamic=False, mode=compile_mode),
-    )
+        mode = "channels_last"
+    if mode == "compile":
+        compile_mode = "reduce-overhead" if policy.device.type == "cuda" else None
+        encoder = torch.compile(encoder, dynamic=False, mode=compile_mode)
+        denoiser = torch.compile(denoiser, dynamic=False, mode=compile_mode)
+    if mode == "compile" or precision == "bf16":
+        policy.set_inference_modules(encoder, denoiser)
     return mode
+
+
+def check_precision(precision: str, mode: str) -> None:
+    """Raise ``ValueError`` for an unknown precision or one the mode cannot run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and mode == "onnx":
+        raise ValueError("precision bf16 runs through PyTorch autocast; accelerate=onnx exports fp32 graphs: "
+                         "use accelerate compile or channels_last with bf16")
 
 
 class OnnxRuntimeModule:

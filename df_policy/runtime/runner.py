@@ -58,6 +58,8 @@ class RuntimeConfig:
         accelerate: inference fast path, one of
             :data:`~df_policy.runtime.acceleration.ACCELERATE_MODES` (``"off"`` = eager for
             debugging; ``"compile"``: call :meth:`PolicyRuntime.warmup` before commanding).
+        precision: ``"fp32"`` (exact) or ``"bf16"`` (encoder and denoiser under bf16 autocast,
+            for GPUs; not with ``onnx``): :data:`~df_policy.runtime.acceleration.PRECISIONS`.
     """
 
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -66,12 +68,17 @@ class RuntimeConfig:
     early_tolerance: float = 0.5
     device: str = "cpu"
     accelerate: str = "channels_last"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        from df_policy.runtime.acceleration import ACCELERATE_MODES
+        from df_policy.runtime.acceleration import ACCELERATE_MODES, check_precision
 
         if self.accelerate not in ACCELERATE_MODES:
             raise ValueError(f"RuntimeConfig: accelerate must be one of {ACCELERATE_MODES}, got {self.accelerate!r}")
+        try:
+            check_precision(self.precision, self.accelerate)
+        except ValueError as e:
+            raise ValueError(f"RuntimeConfig: {e}") from None
         if isinstance(self.planner, Mapping):
             self.planner = PlannerConfig(**self.planner)
         if isinstance(self.safety, Mapping):
@@ -122,7 +129,7 @@ class PolicyRuntime:
         from df_policy.runtime.acceleration import accelerate
 
         self.policy = policy.eval()
-        self.accelerate = accelerate(self.policy, config.accelerate)  # in place: inference only
+        self.accelerate = accelerate(self.policy, config.accelerate, config.precision)  # in place: inference only
         self.preprocessor = preprocessor
         self.config = config
         self.clock = clock or MonotonicClock()
