@@ -9,7 +9,7 @@ so drift of a shared machine hits both alike; the figure is the median of the ro
 of medians. The losses of the first step are printed side by side (the two layouts compute the
 same function; they differ only in floating-point summation order).
 
-    python benchmarks/bench_train_step.py --store runs/pusht.zarr [--config pusht_cpu] [--steps 20] [--rounds 5]
+    python benchmarks/bench_train_step.py --store runs/pusht.zarr [--config pusht_cpu] [--steps 20] [--rounds 5] [KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True, help="a df_policy store of the PushT demos (dfp data convert)")
     ap.add_argument("--config", default="pusht_cpu")
+    ap.add_argument("overrides", nargs="*", help="config overrides, as dfp train's (dataset.n_obs_steps=1 ...)")
     ap.add_argument("--steps", type=int, default=20, help="optimiser steps per round and variant")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the CPU configs train with 2)")
@@ -65,7 +66,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    run = load_run_config(args.config)
+    run = load_run_config(args.config, args.overrides)
     device = pick_device(args.device, 0)
     train, _ = make_datasets(args.store, run.dataset, progress=False)
     batcher = DeviceBatcher(train, device)
@@ -93,7 +94,7 @@ def main() -> None:
             rates[name].append(len(batches) * run.train.batch_size / (time.perf_counter() - t0))
     med = {name: statistics.median(r) for name, r in rates.items()}
     results = {
-        "config": args.config, "device": str(device), "torch": torch.__version__, "torch_threads": args.threads,
+        "config": args.config, "overrides": args.overrides, "device": str(device), "torch": torch.__version__, "torch_threads": args.threads,
         "bf16_autocast": amp,
         "batch_size": run.train.batch_size, "steps_per_round": args.steps, "rounds": args.rounds,
         "first_step_loss": {k: round(v, 6) for k, v in first_loss.items()},
