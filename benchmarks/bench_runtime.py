@@ -60,7 +60,7 @@ def gpu_sized_policy_config() -> DiffusionForcingConfig:
 
 def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, device: str = "cpu",
           model: str = "pusht_cpu", accelerate: str = "channels_last", block_tokens: int | None = None,
-          precision: str = "fp32") -> tuple[PolicyRuntime, dict]:
+          precision: str = "fp32", n_obs_steps: int | None = None) -> tuple[PolicyRuntime, dict]:
     planner = PlannerConfig(mode=mode, delay_steps=delay, block_tokens=block_tokens)
     cfg = RuntimeConfig(planner=planner, device=device, accelerate=accelerate, precision=precision)
     if checkpoint:
@@ -74,7 +74,7 @@ def build(mode: str, checkpoint: str | None, delay: int, clock: FakeClock, devic
             schema = load_checkpoint(checkpoint).schema
             sizes = {k: tuple(schema.keys[k].shape[:2]) for k in pcfg.image_shapes}
         return rt, sizes
-    pcfg = gpu_sized_policy_config() if model == "gpu_sized" else pusht_cpu_policy_config()
+    pcfg = gpu_sized_policy_config() if model == "gpu_sized" else pusht_cpu_policy_config(n_obs_steps)
     policy = make_policy(pcfg, seed=0).to(device)
     cfg = dataclasses.replace(cfg, period_s=0.1)
     return make_runtime(policy, cfg, clock, value_range=(0.0, 512.0), crop_shape=(84, 84)), {"img": (96, 96)}
@@ -85,7 +85,7 @@ def run_mode(mode: str, args: argparse.Namespace, accelerate: str = "channels_la
     """The row of one (mode, path, precision), and the commanded actions (normalised)."""
     clock = FakeClock()
     rt, sizes = build(mode, args.checkpoint, args.delay_steps, clock, args.device, args.model, accelerate,
-                      args.block_tokens, precision)
+                      args.block_tokens, precision, getattr(args, "n_obs_steps", None))
     warmup_s = rt.warmup()
     torch.manual_seed(0)  # the same noise for every precision
     cuda = torch.device(args.device).type == "cuda"

@@ -86,10 +86,10 @@ def main() -> None:
             lerobot_diffusion_policy(down_dims, scheduler, steps, seed=0).eval(), args.actions, args.warmup)
         print(f"{name}: {results[name]}", file=sys.stderr)
     ours = SimpleNamespace(checkpoint=None, delay_steps=1, device="cpu", model="pusht_cpu", block_tokens=None,
-                           ticks=args.actions, warmup=args.warmup)
+                           ticks=args.actions, warmup=args.warmup, n_obs_steps=2)  # To 2, as LeRobot's
     from df_policy.runtime import FakeClock
 
-    n_params = sum(p.numel() for p in build("stream", None, 1, FakeClock())[0].policy.parameters())
+    n_params = sum(p.numel() for p in build("stream", None, 1, FakeClock(), n_obs_steps=2)[0].policy.parameters())
     for mode in ("stream", "chunk"):
         r, _ = run_mode(mode, ours, "channels_last")
         results[f"df_policy {mode}"] = {k: r[k] for k in ("tick_ms_p50", "tick_ms_p99", "tick_ms_max",

@@ -78,7 +78,7 @@ def our_throughput(store: Path, batch: int, steps: int, skip: int, threads: int)
         cmd = [sys.executable, "-m", "df_policy.cli", "train", "--data", str(store), "--out", f"{tmp}/run",
                "--config", "pusht_cpu", "--no-resume", f"train.steps={steps + skip}", "train.max_minutes=null",
                f"train.batch_size={batch}", "train.log_every=1", "train.val_every=100000",
-               "train.ckpt_every=100000"]
+               "train.ckpt_every=100000", "dataset.n_obs_steps=2"]  # To 2, as LeRobot's
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         rows = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]

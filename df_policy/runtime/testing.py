@@ -35,16 +35,17 @@ def tiny_policy_config(image_size: int = 32, lowdim: int = 2, action_dim: int = 
     return DiffusionForcingConfig(**fields)
 
 
-def pusht_cpu_policy_config() -> DiffusionForcingConfig:
+def pusht_cpu_policy_config(n_obs_steps: int | None = None) -> DiffusionForcingConfig:
     """The policy of ``df_policy/configs/pusht_cpu.yaml`` with PushT shapes (img 3x84x84 after
-    the crop, agent_pos 2, action 2)."""
+    the crop, agent_pos 2, action 2); ``n_obs_steps`` replaces the config's (e.g. 2, as LeRobot's
+    PushT policy, for side-by-side comparisons)."""
     from df_policy.training.config import resolve_config_path
 
     run = yaml.safe_load(resolve_config_path("pusht_cpu").read_text())
     ds = run["dataset"]
     return DiffusionForcingConfig(
         image_shapes={"img": (3, *ds["crop_shape"])}, lowdim_shapes={"agent_pos": 2}, action_dim=2,
-        n_obs_steps=ds["n_obs_steps"], horizon=ds["horizon"], **run["policy"])
+        n_obs_steps=n_obs_steps or ds["n_obs_steps"], horizon=ds["horizon"], **run["policy"])
 
 
 def make_policy(config: DiffusionForcingConfig, seed: int = 0) -> DiffusionForcingPolicy:
