@@ -379,7 +379,8 @@ class PolicyNode:
         )
         self.runtime = PolicyRuntime.from_loaded(loaded, runtime_config, self.clock)
         warmup_s = self.runtime.warmup()  # compiles the fast path now, never on the control path
-        node.get_logger().info(f"inference path {self.runtime.accelerate!r} warmed up in {warmup_s:.1f} s")
+        node.get_logger().info(f"inference path {self.runtime.accelerate!r} ({cfg.precision}) warmed up in "
+                               f"{warmup_s:.1f} s")
         fps = loaded.fps
         if fps and abs(1.0 / self.runtime.period_s - float(fps)) > 1e-6:
             node.get_logger().warning(
