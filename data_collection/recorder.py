@@ -356,7 +356,9 @@ class Recorder:
 
     def _write_failed(self, exc: OSError, writer: ThreadedEpisodeWriter, index: int) -> RecorderError:
         """The error for a failed write (disk full, I/O error) during episode ``index``: the
-        episode's flushed steps stay in the store as a partial episode, earlier ones are intact."""
+        episode's flushed steps stay in the store as a partial episode (the writer is closed, not
+        discarded, when the session ends), earlier ones are intact."""
+        self._keep_partial = True
         path = self.config.store_path
         what = "the disk is full" if exc.errno == errno.ENOSPC else "writing to the store failed"
         return RecorderError(
@@ -581,7 +583,6 @@ class Recorder:
                 try:
                     writer.add_step(step)
                 except OSError as e:  # disk full, I/O error: keep what was flushed
-                    self._keep_partial = True
                     raise self._write_failed(e, writer, index) from None
             events, carried = carried + self.teleop.events(), []
             for ev in events:
@@ -628,7 +629,6 @@ class Recorder:
             try:
                 writer.commit(meta)
             except OSError as e:
-                self._keep_partial = True
                 raise self._write_failed(e, writer, index) from None
             n.saved += 1
             n.steps += length
